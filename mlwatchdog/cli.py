@@ -1,0 +1,178 @@
+"""The `mlwatchdog` command: parses arguments and calls the library; no logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlwatchdog.detectors import DEFAULT_MIN_SAMPLES, ColumnResult, Correction, DriftTest, Reference
+from mlwatchdog.errors import MlwatchdogError
+from mlwatchdog.sources.tables import read_table
+
+app = typer.Typer(
+    help="mlwatchdog keeps deployed ML models honest: drift checks, safe rollback, replay.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _group() -> None:
+    """mlwatchdog keeps deployed ML models honest: drift checks, safe rollback, replay."""
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+class BinningChoice(StrEnum):
+    QUANTILE = "quantile"
+    EVIDENTLY = "evidently"
+
+
+EXIT_DRIFT = 3  # with --fail-on-drift, so a pipeline can tell drift from an error (1)
+
+
+@app.command()
+def evaluate(
+    reference: Annotated[Path, typer.Option(help="Reference sample: .parquet, .csv or .jsonl.")],
+    current: Annotated[Path, typer.Option(help="Current sample, same columns as the reference.")],
+    test: Annotated[
+        list[DriftTest] | None,
+        typer.Option(help="Drift test to run, repeatable (default: ks, psi, chi2)."),
+    ] = None,
+    column: Annotated[
+        list[str] | None, typer.Option(help="Column to test, repeatable (default: all).")
+    ] = None,
+    alpha: Annotated[float | None, typer.Option(help="Alpha for KS and chi2 [0.05].")] = None,
+    psi_threshold: Annotated[float | None, typer.Option(help="PSI drift threshold [0.1].")] = None,
+    correction: Annotated[
+        Correction, typer.Option(help="Multiple-testing correction across columns.")
+    ] = Correction.NONE,
+    min_samples: Annotated[
+        int, typer.Option(help="Fewer usable values make a column 'insufficient'.")
+    ] = DEFAULT_MIN_SAMPLES,
+    bins: Annotated[int, typer.Option(help="PSI quantile bins.")] = 10,
+    binning: Annotated[
+        BinningChoice, typer.Option(help="PSI binning: quantile, or evidently's exactly.")
+    ] = BinningChoice.QUANTILE,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = (
+        OutputFormat.TABLE
+    ),
+    fail_on_drift: Annotated[
+        bool, typer.Option(help=f"Exit {EXIT_DRIFT} when any column drifted.")
+    ] = False,
+) -> None:
+    """Compare a current sample with a reference, column by column, and print the drift table."""
+    # Piped output (make run, CI logs) gets room for the whole table instead of rich's 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    try:
+        ref_frame = read_table(reference)
+        cur_frame = read_table(current)
+        columns = column or list(ref_frame.columns)
+        ref = Reference(ref_frame[_existing(ref_frame.columns, columns, reference)])
+        sample = ref.prepare(cur_frame)
+        rows: list[ColumnResult] = []
+        for name in test or list(DriftTest):
+            threshold = psi_threshold if name is DriftTest.PSI else alpha
+            result = ref.test(
+                sample,
+                name,
+                threshold=threshold,
+                correction=correction,
+                min_samples=min_samples,
+                bins=bins,
+                binning=binning.value,  # type: ignore[arg-type]
+            )
+            rows.extend(result.rows())
+    except MlwatchdogError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    rows.sort(key=lambda r: (columns.index(r.column), list(DriftTest).index(r.test)))
+    if output is OutputFormat.JSON:
+        print(json.dumps([_row_dict(r) for r in rows], indent=2))
+    else:
+        console.print(_table(rows, ref, reference, current, correction))
+        console.print(_summary(rows), highlight=False)
+    if fail_on_drift and any(r.drifted for r in rows):
+        raise typer.Exit(EXIT_DRIFT)
+
+
+def _existing(available: object, wanted: list[str], path: Path) -> list[str]:
+    names = [str(c) for c in available]  # type: ignore[attr-defined]
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise MlwatchdogError(f"{path}: no column(s) {missing}; it has {names}.")
+    return wanted
+
+
+def _row_dict(row: ColumnResult) -> dict[str, object]:
+    return {k: str(v) if k in ("test", "status") else v for k, v in row.__dict__.items()}
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
+
+
+def _table(
+    rows: list[ColumnResult], ref: Reference, reference: Path, current: Path, correction: Correction
+) -> Table:
+    pcol = "p-value" if correction is Correction.NONE else f"p-value ({correction})"
+    table = Table(title=f"Drift of {current} against {reference}")
+    for header, justify in [
+        ("column", "left"),
+        ("kind", "left"),
+        ("test", "left"),
+        ("n ref", "right"),
+        ("n cur", "right"),
+        ("dropped", "right"),
+        ("statistic", "right"),
+        (pcol, "right"),
+        ("drift", "left"),
+    ]:
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    kinds = dict(zip(ref.columns, ref.kinds, strict=True))
+    for r in rows:
+        if r.drifted is None:
+            drift = "[yellow]insufficient data[/yellow]"
+        else:
+            drift = "[bold red]yes[/bold red]" if r.drifted else "[green]no[/green]"
+        pvalue = r.pvalue_adjusted if correction is not Correction.NONE else r.pvalue
+        table.add_row(
+            r.column,
+            str(kinds[r.column]),
+            str(r.test),
+            str(r.n_reference),
+            str(r.n_current),
+            str(r.n_dropped),
+            _fmt(r.statistic),
+            _fmt(pvalue),
+            drift,
+        )
+    return table
+
+
+def _summary(rows: list[ColumnResult]) -> str:
+    drifted: dict[str, list[str]] = {}
+    for r in rows:
+        if r.drifted:
+            drifted.setdefault(r.column, []).append(str(r.test))
+    n_columns = len({r.column for r in rows})
+    if not drifted:
+        return f"No drift in {n_columns} column(s)."
+    detail = ", ".join(f"{c} ({', '.join(t)})" for c, t in drifted.items())
+    return f"Drift in {len(drifted)} of {n_columns} column(s): {detail}."
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,206 @@
+"""Reference: a reference sample prepared once (sorted columns, bins, categories) and fingerprinted.
+
+The daemon builds one per reference content and keeps it across evaluations; `Reference.test`
+compares a current window with it, one drift test at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlwatchdog.detectors.chi2 import chi2_counts
+from mlwatchdog.detectors.corrections import Correction
+from mlwatchdog.detectors.ks import KSMethod, ks_columns
+from mlwatchdog.detectors.psi import (
+    Binning,
+    QuantileBins,
+    aligned_counts,
+    psi_columns,
+    quantile_bins,
+)
+from mlwatchdog.detectors.registry import REGISTRY, DriftTest
+from mlwatchdog.detectors.result import DriftResult
+from mlwatchdog.detectors.sample import (
+    CategoricalColumn,
+    ColumnKind,
+    FloatArray,
+    NumericColumn,
+    Sample,
+)
+from mlwatchdog.errors import InputError
+
+# Fewer usable values than this in either sample make a column "insufficient", not a p-value.
+DEFAULT_MIN_SAMPLES = 30
+
+
+class Reference:
+    """A reference data set ready for repeated drift tests against current windows.
+
+    `data` is a DataFrame (columns by name; numbers are numeric, anything else categorical unless
+    `kinds` says otherwise) or a 2-D array with samples along `axis` (`columns` names them).
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        columns: Sequence[str] | None = None,
+        kinds: Sequence[ColumnKind | str] | None = None,
+        axis: int = 0,
+    ) -> None:
+        self._axis = axis
+        self.sample = Sample.from_data(data, names=columns, kinds=kinds, axis=axis)
+        self.fingerprint = _fingerprint(self.sample)
+        self._quantile_bins: dict[int, list[QuantileBins | None]] = {}
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.sample.names
+
+    @property
+    def kinds(self) -> tuple[ColumnKind, ...]:
+        return self.sample.kinds
+
+    def __repr__(self) -> str:
+        return f"Reference({len(self.columns)} columns, fingerprint={self.fingerprint[:12]})"
+
+    def prepare(self, current: Any, columns: Sequence[str] | None = None) -> Sample:
+        """Prepare a current window once for several tests (sorted, counted, checked).
+
+        `columns` limits it to the columns those tests need (default: all of the reference's).
+        """
+        names = list(self.columns if columns is None else columns)
+        kinds = [self.kinds[self._position(c)] for c in names]
+        if isinstance(current, Sample):
+            prepared = current.select(names)
+            if list(prepared.kinds) != kinds:
+                raise InputError(
+                    f"this sample's columns {names} have kinds {[str(k) for k in prepared.kinds]}, "
+                    f"the reference's {[str(k) for k in kinds]}; prepare it with this Reference."
+                )
+            return prepared
+        return Sample.from_data(current, names=names, kinds=kinds, axis=self._axis)
+
+    def _position(self, column: str) -> int:
+        try:
+            return self.columns.index(column)
+        except ValueError:
+            raise InputError(
+                f"column {column!r} is not in the reference, which has {list(self.columns)}; "
+                "test only columns the reference was built with."
+            ) from None
+
+    def quantile_bins(self, bins: int) -> list[QuantileBins | None]:
+        """Each numeric column's reference-quantile bins for PSI (None for categorical), cached."""
+        if bins not in self._quantile_bins:
+            self._quantile_bins[bins] = [
+                quantile_bins(c, bins) if isinstance(c, NumericColumn) else None
+                for c in self.sample.columns
+            ]
+        return self._quantile_bins[bins]
+
+    def test(
+        self,
+        current: Any,
+        test: DriftTest | str = DriftTest.KS,
+        *,
+        columns: Sequence[str] | None = None,
+        threshold: float | None = None,
+        correction: Correction | str = Correction.NONE,
+        min_samples: int = DEFAULT_MIN_SAMPLES,
+        bins: int = 10,
+        binning: Binning = "quantile",
+        method: KSMethod = "auto",
+    ) -> DriftResult:
+        """Run one drift test on `columns` (default: every column of a kind the test takes).
+
+        `threshold` is alpha for p-value tests (KS, chi2) and the PSI value for PSI; the registry
+        gives the defaults. Columns with fewer than `min_samples` usable values on either side are
+        reported as insufficient. `bins`/`binning` are for PSI, `method` for KS.
+        """
+        name = _drift_test(test)
+        spec = REGISTRY[name]
+        chosen = self._columns_for(spec.name, spec.kinds, columns)
+        index = [self._position(c) for c in chosen]
+        ref_cols = [self.sample.columns[i] for i in index]
+        cur_cols = list(self.prepare(current, chosen).columns)
+        n_ref = np.array([c.n for c in ref_cols], dtype=np.int64)
+        n_cur = np.array([c.n for c in cur_cols], dtype=np.int64)
+        statistic, pvalue = self._run(name, index, ref_cols, cur_cols, bins, binning, method)
+        return DriftResult(
+            test=name,
+            columns=tuple(chosen),
+            statistic=statistic,
+            pvalue=pvalue,
+            n_reference=n_ref,
+            n_current=n_cur,
+            n_dropped=np.array([c.n_dropped for c in cur_cols], dtype=np.int64),
+            sufficient=(n_ref >= min_samples) & (n_cur >= min_samples),
+            threshold=spec.default_threshold if threshold is None else float(threshold),
+            correction=Correction(correction),
+        )
+
+    def _columns_for(
+        self, test: DriftTest, kinds: frozenset[ColumnKind], columns: Sequence[str] | None
+    ) -> list[str]:
+        if columns is None:
+            return [c for c, k in zip(self.columns, self.kinds, strict=True) if k in kinds]
+        for c in columns:
+            kind = self.kinds[self._position(c)]
+            if kind not in kinds:
+                takers = [str(t) for t, s in REGISTRY.items() if kind in s.kinds]
+                raise InputError(
+                    f"test {test!s} does not apply to {kind!s} column {c!r}; "
+                    f"use one of {takers} for it, or leave it out of this test's columns."
+                )
+        return list(columns)
+
+    def _run(
+        self,
+        test: DriftTest,
+        index: list[int],
+        ref_cols: list[Any],
+        cur_cols: list[Any],
+        bins: int,
+        binning: Binning,
+        method: KSMethod,
+    ) -> tuple[FloatArray, FloatArray]:
+        no_pvalue = np.full(len(index), np.nan)
+        if test is DriftTest.KS:
+            statistic, pvalue, _ = ks_columns(ref_cols, cur_cols, method)
+            return statistic, pvalue
+        if test is DriftTest.PSI:
+            bins_for = self.quantile_bins(bins) if binning == "quantile" else None
+            quantiles = [bins_for[i] if bins_for else None for i in index]
+            return psi_columns(ref_cols, cur_cols, quantiles, binning), no_pvalue
+        rows = [chi2_counts(*aligned_counts(r, c)) for r, c in zip(ref_cols, cur_cols, strict=True)]
+        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+
+def _drift_test(test: DriftTest | str) -> DriftTest:
+    try:
+        return DriftTest(test)
+    except ValueError:
+        raise InputError(
+            f"unknown drift test {test!r}; choose one of {[str(t) for t in DriftTest]}."
+        ) from None
+
+
+def _fingerprint(sample: Sample) -> str:
+    """sha256 of the reference's content: column names, kinds and values (order-independent)."""
+    digest = hashlib.sha256(b"mlwatchdog-reference-v1")
+    for name, column in zip(sample.names, sample.columns, strict=True):
+        digest.update(name.encode() + b"\0")
+        if isinstance(column, CategoricalColumn):
+            digest.update(b"categorical\0")
+            for label in column.labels.tolist():
+                digest.update(len(label).to_bytes(8, "little") + label.encode())
+            digest.update(column.counts.tobytes())
+        else:
+            digest.update(b"numeric\0" + column.values.tobytes())
+        digest.update(str(column.n_dropped).encode() + b"\0")
+    return digest.hexdigest()
