@@ -1,17 +1,19 @@
 """Writes the bundled example data: a reference sample and a current sample, with drift in some
 columns (income, credit_score, channel, score) and none in the others. Deterministic (fixed seed).
 
-Run: python examples/make_data.py  (it writes examples/data/{reference,current}.parquet)
+Run: python examples/make_data.py [OUT_DIR]  (default: examples/data/{reference,current}.parquet)
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 OUT = Path(__file__).parent / "data"
+DRIFTED_COLUMNS = ("income", "credit_score", "channel", "score")
 
 
 def customers(rng: np.random.Generator, n: int, drifted: bool) -> pd.DataFrame:
@@ -35,13 +37,13 @@ def customers(rng: np.random.Generator, n: int, drifted: bool) -> pd.DataFrame:
     return frame
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     rng = np.random.default_rng(20261125)
-    OUT.mkdir(parents=True, exist_ok=True)
-    customers(rng, 5_000, drifted=False).to_parquet(OUT / "reference.parquet", index=False)
-    customers(rng, 2_000, drifted=True).to_parquet(OUT / "current.parquet", index=False)
-    print(f"wrote {OUT / 'reference.parquet'} and {OUT / 'current.parquet'}")
+    out.mkdir(parents=True, exist_ok=True)
+    customers(rng, 5_000, drifted=False).to_parquet(out / "reference.parquet", index=False)
+    customers(rng, 2_000, drifted=True).to_parquet(out / "current.parquet", index=False)
+    print(f"wrote {out / 'reference.parquet'} and {out / 'current.parquet'}")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT)

@@ -94,7 +94,7 @@ def evaluate(
             )
             rows.extend(result.rows())
     except MlwatchdogError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        typer.echo(f"error: {exc}", err=True)  # plain: no wrapping inside paths
         raise typer.Exit(1) from None
     rows.sort(key=lambda r: (columns.index(r.column), list(DriftTest).index(r.test)))
     if output is OutputFormat.JSON:
