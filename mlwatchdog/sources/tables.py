@@ -9,7 +9,6 @@ import pandas as pd
 from mlwatchdog.errors import InputError
 
 
-
 # pandas' default float parsers are off in the last digit; exact parsing keeps the numbers a
 # test sees identical to what was written, whatever the file format.
 def _read_csv(path: Path) -> pd.DataFrame:

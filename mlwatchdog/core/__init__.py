@@ -1,0 +1,48 @@
+"""The decision core: pure functions from observations and state to new state and decisions.
+
+No I/O and no clock: `now` is always given. The daemon and replay call the same functions, so the
+same inputs give the same decisions.
+"""
+
+from mlwatchdog.core.checks import step
+from mlwatchdog.core.decide import Evaluation, decide, evaluate, record_action
+from mlwatchdog.core.measure import measure
+from mlwatchdog.core.model import (
+    ActionOutcome,
+    CheckRecord,
+    CheckResult,
+    CheckState,
+    DataStatus,
+    Decision,
+    DecisionKind,
+    Incident,
+    MetricReading,
+    Observation,
+    Phase,
+    TargetState,
+    from_json,
+    to_json,
+)
+
+__all__ = [
+    "ActionOutcome",
+    "CheckRecord",
+    "CheckResult",
+    "CheckState",
+    "DataStatus",
+    "Decision",
+    "DecisionKind",
+    "Evaluation",
+    "Incident",
+    "MetricReading",
+    "Observation",
+    "Phase",
+    "TargetState",
+    "decide",
+    "evaluate",
+    "from_json",
+    "measure",
+    "record_action",
+    "step",
+    "to_json",
+]

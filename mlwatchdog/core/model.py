@@ -1,0 +1,167 @@
+"""The core's values: what was observed, what each check found, the state carried between
+evaluations, and the decisions. Plain frozen records; `to_json`/`from_json` make them files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
+
+from mlwatchdog.detectors import ColumnResult, Reference
+
+
+class DataStatus(StrEnum):
+    """Whether a check had data to judge; anything but OK can never lead to a rollback."""
+
+    OK = "ok"
+    NO_DATA = "no_data"  # the source answered, with nothing in the window
+    STALE = "stale"  # the newest data is too old to speak for now
+    ERROR = "error"  # the source failed (unreachable, unreadable, timed out)
+    INSUFFICIENT = "insufficient"  # data, but fewer samples than the check needs
+
+
+class CheckState(IntEnum):
+    """A check's alerting state, ordered as in Prometheus: inactive < pending < firing."""
+
+    INACTIVE = 0
+    PENDING = 1
+    FIRING = 2
+
+
+class Phase(StrEnum):
+    """Where a target is in its incident lifecycle."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"  # some check is pending or firing, the trigger does not hold (yet)
+    ROLLING_BACK = "rolling_back"  # a rollback was decided; waiting for the actuator's outcome
+    VERIFYING = "verifying"  # acted; watching whether the checks recover within verify.window
+    ESCALATED = "escalated"  # needs a human: not recovered, action failed, or not allowed to act
+
+
+class DecisionKind(StrEnum):
+    ROLLBACK = "rollback"
+    ESCALATE = "escalate"
+
+
+@dataclass(frozen=True)
+class MetricReading:
+    """One metric check's value from its source, or why there is none."""
+
+    status: DataStatus
+    value: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """What the shell observed for one target at `at`: the sample window, the reference, metrics.
+
+    `samples` is the window's table (a DataFrame) or None; `reference` the prepared Reference.
+    """
+
+    target: str
+    at: datetime
+    samples: Any = None
+    samples_status: DataStatus = DataStatus.NO_DATA
+    samples_reason: str = ""
+    reference: Reference | None = None
+    reference_status: DataStatus = DataStatus.NO_DATA
+    reference_reason: str = ""
+    metrics: Mapping[str, MetricReading] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict for one evaluation.
+
+    `value` is the share of drifted columns (drift) or the metric value; `breaching` is only ever
+    True with status OK.
+    """
+
+    check: str
+    status: DataStatus
+    breaching: bool = False
+    value: float | None = None
+    threshold: float | None = None
+    reason: str = ""
+    columns: tuple[ColumnResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """A check's state between evaluations, as timestamps (durations are derived, never counted)."""
+
+    state: CheckState = CheckState.INACTIVE
+    active_at: datetime | None = None  # when the current breach began (pending from then)
+    fired_at: datetime | None = None
+    last_breach_at: datetime | None = None
+    resolved_at: datetime | None = None
+    status: DataStatus = DataStatus.NO_DATA  # the latest evaluation's data status
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class Incident:
+    """From the first active check until the target is healthy again; acts at most once."""
+
+    id: str
+    started_at: datetime
+    acted_at: datetime | None = None
+    escalated_at: datetime | None = None
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """Everything the next evaluation of a target needs; persisted between evaluations."""
+
+    target: str
+    phase: Phase = Phase.HEALTHY
+    since: datetime | None = None
+    checks: Mapping[str, CheckRecord] = field(default_factory=dict)
+    incident: Incident | None = None
+    last_action_at: datetime | None = None
+    verify_until: datetime | None = None
+    quiet_since: datetime | None = None  # no check active since then (for the resolve delay)
+    evaluated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Something to do, and why: roll back (to prior or fallback) or escalate to a human."""
+
+    kind: DecisionKind
+    target: str
+    incident: str
+    at: datetime
+    reasons: tuple[str, ...]
+    to: str | None = None  # "prior" or "fallback", for a rollback
+    dry_run: bool = True
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What the actuator reports back about a rollback decision."""
+
+    incident: str
+    ok: bool
+    dry_run: bool
+    detail: str = ""
+
+
+T = TypeVar("T")
+
+
+def to_json(value: Any) -> Any:
+    """A core value as JSON-compatible data (datetimes as ISO strings)."""
+    return TypeAdapter(type(value)).dump_python(value, mode="json")
+
+
+def from_json(kind: type[T], data: Any) -> T:
+    """The core value of type `kind` that `to_json` produced."""
+    return TypeAdapter(kind).validate_python(data)

@@ -1,0 +1,224 @@
+"""Loading rules.yaml: YAML with line numbers, ${ENV} interpolation, schema and cross-checks.
+
+Every problem becomes a `ConfigIssue` with file, line, key path and what to change; `load_config`
+raises one `ConfigError` listing all of them (the daemon then keeps its last good config), and
+`mlwatchdog check` prints them like `promtool check rules`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from mlwatchdog.errors import ConfigError
+from mlwatchdog.rules import schema
+from mlwatchdog.rules.references import reference_problems
+
+KeyPath = tuple[str | int, ...]
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a rules file, where it is, and what to do about it."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(top)'}: {self.message}"
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> schema.Config:
+    """The validated config in `path`; raises ConfigError listing every issue."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the rules file: {exc.strerror}") from None
+    return parse_config(text, str(path), env)
+
+
+def parse_config(
+    text: str, file: str = "rules.yaml", env: Mapping[str, str] | None = None
+) -> schema.Config:
+    """The validated config in the YAML `text` (named `file` in messages)."""
+    config, issues = _parse(text, file, os.environ if env is None else env)
+    if issues or config is None:
+        raise ConfigError(
+            f"{file}: {len(issues)} problem(s):\n" + "\n".join(f"  {i}" for i in issues),
+            issues=issues,
+        )
+    return config
+
+
+def config_issues(path: str | Path, env: Mapping[str, str] | None = None) -> list[ConfigIssue]:
+    """Every problem in the rules file at `path`; empty when it is valid."""
+    try:
+        load_config(path, env)
+    except ConfigError as exc:
+        return list(exc.issues) or [ConfigIssue(str(path), None, "", str(exc))]
+    return []
+
+
+def _parse(
+    text: str, file: str, env: Mapping[str, str]
+) -> tuple[schema.Config | None, list[ConfigIssue]]:
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [ConfigIssue(file, line, "", f"not valid YAML: {problem}")]
+    if node is None or not isinstance(data, dict):
+        message = "the file must be a mapping with `sources:` and `targets:`"
+        return None, [ConfigIssue(file, 1, "", message)]
+    lines: dict[KeyPath, int] = {}
+    issues = [ConfigIssue(file, line, _dotted(p), m) for p, line, m in _index(node, (), lines)]
+    data, env_problems = _interpolate(data, (), env)
+    issues += [ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in env_problems]
+    # Validate even after the problems above, so one run lists everything to fix.
+    try:
+        config = schema.Config.model_validate(data)
+    except ValidationError as exc:
+        return None, issues + [_issue(file, lines, data, e) for e in exc.errors()]
+    problems = reference_problems(config)
+    issues += [ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in problems]
+    return (None if issues else config), issues
+
+
+def _index(
+    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]
+) -> list[tuple[KeyPath, int, str]]:
+    """Record the line of every key and item; report duplicate keys (YAML keeps the last)."""
+    lines[path] = node.start_mark.line + 1
+    problems: list[tuple[KeyPath, int, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append((path + (key,), line, f"key {key!r} appears twice; keep one"))
+            seen.add(key)
+            problems += _index(value_node, path + (key,), lines)
+            lines[path + (key,)] = line
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _index(item, path + (i,), lines)
+    return problems
+
+
+def _interpolate(
+    value: Any, path: KeyPath, env: Mapping[str, str]
+) -> tuple[Any, list[tuple[KeyPath, str]]]:
+    """Replace ${VAR} and ${VAR:-default} in strings ($$ is a literal $)."""
+    if isinstance(value, dict):
+        out, problems = {}, []
+        for k, v in value.items():
+            out[k], found = _interpolate(v, path + (str(k),), env)
+            problems += found
+        return out, problems
+    if isinstance(value, list):
+        items = [_interpolate(v, path + (i,), env) for i, v in enumerate(value)]
+        return [v for v, _ in items], [p for _, found in items for p in found]
+    if not isinstance(value, str):
+        return value, []
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return match.group(0)
+
+    result = _ENV.sub(substitute, value)
+    return result, [
+        (path, f"environment variable {name} is not set; set it or write ${{{name}:-default}}")
+        for name in missing
+    ]
+
+
+def _issue(
+    file: str, lines: dict[KeyPath, int], data: Any, error: Mapping[str, Any]
+) -> ConfigIssue:
+    kind = error["type"]
+    path = _data_path(data, tuple(error["loc"]), kind in ("missing", "extra_forbidden"))
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        message = f"unknown key {key!r}"
+        close = difflib.get_close_matches(key, _vocabulary(), n=1)
+        message += f"; did you mean {close[0]!r}?" if close else "; remove it"
+    elif kind == "missing":
+        message = f"missing required key {str(path[-1])!r}"
+    else:
+        message = str(error["msg"]).removeprefix("Value error, ")
+        given = error.get("input")
+        if isinstance(given, str | int | float | bool) and kind not in ("value_error",):
+            message += f" (got {given!r})"
+    return ConfigIssue(file, _line(lines, path), _dotted(path), message)
+
+
+def _data_path(data: Any, loc: KeyPath, names_key: bool) -> KeyPath:
+    """The location in the YAML data: pydantic's loc minus union tags like 'drift' or 'files'."""
+    path: list[str | int] = []
+    here = data
+    for i, part in enumerate(loc):
+        if isinstance(here, dict):
+            if part in here:
+                here = here[part]
+                path.append(part)
+            elif names_key and i == len(loc) - 1:
+                path.append(part)  # the missing or unknown key itself
+            # otherwise a union tag, not a key of the file
+        elif isinstance(here, list) and isinstance(part, int) and part < len(here):
+            here = here[part]
+            path.append(part)
+        else:
+            path.append(part)
+    return tuple(path)
+
+
+def _line(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None
+
+
+def _dotted(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _vocabulary() -> list[str]:
+    words: set[str] = set()
+    for model in vars(schema).values():
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for name, field in model.model_fields.items():
+                words.add(field.alias or name)
+    return sorted(words)

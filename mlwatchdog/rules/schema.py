@@ -1,0 +1,308 @@
+"""The rules.yaml schema: sources, targets, checks, timing and rollback, validated by pydantic.
+
+Every model forbids unknown keys, so a typo is an error, not a silently ignored setting. The loader
+(`rules.loader`) adds file and line numbers to the errors; cross-references (a check naming a source
+or a column that does not exist) are checked in `rules.references`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from mlwatchdog.detectors import Correction, DriftTest
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'30s', '5m', '1.5h', '7d' (or a number of seconds) as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '30s', '5m', '1h' or '7d'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '5m', '1h' or '7d'")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest rules.yaml spelling of a duration (inverse of parse_duration)."""
+    seconds = value.total_seconds()
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", max_length=63)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------------------- sources
+
+
+class FilesSource(Strict):
+    """Samples in files: a local path, a glob, or an fsspec URL (s3://, gs://, ...)."""
+
+    type: Literal["files"]
+    url: str
+    format: Literal["parquet", "csv", "jsonl"] | None = Field(
+        None, description="default: from each file's extension"
+    )
+    timestamp_column: str | None = Field(
+        "timestamp", description="rows are windowed on it; null reads every row (a fixed file)"
+    )
+    partitioning: str | None = Field(
+        None,
+        description="strftime template of the sub-directories under url, e.g. "
+        "'dt=%Y-%m-%d/hour=%H': a window lists only the partitions it overlaps",
+    )
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("partitioning")
+    @classmethod
+    def _has_date_fields(cls, value: str | None) -> str | None:
+        if value is not None and not re.search(r"%[YmdHM]", value):
+            raise ValueError("partitioning needs strftime fields such as %Y, %m, %d or %H")
+        return value
+
+
+class PrometheusSource(Strict):
+    """Metric values from a Prometheus-compatible HTTP API."""
+
+    type: Literal["prometheus"]
+    url: str
+    timeout: Duration = timedelta(seconds=10)
+    bearer_token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    verify_tls: bool = True
+
+
+Source = Annotated[FilesSource | PrometheusSource, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------------------------------- targets
+
+
+class Workload(Strict):
+    """What a rollback acts on: an Argo Rollout, a KServe InferenceService, or none (alert only)."""
+
+    kind: Literal["argo-rollout", "kserve", "none"] = "none"
+    name: str | None = None
+    namespace: str = "default"
+
+    @model_validator(mode="after")
+    def _named(self) -> Workload:
+        if self.kind != "none" and not self.name:
+            raise ValueError(f"workload kind {self.kind} needs a `name:`")
+        return self
+
+
+Scalar = str | int | float | bool
+
+
+class Samples(Strict):
+    """The live window evaluated each time: [now - window, now) of a files source."""
+
+    source: str
+    window: Duration = timedelta(minutes=15)
+    min_samples: int = Field(100, ge=1)
+    filters: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict, description="column: value (or list of values) rows must match"
+    )
+
+
+class ReferenceSpec(Strict):
+    """The reference: a whole files source, or a fixed past window [start, end) of one."""
+
+    source: str
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> ReferenceSpec:
+        if (self.start is None) != (self.end is None):
+            raise ValueError("give both start and end for a reference window, or neither")
+        if self.start and self.end:
+            if self.start.tzinfo is None or self.end.tzinfo is None:
+                raise ValueError("reference start and end need a timezone, e.g. 2026-11-01T00:00Z")
+            if self.start >= self.end:
+                raise ValueError("reference start must be before end")
+        return self
+
+
+ColumnKindName = Literal["numeric", "categorical"]
+
+
+class Columns(Strict):
+    """The tested columns and their kinds, as features and predictions."""
+
+    features: dict[str, ColumnKindName] = Field(default_factory=dict)
+    predictions: dict[str, ColumnKindName] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Columns:
+        both = sorted(set(self.features) & set(self.predictions))
+        if both:
+            raise ValueError(f"column(s) {both} are both features and predictions; keep one")
+        if not self.features and not self.predictions:
+            raise ValueError("declare at least one feature or prediction column")
+        return self
+
+    @property
+    def all(self) -> dict[str, ColumnKindName]:
+        return {**self.features, **self.predictions}
+
+
+ColumnGroup = Literal["features", "predictions", "all"]
+
+
+class DriftCheck(Strict):
+    """A drift test over columns; it breaches when at least `drift_share` of them drifted."""
+
+    name: Name
+    type: Literal["drift"]
+    test: DriftTest
+    columns: ColumnGroup | list[str] = "features"
+    threshold: float | None = Field(
+        None, gt=0, description="alpha for ks/chi2, PSI value for psi (default: the test's)"
+    )
+    correction: Correction = Correction.NONE
+    drift_share: float = Field(0.5, gt=0, le=1)
+    bins: int = Field(10, ge=2)
+    binning: Literal["quantile", "evidently"] = "quantile"
+    for_: Duration | None = Field(None, alias="for", description="default: the target's `for`")
+
+
+class MetricCheck(Strict):
+    """A PromQL query compared with a limit: breaches when the value is above or below it."""
+
+    name: Name
+    type: Literal["metric"]
+    source: str
+    query: str
+    above: float | None = None
+    below: float | None = None
+    for_: Duration | None = Field(None, alias="for", description="default: the target's `for`")
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> MetricCheck:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of `above` or `below`")
+        return self
+
+
+Check = Annotated[DriftCheck | MetricCheck, Field(discriminator="type")]
+
+
+class Fallback(Strict):
+    """What 'rollback to fallback' installs: a pod template change (Argo) or a model (KServe)."""
+
+    image: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    args: list[str] | None = None
+    storage_uri: str | None = None
+    runtime: str | None = None
+
+
+class Rollback(Strict):
+    """What to do when the trigger holds: revert to the prior version or to a fallback."""
+
+    enabled: bool = True
+    to: Literal["prior", "fallback"] = "prior"
+    fallback: Fallback | None = None
+    dry_run: bool = Field(True, description="log the exact patch instead of sending it")
+
+    @model_validator(mode="after")
+    def _fallback_given(self) -> Rollback:
+        if self.to == "fallback" and self.fallback is None:
+            raise ValueError("rollback to fallback needs a `fallback:` (image or storage_uri)")
+        return self
+
+
+class Verify(Strict):
+    """After acting: how long the checks have to recover before the incident is escalated."""
+
+    window: Duration = timedelta(minutes=10)
+
+
+class Target(Strict):
+    """One watched model: its samples, reference, checks, and what to do when they breach."""
+
+    name: Name
+    workload: Workload = Field(default_factory=Workload)
+    interval: Duration = timedelta(minutes=1)
+    samples: Samples
+    reference: ReferenceSpec
+    columns: Columns
+    checks: list[Check] = Field(min_length=1)
+    trigger: str = Field("any", description="any, all, or e.g. 'drift and (errors or latency)'")
+    for_: Duration = Field(timedelta(minutes=5), alias="for")
+    resolve_after: Duration = Field(
+        timedelta(minutes=5), description="a firing check resolves after this long without breach"
+    )
+    cooldown: Duration = timedelta(minutes=30)
+    no_data: Literal["hold", "reset"] = Field(
+        "hold", description="on no data a check keeps its state (hold) or goes inactive (reset)"
+    )
+    rollback: Rollback = Field(default_factory=Rollback)
+    verify: Verify = Field(default_factory=Verify)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("interval must be positive")
+        return value
+
+    def check(self, name: str) -> DriftCheck | MetricCheck:
+        return next(c for c in self.checks if c.name == name)
+
+
+# ----------------------------------------------------------------------------------------- daemon
+
+
+class Http(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class DaemonSettings(Strict):
+    """How the daemon runs: HTTP address, where state lives, logging."""
+
+    http: Http = Field(default_factory=Http)
+    state_dir: str = ".mlwatchdog/state"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    jitter: Duration = Field(
+        timedelta(seconds=2), description="random delay added to each run so targets spread out"
+    )
+
+
+class Config(Strict):
+    """A whole rules.yaml."""
+
+    version: Literal[1] = 1
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    sources: dict[Name, Source]
+    targets: list[Target] = Field(min_length=1)
+
+    def target(self, name: str) -> Target:
+        return next(t for t in self.targets if t.name == name)
