@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-alibi example-data clean
+.PHONY: run evaluate test lint bench bench-alibi example-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
-## run: evaluate the bundled example data (reference vs current) and print the drift table
+## run: the daemon on the bundled rules.yaml, with demo samples that drift after a minute
 run: $(RUN_STAMP)
+	$(BIN)/mlwatchdog demo --config rules.yaml
+
+## evaluate: one-off drift table of the bundled example data (reference vs current)
+evaluate: $(RUN_STAMP)
 	$(BIN)/mlwatchdog evaluate --reference examples/data/reference.parquet --current examples/data/current.parquet
 
 ## test: lint, type-check the pure core, then the whole test suite
@@ -45,4 +49,4 @@ example-data: $(RUN_STAMP)
 	$(BIN)/python examples/make_data.py
 
 clean:
-	rm -rf $(VENV) .venv-alibi .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-alibi .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

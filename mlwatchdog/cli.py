@@ -12,8 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlwatchdog.daemon.logs import configure_logging
+from mlwatchdog.daemon.service import serve
+from mlwatchdog.demo import PARTITIONING, LiveWriter, backfill, fresh_workdir
 from mlwatchdog.detectors import DEFAULT_MIN_SAMPLES, ColumnResult, Correction, DriftTest, Reference
-from mlwatchdog.errors import MlwatchdogError
+from mlwatchdog.errors import ConfigError, MlwatchdogError
+from mlwatchdog.rules import Config, config_issues, load_config
 from mlwatchdog.sources.tables import read_table
 
 app = typer.Typer(
@@ -172,6 +176,88 @@ def _summary(rows: list[ColumnResult]) -> str:
         return f"No drift in {n_columns} column(s)."
     detail = ", ".join(f"{c} ({', '.join(t)})" for c, t in drifted.items())
     return f"Drift in {len(drifted)} of {n_columns} column(s): {detail}."
+
+
+@app.command()
+def check(
+    files: Annotated[list[Path], typer.Argument(help="rules.yaml file(s) to check.")],
+) -> None:
+    """Check rules files, like `promtool check rules`: exit 0 if all are valid, else 1."""
+    failed = False
+    for path in files:
+        issues = config_issues(path)
+        if issues:
+            failed = True
+            typer.echo(f"Checking {path}\n  FAILED: {len(issues)} problem(s):", err=True)
+            for issue in issues:
+                typer.echo(f"    {issue}", err=True)
+        else:
+            config = load_config(path)
+            n_checks = sum(len(t.checks) for t in config.targets)
+            typer.echo(
+                f"Checking {path}\n  SUCCESS: {len(config.targets)} target(s), "
+                f"{n_checks} check(s), {len(config.sources)} source(s)"
+            )
+    raise typer.Exit(1 if failed else 0)
+
+
+def _load_or_exit(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
+    host: Annotated[str | None, typer.Option(help="HTTP address (default: daemon.http).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: daemon.http).")] = None,
+) -> None:
+    """Run the daemon: evaluate every target on its schedule and serve /healthz, /metrics."""
+    rules = _load_or_exit(config)
+    log = configure_logging(rules.daemon.log_level)
+    try:
+        serve(rules, log, host, port)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
+    workdir: Annotated[Path, typer.Option(help="The demo's own folder (emptied).")] = Path(".demo"),
+    drift_after: Annotated[float, typer.Option(help="Seconds until samples drift.")] = 60.0,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: daemon.http).")] = None,
+) -> None:
+    """Run the daemon on live demo samples that drift after a minute (what `make run` does)."""
+    rules = _load_or_exit(config)
+    log = configure_logging(rules.daemon.log_level)
+    live, state = fresh_workdir(workdir)
+    source = rules.targets[0].samples.source
+    rules = rules.model_copy(
+        update={
+            "sources": {**rules.sources, source: rules.sources[source].model_copy(
+                update={"url": str(live), "partitioning": PARTITIONING}
+            )},
+            "daemon": rules.daemon.model_copy(update={"state_dir": str(state)}),
+        }
+    )  # fmt: skip
+    backfill(live, rules.targets[0].samples.window.total_seconds() / 60 * 1.5)
+    writer = LiveWriter(live, log, drift_after=drift_after)
+    writer.start()
+    log.info(
+        "demo: writing live samples; they drift after "
+        f"{drift_after:g}s. Watch the log, or curl localhost:{port or rules.daemon.http.port}"
+        "/metrics. Ctrl-C stops.",
+        live=str(live),
+    )
+    try:
+        serve(rules, log, port=port)
+    finally:
+        writer.stop()
 
 
 def main() -> None:

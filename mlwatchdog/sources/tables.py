@@ -2,43 +2,83 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 import pandas as pd
 
 from mlwatchdog.errors import InputError
 
-
-# pandas' default float parsers are off in the last digit; exact parsing keeps the numbers a
-# test sees identical to what was written, whatever the file format.
-def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, float_precision="round_trip")
-
-
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    return pd.read_json(path, lines=True, precise_float=True)
-
-
-READERS = {
-    ".parquet": pd.read_parquet,
-    ".pq": pd.read_parquet,
-    ".csv": _read_csv,
-    ".jsonl": _read_jsonl,
-    ".ndjson": _read_jsonl,
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
 }
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """The table at `path`, its format chosen by the file extension."""
-    path = Path(path)
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
+# pandas' default float parsers are off in the last digit; exact parsing keeps the numbers a
+# test sees identical to what was written, whatever the file format.
+def _read_parquet(source: IO[bytes] | Path, columns: Sequence[str] | None) -> pd.DataFrame:
+    return pd.read_parquet(source, columns=list(columns) if columns is not None else None)
+
+
+def _read_csv(source: IO[bytes] | Path, columns: Sequence[str] | None) -> pd.DataFrame:
+    return pd.read_csv(
+        source, float_precision="round_trip", usecols=list(columns) if columns else None
+    )
+
+
+def _read_jsonl(source: IO[bytes] | Path, columns: Sequence[str] | None) -> pd.DataFrame:
+    frame = pd.read_json(source, lines=True, precise_float=True)
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"no column(s) {missing} in the file (it has {list(frame.columns)})")
+        frame = frame[list(columns)]
+    return frame
+
+
+READERS: dict[str, Callable[[Any, Sequence[str] | None], pd.DataFrame]] = {
+    "parquet": _read_parquet,
+    "csv": _read_csv,
+    "jsonl": _read_jsonl,
+}
+
+
+def table_format(path: str | Path, declared: str | None = None) -> str:
+    """The format of `path`: `declared` if given, else from its extension."""
+    if declared is not None:
+        return declared
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in FORMATS:
         raise InputError(
-            f"{path}: unknown table format {path.suffix!r}; use one of {sorted(READERS)}."
+            f"{path}: unknown table format {suffix!r}; use one of {sorted(FORMATS)} "
+            "or declare `format:` on the source."
         )
-    if not path.exists():
-        raise InputError(f"{path}: no such file; check the path.")
+    return FORMATS[suffix]
+
+
+def read_table(
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    *,
+    fs: Any = None,
+    format: str | None = None,
+) -> pd.DataFrame:
+    """The table at `path` (on fsspec filesystem `fs`, else local), optionally only `columns`."""
+    kind = table_format(path, format)
+    reader = READERS[kind]
     try:
-        return reader(path)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
+        if fs is None:
+            if not Path(path).exists():
+                raise InputError(f"{path}: no such file; check the path.")
+            return reader(Path(path), columns)
+        with fs.open(path, "rb") as handle:
+            return reader(handle, columns)
+    except InputError:
+        raise
+    except (ValueError, OSError, KeyError) as exc:
+        raise InputError(f"{path}: cannot be read as {kind}: {exc}") from exc

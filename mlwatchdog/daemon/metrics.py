@@ -1,0 +1,124 @@
+"""The daemon's own Prometheus metrics (all `mlwatchdog_*`), in a registry per daemon."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from mlwatchdog.core import DataStatus, Decision, Evaluation, Phase
+
+
+class DaemonMetrics:
+    """Evaluations, durations, per-column drift, check and target states, decisions."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.evaluations = Counter(
+            "mlwatchdog_evaluations",
+            "Evaluations by result: ok (every check had data), no_data, or error (it failed).",
+            ["target", "result"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "mlwatchdog_evaluation_duration_seconds",
+            "Time to observe, test and decide for one target.",
+            ["target"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.last_evaluation = Gauge(
+            "mlwatchdog_last_evaluation_timestamp_seconds",
+            "Unix time of the target's last completed evaluation.",
+            ["target"],
+            registry=r,
+        )
+        self.drift_statistic = Gauge(
+            "mlwatchdog_drift_statistic",
+            "Drift statistic per column (KS D, PSI, chi-square).",
+            ["target", "check", "column", "test"],
+            registry=r,
+        )
+        self.drift_pvalue = Gauge(
+            "mlwatchdog_drift_pvalue",
+            "Drift p-value per column (after the check's correction); KS and chi2 only.",
+            ["target", "check", "column", "test"],
+            registry=r,
+        )
+        self.check_value = Gauge(
+            "mlwatchdog_check_value",
+            "The check's value: share of drifted columns, or the metric value.",
+            ["target", "check"],
+            registry=r,
+        )
+        self.check_threshold = Gauge(
+            "mlwatchdog_check_threshold",
+            "The limit the check's value is compared with.",
+            ["target", "check"],
+            registry=r,
+        )
+        self.check_state = Gauge(
+            "mlwatchdog_check_state",
+            "Check state: 0 inactive, 1 pending, 2 firing.",
+            ["target", "check"],
+            registry=r,
+        )
+        self.check_status = Gauge(
+            "mlwatchdog_check_data_status",
+            "1 for the check's data status in the last evaluation (ok, no_data, ...).",
+            ["target", "check", "status"],
+            registry=r,
+        )
+        self.target_phase = Gauge(
+            "mlwatchdog_target_state",
+            "1 for the target's current state (healthy, degraded, rolling_back, ...).",
+            ["target", "state"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "mlwatchdog_decisions",
+            "Decisions made: rollback (with to and dry_run) and escalate.",
+            ["target", "kind", "to", "dry_run"],
+            registry=r,
+        )
+        self.reference_builds = Counter(
+            "mlwatchdog_reference_builds",
+            "References built (sorted and binned); grows only when reference data changes.",
+            registry=r,
+        )
+
+    def record(self, target: str, evaluation: Evaluation, seconds: float, at: float) -> None:
+        """Export one evaluation's results and the target's new state."""
+        ok = all(r.status is DataStatus.OK for r in evaluation.results)
+        self.evaluations.labels(target, "ok" if ok else "no_data").inc()
+        self.duration.labels(target).observe(seconds)
+        self.last_evaluation.labels(target).set(at)
+        for result in evaluation.results:
+            check = result.check
+            record = evaluation.state.checks[check]
+            self.check_state.labels(target, check).set(int(record.state))
+            for status in DataStatus:
+                self.check_status.labels(target, check, status).set(result.status is status)
+            if result.value is not None:
+                self.check_value.labels(target, check).set(result.value)
+            if result.threshold is not None:
+                self.check_threshold.labels(target, check).set(result.threshold)
+            for row in result.columns:
+                labels = (target, check, row.column, str(row.test))
+                if row.statistic is not None:
+                    self.drift_statistic.labels(*labels).set(row.statistic)
+                pvalue = row.pvalue_adjusted if row.pvalue_adjusted is not None else row.pvalue
+                if pvalue is not None:
+                    self.drift_pvalue.labels(*labels).set(pvalue)
+        self.phase(target, evaluation.state.phase)
+
+    def phase(self, target: str, phase: Phase) -> None:
+        for each in Phase:
+            self.target_phase.labels(target, each).set(each is phase)
+
+    def decision(self, decision: Decision) -> None:
+        to = decision.to or ""
+        dry_run = str(decision.dry_run).lower() if decision.kind == "rollback" else ""
+        self.decisions.labels(decision.target, decision.kind, to, dry_run).inc()
+
+    def failed(self, target: str) -> None:
+        self.evaluations.labels(target, "error").inc()

@@ -1,0 +1,103 @@
+"""Wiring: the one place that builds the daemon (sources, actuators, clock, scheduler, HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from mlwatchdog.actions.dryrun import DryRunActuator
+from mlwatchdog.daemon.app import create_app
+from mlwatchdog.daemon.metrics import DaemonMetrics
+from mlwatchdog.daemon.runner import TargetRunner
+from mlwatchdog.daemon.state_store import StateStore
+from mlwatchdog.errors import ConfigError
+from mlwatchdog.rules import Config
+from mlwatchdog.sources.observe import Observer
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    """The scheduled evaluation of every target of one config."""
+
+    def __init__(
+        self, config: Config, log: Any, clock: Callable[[], datetime] = utc_now, workers: int = 4
+    ) -> None:
+        live = [t.name for t in config.targets if not t.rollback.dry_run]
+        if live:
+            raise ConfigError(
+                f"target(s) {live} set rollback.dry_run: false, but this version has only the "
+                "dry-run actuator; set dry_run: true (the default) until Kubernetes actions ship."
+            )
+        self.config = config
+        self.log = log
+        self.clock = clock
+        self.metrics = DaemonMetrics()
+        self.store = StateStore(config.daemon.state_dir, log)
+        self.observer = Observer(config)
+        actuator = DryRunActuator(log)
+        self.runners = {
+            t.name: TargetRunner(t, self.observer, actuator, self.store, self.metrics, log, clock)
+            for t in config.targets
+        }
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
+        )
+
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler.running)
+
+    def start(self) -> None:
+        """Schedule each target at its interval, the first run at once."""
+        jitter = self.config.daemon.jitter.total_seconds()
+        for target in self.config.targets:
+            interval = target.interval.total_seconds()
+            self.scheduler.add_job(
+                self.runners[target.name].run_once,
+                "interval",
+                seconds=interval,
+                jitter=jitter or None,
+                id=target.name,
+                next_run_time=self.clock(),
+                max_instances=1,  # never two evaluations of one target at a time
+                coalesce=True,  # runs missed while busy or suspended collapse into one
+                misfire_grace_time=max(1, int(interval)),
+            )
+        self.scheduler.start()
+        self.log.info(
+            "daemon started",
+            targets=[t.name for t in self.config.targets],
+            state_dir=str(self.store.directory),
+        )
+
+    def stop(self) -> None:
+        """Stop scheduling; wait for running evaluations to finish."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self.log.info("daemon stopped")
+
+
+def serve(config: Config, log: Any, host: str | None = None, port: int | None = None) -> None:
+    """Run the daemon and its HTTP server until SIGTERM or SIGINT."""
+    daemon = Daemon(config, log)
+    settings = config.daemon.http
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(daemon),
+            host=host or settings.host,
+            port=settings.port if port is None else port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+    )
+    log.info("http listening", host=host or settings.host, port=server.config.port)
+    server.run()
