@@ -33,7 +33,7 @@ test: $(DEV_STAMP) lint
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check mlwatchdog tests benchmarks examples
 	$(BIN)/ruff format --check mlwatchdog tests benchmarks examples
-	$(BIN)/mypy mlwatchdog/detectors
+	$(BIN)/mypy mlwatchdog/detectors mlwatchdog/core mlwatchdog/rules
 
 ## bench: drift benchmark against the scipy loop, evidently and the numpy floor
 bench: $(DEV_STAMP)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from mlwatchdog.daemon.logs import configure_logging
@@ -17,7 +20,9 @@ from mlwatchdog.daemon.service import serve
 from mlwatchdog.demo import PARTITIONING, LiveWriter, backfill, fresh_workdir
 from mlwatchdog.detectors import DEFAULT_MIN_SAMPLES, ColumnResult, Correction, DriftTest, Reference
 from mlwatchdog.errors import ConfigError, MlwatchdogError
-from mlwatchdog.rules import Config, config_issues, load_config
+from mlwatchdog.replay import replay as run_replay
+from mlwatchdog.replay import step_times
+from mlwatchdog.rules import Config, config_issues, load_config, parse_duration
 from mlwatchdog.sources.tables import read_table
 
 app = typer.Typer(
@@ -258,6 +263,60 @@ def demo(
         serve(rules, log, port=port)
     finally:
         writer.stop()
+
+
+def _utc(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-25T06:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def replay(
+    config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
+    start: Annotated[str, typer.Option("--from", help="Start, ISO 8601 (UTC if no zone).")] = "",
+    end: Annotated[str, typer.Option("--to", help="End, ISO 8601 (inclusive).")] = "",
+    step: Annotated[str, typer.Option(help="Virtual clock step, e.g. 30s, 1m.")] = "1m",
+    target: Annotated[
+        list[str] | None, typer.Option(help="Replay only this target (repeatable).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Timeline file (.parquet or .csv).")] = Path(
+        "timeline.parquet"
+    ),
+) -> None:
+    """Re-run the decisions over historical windows with a virtual clock; write the timeline."""
+    if not start or not end:
+        raise typer.BadParameter("give both --from and --to")
+    rules = _load_or_exit(config)
+    t0, t1 = _utc(start), _utc(end)
+    try:
+        times = step_times(t0, t1, parse_duration(step))
+        with Progress(console=Console(stderr=True), transient=False) as bar:
+            task = bar.add_task("replaying", total=len(times))
+
+            def advance(items: Iterable[datetime]) -> Iterator[datetime]:
+                for item in items:
+                    yield item
+                    bar.advance(task)
+
+            timeline = run_replay(rules, t0, t1, parse_duration(step), target, advance)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if out.suffix == ".csv":
+        timeline.to_csv(out, index=False)
+    else:
+        timeline.to_parquet(out, index=False)
+    decided = timeline[timeline["decision"] != ""]
+    typer.echo(f"{len(times)} step(s), {len(timeline)} row(s) written to {out}")
+    for row in decided.itertuples():
+        typer.echo(f"  {row.time:%Y-%m-%d %H:%M:%S} {row.target}: {row.decision} ({row.incident})")
+    if decided.empty:
+        typer.echo("  no decisions")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from mlwatchdog.detectors.sample import FloatArray
+from mlwatchdog.errors import InputError
 
 
 class Correction(StrEnum):
@@ -21,11 +22,20 @@ class Correction(StrEnum):
     BONFERRONI = "bonferroni"
     BH = "bh"  # Benjamini-Hochberg: controls the false discovery rate
 
+    @classmethod
+    def parse(cls, name: Correction | str) -> Correction:
+        """The correction called `name`, or an InputError listing the choices."""
+        try:
+            return cls(name)
+        except ValueError:
+            choices = ", ".join(repr(c.value) for c in cls)
+            raise InputError(f"unknown correction {name!r}; use one of {choices}.") from None
+
 
 def adjust_pvalues(pvalues: ArrayLike, correction: Correction | str) -> FloatArray:
     """Adjusted p-values in the input order; `correction` is a `Correction` or its name."""
     p = np.asarray(pvalues, dtype=np.float64)
-    method = Correction(correction)
+    method = Correction.parse(correction)
     out = p.copy()
     present = ~np.isnan(p)
     m = int(present.sum())

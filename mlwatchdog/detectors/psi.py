@@ -4,6 +4,7 @@
 `Reference` computes them once; outer bins are open, so values beyond the reference range count.
 Empty bins: a bin with no values in one sample counts as half an observation there (0.5 / n), the
 usual continuity correction. PSI stays finite, and an empty bin never weighs more than one value.
+A bin empty in both samples is left out. Categories use the same policy over the label union.
 
 `binning="evidently"`: evidently 0.7's PSI exactly: Sturges equal-width bins over the combined
 sample for numeric columns with more than 20 distinct reference values, one bin per value
@@ -110,14 +111,29 @@ def psi_columns(
 
 
 def quantile_bins(column: NumericColumn, bins: int) -> QuantileBins:
-    """Interior edges at the reference's quantiles 1/bins .. (bins-1)/bins, duplicates merged."""
+    """Interior edges at the reference's quantiles 1/bins .. (bins-1)/bins, duplicates merged.
+
+    A quantile that falls on a data point (numpy's linear method: virtual index (n-1)*i/bins is a
+    whole number) is that point exactly, not a float one ulp away, so a tie group is never split.
+    When the last edge is the reference maximum, one more edge just above it keeps values beyond
+    the reference range out of the bin that holds the maximum (a constant column that moves up
+    must show as drift, as one that moves down does).
+    """
     if bins < 2:
         raise InputError(f"PSI needs at least 2 bins, got bins={bins}.")
-    if column.n == 0:
-        edges = np.empty(0)
-    else:
-        edges = np.unique(np.quantile(column.values, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-    return QuantileBins(edges, bin_counts(column.values, edges))
+    values = column.values
+    n = column.n
+    if n == 0:
+        return QuantileBins(np.empty(0), np.zeros(1, dtype=np.int64))
+    levels = np.arange(1, bins)
+    index, remainder = np.divmod((n - 1) * levels, bins)
+    upper = np.minimum(index + 1, n - 1)
+    on_point = (remainder == 0) | (values[index] == values[upper])
+    interpolated = np.quantile(values, levels / bins)
+    edges = np.unique(np.where(on_point, values[index], interpolated))
+    if edges[-1] == values[-1]:
+        edges = np.append(edges, np.nextafter(values[-1], np.inf))
+    return QuantileBins(edges, bin_counts(values, edges))
 
 
 def bin_counts(sorted_values: FloatArray, edges: FloatArray) -> IntArray:
@@ -143,6 +159,11 @@ def _on_union(
 
 
 def _psi_from_counts(ref_counts: IntArray, cur_counts: IntArray, binning: Binning) -> float:
+    if binning == "quantile":
+        # A bin empty on both sides says nothing; filling it with 0.5/n on each side would make
+        # PSI depend on the window sizes alone.
+        used = (ref_counts > 0) | (cur_counts > 0)
+        ref_counts, cur_counts = ref_counts[used], cur_counts[used]
     fill = _evidently_fill if binning == "evidently" else _half_count_fill
     p_ref = fill(ref_counts / ref_counts.sum(), int(ref_counts.sum()))
     p_cur = fill(cur_counts / cur_counts.sum(), int(cur_counts.sum()))

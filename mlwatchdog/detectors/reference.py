@@ -141,7 +141,7 @@ class Reference:
             n_dropped=np.array([c.n_dropped for c in cur_cols], dtype=np.int64),
             sufficient=(n_ref >= min_samples) & (n_cur >= min_samples),
             threshold=spec.default_threshold if threshold is None else float(threshold),
-            correction=Correction(correction),
+            correction=Correction.parse(correction),
         )
 
     def _columns_for(
@@ -201,6 +201,6 @@ def _fingerprint(sample: Sample) -> str:
                 digest.update(len(label).to_bytes(8, "little") + label.encode())
             digest.update(column.counts.tobytes())
         else:
-            digest.update(b"numeric\0" + column.values.tobytes())
+            digest.update(b"numeric\0" + (column.values + 0.0).tobytes())  # -0.0 == 0.0
         digest.update(str(column.n_dropped).encode() + b"\0")
     return digest.hexdigest()

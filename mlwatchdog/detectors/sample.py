@@ -242,10 +242,19 @@ def _numeric_columns(block: NDArray[Any], *, copy: bool = True) -> list[NumericC
 
 def _categorical_column(values: NDArray[Any]) -> CategoricalColumn:
     values = np.asarray(values, dtype=object)
-    missing = np.fromiter((v is None or v != v for v in values), dtype=bool, count=values.size)
+    missing = np.fromiter((_is_missing(v) for v in values), dtype=bool, count=values.size)
     present = values[~missing]
     labels, counts = np.unique(_labels(present), return_counts=True)
     return CategoricalColumn(labels, counts.astype(np.int64), int(missing.sum()))
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN and NaT are not equal to themselves
+    except TypeError:
+        return True  # pandas' NA: its comparisons are NA, which has no truth value
 
 
 def _labels(values: NDArray[Any]) -> NDArray[np.str_]:
@@ -253,5 +262,7 @@ def _labels(values: NDArray[Any]) -> NDArray[np.str_]:
     if values.size and all(
         isinstance(v, float | np.floating) and float(v).is_integer() for v in values
     ):
-        values = values.astype(np.int64)
+        if all(abs(v) < 2.0**63 for v in values):
+            return values.astype(np.int64).astype(str)
+        return np.array([str(int(v)) for v in values])  # ids beyond int64: exact Python ints
     return values.astype(str)

@@ -30,29 +30,36 @@ KINDS = ("normal", "rounded", "integers", "shared")
 SHIFTS = (0.0, 0.05, 0.3, 2.0)
 
 
-def scipy_per_column(reference: FloatArray, current: FloatArray, method: str = "auto") -> Pair:
-    """scipy.stats.ks_2samp on each column's finite values (NaN where a side is empty)."""
+def scipy_per_column(
+    reference: FloatArray, current: FloatArray, method: str = "auto"
+) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+    """scipy.stats.ks_2samp on each column's finite values (NaN where a side is empty), and
+    whether scipy's p-value is exact (it warns when it has to switch to the asymptotic one)."""
     statistic = np.full(reference.shape[1], np.nan)
     pvalue = np.full(reference.shape[1], np.nan)
+    exact = np.zeros(reference.shape[1], dtype=bool)
     for j in range(reference.shape[1]):
         ref = reference[:, j][np.isfinite(reference[:, j])]
         cur = current[:, j][np.isfinite(current[:, j])]
         if ref.size == 0 or cur.size == 0:
             continue
-        with warnings.catch_warnings():
-            # scipy warns when it switches from exact to asymp; the numbers are what we compare.
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
             res = stats.ks_2samp(ref, cur, method=method)
         statistic[j], pvalue[j] = float(res.statistic), float(res.pvalue)
-    return statistic, pvalue
+        switched = any("Switching to" in str(w.message) for w in caught)
+        wanted = method == "exact" or (method == "auto" and max(ref.size, cur.size) <= 10_000)
+        exact[j] = wanted and not switched
+    return statistic, pvalue, exact
 
 
 def assert_matches_scipy(reference: FloatArray, current: FloatArray, method: str = "auto") -> Any:
     result = ks_2samp(reference, current, method=method)  # type: ignore[arg-type]
-    statistic, pvalue = scipy_per_column(reference, current, method)
+    statistic, pvalue, exact = scipy_per_column(reference, current, method)
     # Bitwise: the very floats scipy compares and (in the exact regime) snaps.
     np.testing.assert_array_equal(result.statistic, statistic, strict=True)
     np.testing.assert_allclose(result.pvalue, pvalue, rtol=1e-9, atol=0)
+    np.testing.assert_array_equal(result.exact, exact)
     return result
 
 
@@ -109,15 +116,13 @@ def asymptotic_pairs(draw: st.DrawFn) -> Pair:
 @settings(max_examples=300, deadline=None)
 @given(ks_pairs(1, 40, max_columns=4))
 def test_small_samples_match_scipy_exact_regime(pair: Pair) -> None:
-    result = assert_matches_scipy(*pair)
-    assert result.exact.all()
+    assert_matches_scipy(*pair)
 
 
 @settings(max_examples=60, deadline=None)
 @given(ks_pairs(40, 3000))
 def test_medium_samples_match_scipy_exact_regime(pair: Pair) -> None:
-    result = assert_matches_scipy(*pair)
-    assert result.exact.all()
+    assert_matches_scipy(*pair)
 
 
 def test_every_tiny_sample_over_three_values_matches_scipy() -> None:
@@ -198,7 +203,8 @@ def test_regime_is_chosen_per_column_from_its_usable_values() -> None:
 @given(ks_pairs(1, 400), st.sampled_from(["exact", "asymp"]))
 def test_forced_method_matches_scipy(pair: Pair, method: str) -> None:
     result = assert_matches_scipy(*pair, method=method)
-    assert result.exact.all() == (method == "exact")
+    if method == "asymp":
+        assert not result.exact.any()
 
 
 def test_forced_exact_above_the_auto_limit_matches_scipy() -> None:
@@ -264,7 +270,7 @@ def test_axis_one_takes_samples_along_rows() -> None:
     reference = np.round(rng.normal(size=(300, 4)), 1)
     current = np.round(rng.normal(0.1, 1.0, (200, 4)), 1)
     by_rows = ks_2samp(reference.T, current.T, axis=1)
-    statistic, pvalue = scipy_per_column(reference, current)
+    statistic, pvalue, _ = scipy_per_column(reference, current)
     assert by_rows.statistic.tolist() == statistic.tolist()
     np.testing.assert_allclose(by_rows.pvalue, pvalue, rtol=1e-9)
 
@@ -275,7 +281,7 @@ def test_integer_input_matches_scipy() -> None:
     current = rng.integers(1, 11, (300, 2))
     assert_matches_scipy(reference.astype(np.float64), current.astype(np.float64))
     as_ints = ks_2samp(reference, current)
-    statistic, _ = scipy_per_column(reference.astype(np.float64), current.astype(np.float64))
+    statistic, _, _ = scipy_per_column(reference.astype(np.float64), current.astype(np.float64))
     assert as_ints.statistic.tolist() == statistic.tolist()
 
 
@@ -314,6 +320,20 @@ def test_installed_scipy_provides_the_exact_kernel() -> None:
     assert ks_module._EXACT_KERNEL is not None
 
 
+def without_kernel(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Drop the private kernel as a scipy release might; count calls to public ks_2samp."""
+    calls: list[int] = []
+    public: Callable[..., Any] = stats.ks_2samp
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return public(*args, **kwargs)
+
+    monkeypatch.setattr(ks_module, "_EXACT_KERNEL", None)
+    monkeypatch.setattr(stats, "ks_2samp", spy)
+    return calls
+
+
 def test_fallback_without_private_kernel_gives_identical_results(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -326,16 +346,7 @@ def test_fallback_without_private_kernel_gives_identical_results(
         draw_pair(rng, 10_001, 30, 1, "normal", 0.0),  # asymptotic: no exact call at all
     ]
     with_kernel = [ks_2samp(ref, cur) for ref, cur in cases]
-
-    calls: list[int] = []
-    public: Callable[..., Any] = stats.ks_2samp
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return public(*args, **kwargs)
-
-    monkeypatch.setattr(ks_module, "_EXACT_KERNEL", None)
-    monkeypatch.setattr(stats, "ks_2samp", spy)
+    calls = without_kernel(monkeypatch)
     without = [ks_2samp(ref, cur) for ref, cur in cases]
 
     assert calls, "the fallback must go through public scipy.stats.ks_2samp"
@@ -343,7 +354,19 @@ def test_fallback_without_private_kernel_gives_identical_results(
         assert a.statistic.tolist() == b.statistic.tolist()
         assert a.pvalue.tolist() == b.pvalue.tolist()
         assert a.exact.tolist() == b.exact.tolist()
-    for (ref, cur), result in zip(cases, without, strict=True):
-        statistic, pvalue = scipy_per_column(ref, cur)
-        assert result.statistic.tolist() == statistic.tolist()
-        np.testing.assert_allclose(result.pvalue, pvalue, rtol=1e-9)
+
+
+def test_fallback_reports_when_scipy_switched_to_asymp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equal sizes and a small D: scipy's exact probability rounds above 1, so scipy switches to
+    the asymptotic p-value. The kernel path reports exact=False; the fallback must too."""
+    reference = np.array([[0.13], [-0.13], [0.64], [0.1], [-0.54]])
+    current = np.array([[0.1], [-0.54], [0.64], [0.1], [-0.54]])
+    with_kernel = assert_matches_scipy(reference, current)
+    assert with_kernel.exact.tolist() == [False]
+    without_kernel(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fallback = ks_2samp(reference, current)
+    assert fallback.statistic.tolist() == with_kernel.statistic.tolist()
+    assert fallback.pvalue.tolist() == with_kernel.pvalue.tolist()
+    assert fallback.exact.tolist() == [False]
