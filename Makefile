@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run evaluate test lint bench bench-alibi example-data clean
+.PHONY: run evaluate test servers lint bench bench-alibi example-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,23 @@ evaluate: $(RUN_STAMP)
 	$(BIN)/mlwatchdog evaluate --reference examples/data/reference.parquet --current examples/data/current.parquet
 
 ## test: lint, type-check the pure core, then the whole test suite
-test: $(DEV_STAMP) lint
+test: $(DEV_STAMP) servers lint
 	$(BIN)/python -m pytest
+
+# The servers the integration tests start on loopback (Debian packages); installed when missing.
+SERVER_PACKAGES := postgresql prometheus
+servers:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
+	else \
+		echo "not root: install$$missing with apt-get, or their tests are skipped"; \
+	fi
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check mlwatchdog tests benchmarks examples

@@ -147,8 +147,8 @@ def _interpolate(
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
+        if name in env and (env[name] or default is None):
+            return env[name]  # like the shell, ${VAR:-default} also replaces an empty VAR
         if default is not None:
             return default
         missing.append(name)

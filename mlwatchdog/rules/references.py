@@ -6,7 +6,15 @@ Returns problems as (key path, message) pairs, so the loader can put file and li
 from __future__ import annotations
 
 from mlwatchdog.detectors import REGISTRY, ColumnKind
-from mlwatchdog.rules.schema import Config, DriftCheck, FilesSource, PrometheusSource, Target
+from mlwatchdog.rules.schema import (
+    Config,
+    DriftCheck,
+    FilesSource,
+    KServeSource,
+    PrometheusSource,
+    SqlSource,
+    Target,
+)
 from mlwatchdog.rules.trigger import TriggerSyntaxError, parse_trigger
 
 Path = tuple[str | int, ...]
@@ -25,7 +33,9 @@ def reference_problems(config: Config) -> list[tuple[Path, str]]:
     return problems
 
 
-def _source_problem(config: Config, name: str, kind: type, what: str) -> str | None:
+def _source_problem(
+    config: Config, name: str, kind: type | tuple[type, ...], what: str
+) -> str | None:
     source = config.sources.get(name)
     if source is None:
         return (
@@ -38,10 +48,11 @@ def _source_problem(config: Config, name: str, kind: type, what: str) -> str | N
 
 def _target_problems(config: Config, target: Target, at: Path) -> list[tuple[Path, str]]:
     problems: list[tuple[Path, str]] = []
-    need_files = "samples and references come from a `type: files` source"
+    need_samples = "samples and references come from a `type: files`, `sql` or `kserve` source"
     for key in ("samples", "reference"):
         spec = getattr(target, key)
-        problem = _source_problem(config, spec.source, FilesSource, need_files)
+        sample_kinds = (FilesSource, SqlSource, KServeSource)
+        problem = _source_problem(config, spec.source, sample_kinds, need_samples)
         if problem:
             problems.append((at + (key, "source"), problem))
     names = [c.name for c in target.checks]

@@ -84,6 +84,48 @@ class FilesSource(Strict):
         return value
 
 
+class SqlSource(Strict):
+    """Samples from a SQL database (SQLAlchemy URL): a table, or a query with :start and :end."""
+
+    type: Literal["sql"]
+    url: str = Field(description="e.g. postgresql+psycopg://user:${PGPASSWORD}@host:5432/db")
+    table: str | None = Field(None, description="schema.table or table; or give `query`")
+    query: str | None = Field(
+        None, description="SELECT ... WHERE ts >= :start AND ts < :end (bound, never formatted)"
+    )
+    timestamp_column: str | None = Field(
+        "timestamp", description="rows are windowed on it; null reads every row (a fixed table)"
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=30), description="per query, enforced by the server"
+    )
+    chunk_rows: int = Field(50_000, ge=1, description="rows fetched per round trip")
+    max_rows: int = Field(
+        200_000, ge=1, description="a larger window is sampled down to this many rows"
+    )
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` or `query`")
+        return self
+
+
+class KServeSource(Strict):
+    """Samples that KServe's payload logger sent to this daemon's sink (see `daemon.sink`)."""
+
+    type: Literal["kserve"]
+    inference_service: str | None = Field(None, description="only this InferenceService's events")
+    namespace: str | None = None
+    component: str | None = Field(None, description="predictor, transformer or explainer")
+    input_names: list[str] | None = Field(
+        None, description="column names of positional inputs (default: the declared features)"
+    )
+    output_names: list[str] | None = Field(
+        None, description="column names of positional outputs (default: the declared predictions)"
+    )
+
+
 class PrometheusSource(Strict):
     """Metric values from a Prometheus-compatible HTTP API."""
 
@@ -94,9 +136,14 @@ class PrometheusSource(Strict):
     username: str | None = None
     password: str | None = None
     verify_tls: bool = True
+    ca_file: str | None = Field(None, description="CA bundle for a private TLS certificate")
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
-Source = Annotated[FilesSource | PrometheusSource, Field(discriminator="type")]
+Source = Annotated[
+    FilesSource | SqlSource | KServeSource | PrometheusSource, Field(discriminator="type")
+]
+SampleSource = FilesSource | SqlSource | KServeSource  # what samples and references read
 
 
 # ---------------------------------------------------------------------------------------- targets
@@ -285,6 +332,20 @@ class Http(Strict):
     port: int = Field(8080, ge=0, le=65535)
 
 
+class Sink(Strict):
+    """The KServe payload-logger sink: an endpoint of the daemon (POST /sink/kserve) that stores
+    the request and response events it receives, for `type: kserve` sources to read."""
+
+    path: str = Field(".mlwatchdog/sink", description="where events are stored (partitioned)")
+    bearer_token: str | None = Field(None, description="required as `Authorization: Bearer ...`")
+    max_event_bytes: int = Field(1_048_576, ge=1, description="larger events get a 413")
+    retention: Duration = Field(timedelta(days=7), description="older partitions are deleted")
+    pair_timeout: Duration = Field(
+        timedelta(minutes=5),
+        description="a request without its response (or the reverse) older than this is used alone",
+    )
+
+
 class DaemonSettings(Strict):
     """How the daemon runs: HTTP address, where state lives, logging."""
 
@@ -294,6 +355,7 @@ class DaemonSettings(Strict):
     jitter: Duration = Field(
         timedelta(seconds=2), description="random delay added to each run so targets spread out"
     )
+    sink: Sink = Field(default_factory=Sink)
 
 
 class Config(Strict):

@@ -34,7 +34,13 @@ def parse_trigger(text: str, checks: Iterable[str]) -> Trigger:
     names = list(checks)
     keyword = text.strip()
     if keyword in ("any", "all"):
-        text = f" {'or' if keyword == 'any' else 'and'} ".join(names)
+        # Built, not parsed: every valid check name (e.g. `feature-drift`) works with any/all.
+        if not names:
+            raise TriggerSyntaxError(f"trigger {keyword!r} needs at least one check")
+        leaves: list[ast.expr] = [ast.Name(id=n, ctx=ast.Load()) for n in names]
+        op = ast.Or() if keyword == "any" else ast.And()
+        tree: ast.expr = leaves[0] if len(leaves) == 1 else ast.BoolOp(op=op, values=leaves)
+        return Trigger(keyword, tree, frozenset(names))
     try:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as exc:

@@ -8,8 +8,7 @@ equality filters. Failures come back as a status with the reason, never as an ex
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,19 +18,8 @@ import pandas as pd
 from mlwatchdog.core import DataStatus
 from mlwatchdog.errors import InputError
 from mlwatchdog.rules import FilesSource
+from mlwatchdog.sources.base import Filters, SourceRead
 from mlwatchdog.sources.tables import read_table
-
-Filters = Mapping[str, Any]
-
-
-@dataclass(frozen=True, eq=False)
-class SourceRead:
-    """A read from a source: the rows (or None), their status and why, and what was read."""
-
-    frame: pd.DataFrame | None
-    status: DataStatus
-    reason: str = ""
-    files: tuple[str, ...] = ()
 
 
 class FilesReader:

@@ -12,8 +12,36 @@ from typing import Any
 from mlwatchdog.core import DataStatus, MetricReading, Observation
 from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import InputError
-from mlwatchdog.rules import Config, FilesSource, MetricCheck, Target
+from mlwatchdog.rules import (
+    Config,
+    FilesSource,
+    KServeSource,
+    MetricCheck,
+    PrometheusSource,
+    SqlSource,
+    Target,
+)
+from mlwatchdog.sources.base import MetricReader, SampleReader, SourceRead
 from mlwatchdog.sources.files import FilesReader
+
+
+def sample_reader(name: str, spec: FilesSource | SqlSource | KServeSource, config: Config) -> Any:
+    """The reader for one sample source (imported on use: SQL drivers are only needed for SQL)."""
+    if isinstance(spec, SqlSource):
+        from mlwatchdog.sources.sql import SqlReader
+
+        return SqlReader(name, spec)
+    if isinstance(spec, KServeSource):
+        from mlwatchdog.sources.kserve import KServeReader
+
+        return KServeReader(name, spec, config.daemon.sink)
+    return FilesReader(name, spec)
+
+
+def metric_reader(name: str, spec: PrometheusSource) -> Any:
+    from mlwatchdog.sources.prometheus import PrometheusReader
+
+    return PrometheusReader(name, spec)
 
 
 class Observer:
@@ -21,20 +49,20 @@ class Observer:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.readers = {
-            name: FilesReader(name, spec)
-            for name, spec in config.sources.items()
-            if isinstance(spec, FilesSource)
-        }
+        self.readers: dict[str, SampleReader] = {}
+        self.metric_readers: dict[str, MetricReader] = {}
+        for name, spec in config.sources.items():
+            if isinstance(spec, PrometheusSource):
+                self.metric_readers[name] = metric_reader(name, spec)
+            else:
+                self.readers[name] = sample_reader(name, spec, config)
         self._references: dict[tuple[Any, ...], tuple[tuple[Any, ...], Reference]] = {}
         self.reference_builds = 0  # how many times a Reference was (re)built, for /metrics
 
     def observe(self, target: Target, now: datetime) -> Observation:
         """The window [now - samples.window, now), the reference and the metric readings."""
         columns = list(target.columns.all)
-        read = self.readers[target.samples.source].read(
-            columns, now - target.samples.window, now, target.samples.filters
-        )
+        read = self._read_samples(target, columns, now)
         reference, ref_status, ref_reason = self.reference(target)
         return Observation(
             target=target.name,
@@ -46,14 +74,27 @@ class Observer:
             reference_status=ref_status,
             reference_reason=ref_reason,
             metrics={
-                c.name: MetricReading(
-                    DataStatus.ERROR,
-                    reason="reading Prometheus sources is not supported by this version",
-                )
+                c.name: self.metric(c, target, now)
                 for c in target.checks
                 if isinstance(c, MetricCheck)
             },
         )
+
+    def _read_samples(self, target: Target, columns: list[str], now: datetime) -> SourceRead:
+        source = target.samples.source
+        try:
+            return self.readers[source].read(
+                columns, now - target.samples.window, now, target.samples.filters
+            )
+        except Exception as exc:  # readers report failures; this catches their bugs
+            return SourceRead(None, DataStatus.ERROR, f"source {source!r}: {exc}")
+
+    def metric(self, check: MetricCheck, target: Target, now: datetime) -> MetricReading:
+        """One metric check's reading; a reader that raises gives an error reading, not a crash."""
+        try:
+            return self.metric_readers[check.source].instant(check, target, now)
+        except Exception as exc:  # a bug in a reader must not stop the other checks
+            return MetricReading(DataStatus.ERROR, reason=f"{type(exc).__name__}: {exc}")
 
     def reference(self, target: Target) -> tuple[Reference | None, DataStatus, str]:
         """The target's Reference, rebuilt only when the files behind it changed."""
@@ -63,8 +104,8 @@ class Observer:
         key = (spec.source, spec.start, spec.end, tuple(kinds.items()))
         try:
             signature = reader.signature(spec.start, spec.end)
-        except (OSError, ValueError) as exc:
-            return None, DataStatus.ERROR, f"cannot list {reader.spec.url}: {exc}"
+        except Exception as exc:  # any failure of the source is "no reference", never a crash
+            return None, DataStatus.ERROR, f"cannot read source {spec.source!r}: {exc}"
         cached = self._references.get(key)
         if cached is not None and cached[0] == signature:
             return cached[1], DataStatus.OK, ""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from mlwatchdog.errors import InputError
 
@@ -22,7 +23,20 @@ FORMATS = {
 # pandas' default float parsers are off in the last digit; exact parsing keeps the numbers a
 # test sees identical to what was written, whatever the file format.
 def _read_parquet(source: IO[bytes] | Path, columns: Sequence[str] | None) -> pd.DataFrame:
-    return pd.read_parquet(source, columns=list(columns) if columns is not None else None)
+    try:
+        return pd.read_parquet(source, columns=list(columns) if columns is not None else None)
+    except ValueError as exc:
+        if columns is None:
+            raise
+        # pyarrow names a missing column amid a dump of its internal schema: say it plainly.
+        try:
+            if not isinstance(source, Path):
+                source.seek(0)
+            names = pq.read_schema(source).names
+        except (ValueError, OSError):
+            raise exc from None
+        _require(columns, names)
+        raise
 
 
 def _read_csv(source: IO[bytes] | Path, columns: Sequence[str] | None) -> pd.DataFrame:
@@ -32,13 +46,18 @@ def _read_csv(source: IO[bytes] | Path, columns: Sequence[str] | None) -> pd.Dat
 
 
 def _read_jsonl(source: IO[bytes] | Path, columns: Sequence[str] | None) -> pd.DataFrame:
-    frame = pd.read_json(source, lines=True, precise_float=True)
+    # dtype=False: keep JSON's own types (pandas would turn 1.0 into 1 and "01" into 1).
+    frame = pd.read_json(source, lines=True, precise_float=True, dtype=False)
     if columns is not None:
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"no column(s) {missing} in the file (it has {list(frame.columns)})")
+        _require(columns, list(frame.columns))
         frame = frame[list(columns)]
     return frame
+
+
+def _require(columns: Sequence[str], names: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise ValueError(f"no column(s) {missing} in the file (it has {list(names)})")
 
 
 READERS: dict[str, Callable[[Any, Sequence[str] | None], pd.DataFrame]] = {

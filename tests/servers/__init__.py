@@ -1,0 +1,1 @@
+"""Real servers (PostgreSQL, Prometheus) that integration tests start on loopback."""
