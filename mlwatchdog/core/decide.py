@@ -71,9 +71,14 @@ class _Step:
             }
         )
 
-    def holds_on_breach(self) -> bool:
-        """The trigger holds on this evaluation's breaches alone (no `for`, no resolve delay)."""
-        return self.trigger.holds({n: r.breaching for n, r in self.results.items()})
+    def holds_on_recent_breach(self, since: datetime) -> bool:
+        """The trigger holds on the checks that breached (with data) after `since`."""
+        return self.trigger.holds(
+            {
+                name: record.last_breach_at is not None and record.last_breach_at > since
+                for name, record in self.state.checks.items()
+            }
+        )
 
     def trigger_has_data(self) -> bool:
         return all(self.results[n].status is DataStatus.OK for n in self.trigger.names)
@@ -132,7 +137,7 @@ def record_action(
     if state.phase is not Phase.ROLLING_BACK or incident is None or incident.id != outcome.incident:
         return state, ()
     if outcome.ok:
-        until = now + target.verify.window
+        until = now + target.verify_window
         return replace(state, phase=Phase.VERIFYING, since=now, verify_until=until), ()
     reasons = (f"rollback failed: {outcome.detail}",)
     return _escalate(replace(state, since=now), now, reasons)
@@ -186,16 +191,26 @@ def _rolling_back(s: _Step) -> Handled:
 
 
 def _verifying(s: _Step) -> Handled:
-    """Acted: at the end of verify.window the checks must have recovered, with data."""
-    state, now = s.state, s.now
+    """Acted: at the end of verify.window the checks must have recovered, with data.
+
+    Recovered means the trigger would not hold on the checks that breached in the last
+    `resolve_after` of the window, counting only windows of samples taken wholly after the action:
+    one clean window at the end of a still flapping model is not a recovery, and windows that
+    still hold samples from before the revert are forgiven. (`check` requires verify.window to be
+    longer than samples.window, so such windows exist.)
+    """
+    state, now, target = s.state, s.now, s.target
     assert state.verify_until is not None
     if now < state.verify_until:
         return state, ()
     if not s.trigger_has_data():
         missing = [n for n in sorted(s.trigger.names) if s.results[n].status is not DataStatus.OK]
         return _escalate(state, now, (f"no data to verify the rollback: {', '.join(missing)}",))
-    if s.holds_on_breach():
-        return _escalate(state, now, ("not recovered after the rollback", *s.reasons()))
+    acted = state.last_action_at or now
+    since = max(acted + target.samples.window, now - target.resolve_after)
+    if s.holds_on_recent_breach(since):
+        recent = f"breached after {since.isoformat()} (windows wholly after the rollback)"
+        return _escalate(state, now, ("not recovered after the rollback", recent, *s.reasons()))
     # Recovered: checks that no longer breach resolve now, without waiting out resolve_after,
     # so their firing state cannot open a new incident straight away.
     checks = {

@@ -157,11 +157,22 @@ class ActionOutcome:
 T = TypeVar("T")
 
 
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    # Building an adapter costs milliseconds, and the state is saved on every evaluation.
+    if kind not in _ADAPTERS:
+        _ADAPTERS[kind] = TypeAdapter(kind)
+    return _ADAPTERS[kind]
+
+
 def to_json(value: Any) -> Any:
     """A core value as JSON-compatible data (datetimes as ISO strings)."""
-    return TypeAdapter(type(value)).dump_python(value, mode="json")
+    return _adapter(type(value)).dump_python(value, mode="json")
 
 
 def from_json(kind: type[T], data: Any) -> T:
     """The core value of type `kind` that `to_json` produced."""
-    return TypeAdapter(kind).validate_python(data)
+    result: T = _adapter(kind).validate_python(data)
+    return result

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from mlwatchdog.errors import ConfigError
 from mlwatchdog.rules import schema
-from mlwatchdog.rules.references import reference_problems
+from mlwatchdog.rules.references import partial_reference_problems, reference_problems
 
 KeyPath = tuple[str | int, ...]
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -44,9 +44,15 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> schem
     """The validated config in `path`; raises ConfigError listing every issue."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the rules file: {exc.strerror}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        if isinstance(exc, OSError):
+            why = exc.strerror or str(exc)
+        else:
+            why = f"it is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        message = f"cannot read the rules file: {why}"
+        issue = ConfigIssue(str(path), None, "", message)
+        raise ConfigError(f"{path}: {message}", issues=[issue]) from None
     return parse_config(text, str(path), env)
 
 
@@ -98,7 +104,11 @@ def _parse(
     try:
         config = schema.Config.model_validate(data)
     except ValidationError as exc:
-        return None, issues + [_issue(file, lines, data, e) for e in exc.errors()]
+        issues += [_issue(file, lines, data, e) for e in exc.errors()]
+        problems = partial_reference_problems(data)
+        return None, issues + [
+            ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in problems
+        ]
     problems = reference_problems(config)
     issues += [ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in problems]
     return (None if issues else config), issues
@@ -169,8 +179,12 @@ def _issue(
     if kind == "extra_forbidden":
         key = str(path[-1])
         message = f"unknown key {key!r}"
-        close = difflib.get_close_matches(key, _vocabulary(), n=1)
-        message += f"; did you mean {close[0]!r}?" if close else "; remove it"
+        words = _vocabulary()
+        close = difflib.get_close_matches(key, words, n=1)
+        if key in words:  # a real key, in the wrong section: suggesting itself would not help
+            message += " here; it belongs to another section (check its indentation)"
+        else:
+            message += f"; did you mean {close[0]!r}?" if close else "; remove it"
     elif kind == "missing":
         message = f"missing required key {str(path[-1])!r}"
     else:

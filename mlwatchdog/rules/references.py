@@ -5,6 +5,12 @@ Returns problems as (key path, message) pairs, so the loader can put file and li
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
 from mlwatchdog.detectors import REGISTRY, ColumnKind
 from mlwatchdog.rules.schema import (
     Config,
@@ -12,12 +18,17 @@ from mlwatchdog.rules.schema import (
     FilesSource,
     KServeSource,
     PrometheusSource,
+    Source,
     SqlSource,
     Target,
+    format_duration,
 )
 from mlwatchdog.rules.trigger import TriggerSyntaxError, parse_trigger
 
 Path = tuple[str | int, ...]
+_SOURCE: TypeAdapter[Any] = TypeAdapter(Source)
+_NAME_KEYS = {"source", "trigger", "name"}  # problems about names, whatever the values
+_TAGS = {"drift", "metric"}  # pydantic puts a union's tag into error locations
 
 
 def reference_problems(config: Config) -> list[tuple[Path, str]]:
@@ -31,6 +42,67 @@ def reference_problems(config: Config) -> list[tuple[Path, str]]:
         seen.add(target.name)
         problems += _target_problems(config, target, at)
     return problems
+
+
+def partial_reference_problems(data: dict[str, Any]) -> list[tuple[Path, str]]:
+    """Cross-checks of the parts of an invalid config that validate on their own, so a single
+    `check` run lists schema mistakes and cross-reference mistakes together."""
+    raw_sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
+    sources: dict[str, Any] = {}
+    for name, spec in (raw_sources or {}).items():
+        # A source that does not validate is reported by the schema; references to it are fine.
+        with contextlib.suppress(ValidationError):
+            sources[str(name)] = _SOURCE.validate_python(spec)
+    broken = set(map(str, raw_sources or {})) - set(sources)
+    raw_targets = data.get("targets") if isinstance(data.get("targets"), list) else []
+    problems: list[tuple[Path, str]] = []
+    for i, raw in enumerate(raw_targets or []):
+        target, dropped = _validate_without_errors(raw)
+        if target is None:
+            continue
+        config = Config.model_construct(sources=sources, targets=[target])
+        for path, message in _target_problems(config, target, ("targets", i)):
+            inner = path[2:]
+            if dropped and path[-1] not in _NAME_KEYS:
+                continue  # it may only reflect a default standing in for an invalid value
+            if any(inner[: len(d)] == d for d in dropped):
+                continue  # that part has a schema error already
+            if path[-1] == "source" and _value_at(raw, inner) in broken:
+                continue
+            problems.append((path, message))
+    return problems
+
+
+def _validate_without_errors(raw: Any, rounds: int = 3) -> tuple[Target | None, list[Path]]:
+    """The target with its invalid keys removed (so defaults stand in), and the keys removed."""
+    data, dropped = copy.deepcopy(raw), list[Path]()
+    for _ in range(rounds):
+        try:
+            return Target.model_validate(data), dropped
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(k for k in error["loc"] if not (isinstance(k, str) and k in _TAGS))
+                if error["type"] == "missing" or not _drop(data, loc):
+                    return None, dropped
+                dropped.append(loc)
+    return None, dropped
+
+
+def _drop(data: Any, path: Path) -> bool:
+    parent = _value_at(data, path[:-1])
+    if isinstance(parent, dict) and path[-1] in parent:
+        del parent[path[-1]]
+        return True
+    return False
+
+
+def _value_at(data: Any, path: Path) -> Any:
+    for key in path:
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
 def _source_problem(
@@ -58,7 +130,7 @@ def _target_problems(config: Config, target: Target, at: Path) -> list[tuple[Pat
     names = [c.name for c in target.checks]
     for j, check in enumerate(target.checks):
         check_at = at + ("checks", j)
-        if names.count(check.name) > 1:
+        if check.name in names[:j]:  # one issue, at the repeat (as for target names)
             problems.append((check_at + ("name",), f"check name {check.name!r} is used twice"))
         if isinstance(check, DriftCheck):
             problems += [(check_at + ("columns",), p) for p in _column_problems(target, check)]
@@ -71,6 +143,13 @@ def _target_problems(config: Config, target: Target, at: Path) -> list[tuple[Pat
         parse_trigger(target.trigger, names)
     except TriggerSyntaxError as exc:
         problems.append((at + ("trigger",), str(exc)))
+    if target.rollback.enabled and target.verify_window <= target.samples.window:
+        problems.append((
+            at + ("verify", "window"),
+            f"verify.window ({format_duration(target.verify_window)}) must be longer than "
+            f"samples.window ({format_duration(target.samples.window)}): recovery is judged on "
+            "windows of samples taken wholly after the rollback",
+        ))  # fmt: skip
     fallback = target.rollback.fallback
     if target.rollback.to == "fallback" and fallback is not None:
         if target.workload.kind == "argo-rollout" and not (

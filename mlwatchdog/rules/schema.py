@@ -44,7 +44,7 @@ def format_duration(value: timedelta) -> str:
         size = _UNIT_SECONDS[unit]
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"  # no exponent: parse_duration reads it
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -248,6 +248,9 @@ class MetricCheck(Strict):
     query: str
     above: float | None = None
     below: float | None = None
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="keep only series with these labels"
+    )
     for_: Duration | None = Field(None, alias="for", description="default: the target's `for`")
 
     @model_validator(mode="after")
@@ -288,7 +291,11 @@ class Rollback(Strict):
 class Verify(Strict):
     """After acting: how long the checks have to recover before the incident is escalated."""
 
-    window: Duration = timedelta(minutes=10)
+    window: Duration | None = Field(
+        None,
+        description="default: samples.window + resolve_after, so the last resolve_after of it "
+        "judges windows of samples taken wholly after the rollback",
+    )
 
 
 class Target(Strict):
@@ -319,6 +326,11 @@ class Target(Strict):
         if value <= timedelta(0):
             raise ValueError("interval must be positive")
         return value
+
+    @property
+    def verify_window(self) -> timedelta:
+        """How long after acting the checks have to recover (see `Verify.window`)."""
+        return self.verify.window or self.samples.window + self.resolve_after
 
     def check(self, name: str) -> DriftCheck | MetricCheck:
         return next(c for c in self.checks if c.name == name)
