@@ -7,7 +7,6 @@ equality filters. Failures come back as a status with the reason, never as an ex
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,27 +31,30 @@ class FilesReader:
 
     def files(self, start: datetime | None = None, end: datetime | None = None) -> list[str]:
         """The data files that can hold rows of [start, end) (all of them without a window)."""
+        root = self.root.rstrip("/")
         if self.spec.partitioning and start is not None and end is not None:
             found: list[str] = []
             for directory in partition_dirs(self.spec.partitioning, start, end):
-                path = f"{self.root.rstrip('/')}/{directory}"
+                path = f"{root}/{directory}"
                 if self.fs.isdir(path):
                     found += self.fs.find(path)
-            return sorted(p for p in found if _is_data_file(p))
+            return sorted(p for p in found if _is_data_file(p, root))
         if any(ch in self.root for ch in "*?["):
             return sorted(p for p in self.fs.glob(self.root) if _is_data_file(p))
         if self.fs.isfile(self.root):
             return [self.root]
-        return sorted(p for p in self.fs.find(self.root) if _is_data_file(p))
+        return sorted(p for p in self.fs.find(self.root) if _is_data_file(p, root))
 
     def signature(
         self, start: datetime | None = None, end: datetime | None = None
     ) -> tuple[Any, ...]:
-        """What identifies the content of [start, end): each file's path, size and mtime."""
+        """What identifies the content of [start, end): each file's path and properties."""
         sig = []
         for path in self.files(start, end):
+            # All of them: the modification time is `mtime`, `LastModified`, `last_modified`,
+            # `updated` or `created` depending on the filesystem, or only an ETag.
             info = self.fs.info(path)
-            sig.append((path, info.get("size"), info.get("mtime") or info.get("LastModified")))
+            sig.append((path, repr(sorted(info.items()))))
         return tuple(sig)
 
     def read(
@@ -103,7 +105,12 @@ def to_utc(values: pd.Series, path: str, column: str) -> pd.Series:
     try:
         if pd.api.types.is_numeric_dtype(values):
             return pd.to_datetime(values, unit="s", utc=True)
-        return pd.to_datetime(values, utc=True)
+        try:
+            return pd.to_datetime(values, utc=True)
+        except ValueError:
+            # pandas infers one format from the first value, but Python's isoformat() leaves out
+            # the fraction when it is 0: parse each value on its own (slower, only then).
+            return pd.to_datetime(values, utc=True, format="mixed")
     except (ValueError, TypeError) as exc:
         raise InputError(f"{path}: column {column!r} is not a timestamp: {exc}") from exc
 
@@ -145,9 +152,10 @@ def _floor(moment: datetime, step: timedelta) -> datetime:
     return epoch + ((moment - epoch) // step) * step
 
 
-_HIDDEN = re.compile(r"(^|/)[._][^/]*$")
-
-
-def _is_data_file(path: str) -> bool:
-    """Data files only: not `_SUCCESS`, `.tmp` files being written, or directories' markers."""
-    return not _HIDDEN.search(path) and not path.endswith("/")
+def _is_data_file(path: str, root: str = "") -> bool:
+    """Data files only: not `_SUCCESS`, `.tmp` files being written, directories' markers, nor
+    files in hidden folders under `root` (Spark's `_temporary/`, `.ipynb_checkpoints/`)."""
+    if path.endswith("/"):
+        return False
+    inside = path[len(root) :] if root and path.startswith(root + "/") else path.rsplit("/", 1)[-1]
+    return not any(part[:1] in ("_", ".") for part in inside.split("/"))

@@ -1,0 +1,639 @@
+"""The files source on real files: formats and exact values, the [now - window, now) window,
+timestamps to UTC, partition pruning, hidden files, failures as statuses, filters, fsspec URLs,
+and the Observer's reference cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import fsspec  # type: ignore[import-untyped]
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlwatchdog.core import DataStatus
+from mlwatchdog.rules import FilesSource, parse_config
+from mlwatchdog.sources.files import FilesReader, partition_dirs
+from mlwatchdog.sources.observe import Observer
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+WINDOW = timedelta(minutes=15)
+START = NOW - WINDOW
+FORMATS = ["parquet", "csv", "jsonl"]
+HOURLY = "dt=%Y-%m-%d/hour=%H"
+
+
+def reader(url: str | Path, **options: Any) -> FilesReader:
+    spec = FilesSource.model_validate({"type": "files", "url": str(url), **options})
+    return FilesReader("live", spec)
+
+
+def naive(*moments: datetime) -> list[datetime]:
+    """UTC instants as naive datetimes (how many loggers write them)."""
+    return [m.astimezone(UTC).replace(tzinfo=None) for m in moments]
+
+
+def write(frame: pd.DataFrame, path: Path | str, fs: Any = None) -> str:
+    """`frame` as parquet, csv or jsonl by `path`'s extension (on `fs`, else local)."""
+    if fs is None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    suffix = PurePosixPath(str(path)).suffix
+    with (fs or fsspec.filesystem("file")).open(str(path), "wb") as handle:
+        if suffix == ".parquet":
+            frame.to_parquet(handle, index=False)
+        elif suffix == ".csv":
+            handle.write(frame.to_csv(index=False).encode())
+        else:  # json.dumps writes floats exactly; pandas' to_json rounds to 10 digits
+            for record in frame.to_dict(orient="records"):
+                line = json.dumps(record, default=lambda v: v.isoformat())
+                handle.write(line.encode() + b"\n")
+    return str(path)
+
+
+def window_read(source: FilesReader, columns: list[str], now: datetime = NOW, **kwargs: Any) -> Any:
+    return source.read(columns, now - WINDOW, now, **kwargs)
+
+
+# ------------------------------------------------------------------------- formats and values
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_format_reads_right_dtypes_and_exact_floats(tmp_path: Path, fmt: str) -> None:
+    rng = np.random.default_rng(11)
+    n = 60
+    x = rng.normal(size=n) * 10.0 ** rng.integers(-8, 9, size=n)  # every magnitude
+    x[:5] = [0.1, 1 / 3, 0.1 + 0.2, 1e-300, 2.0**53 + 2]
+    frame = pd.DataFrame(
+        {
+            "timestamp": naive(*(START + timedelta(seconds=10 * i) for i in range(n))),
+            "x": x,
+            "whole": np.arange(n, dtype=float),  # floats that happen to be whole stay floats
+            "count": np.arange(n, dtype=np.int64),
+            "label": [["low", "mid", "high"][i % 3] for i in range(n)],
+        }
+    )
+    path = write(frame, tmp_path / f"batch.{fmt}")
+    read = window_read(reader(tmp_path), ["x", "whole", "count", "label"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.files == (path,)
+    rows = read.frame
+    assert len(rows) == n
+    assert rows["x"].tolist() == x.tolist()  # bit for bit, not approximately
+    assert rows["whole"].tolist() == frame["whole"].tolist()
+    assert rows["count"].tolist() == list(range(n))
+    assert rows["label"].tolist() == frame["label"].tolist()
+    assert rows["x"].dtype == np.float64
+    assert rows["whole"].dtype == np.float64
+    assert rows["count"].dtype == np.int64
+    assert pd.api.types.is_string_dtype(rows["label"])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_typed_formats_keep_codes_that_look_like_numbers(tmp_path: Path, fmt: str) -> None:
+    frame = pd.DataFrame(
+        {
+            "timestamp": naive(START, START + timedelta(minutes=1), START + timedelta(minutes=2)),
+            "zip": ["01000", "007", "1"],  # categories, not numbers
+        }
+    )
+    write(frame, tmp_path / f"batch.{fmt}")
+    read = window_read(reader(tmp_path), ["zip"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["zip"].tolist() == ["01000", "007", "1"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_window_includes_its_start_and_excludes_now(tmp_path: Path, fmt: str) -> None:
+    tick = timedelta(milliseconds=1)
+    moments = [START - tick, START, START + tick, NOW - tick, NOW, NOW + timedelta(hours=1)]
+    frame = pd.DataFrame({"timestamp": naive(*moments), "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    write(frame, tmp_path / f"batch.{fmt}")
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [2.0, 3.0, 4.0]
+
+
+# -------------------------------------------------------------------------------- timestamps
+
+
+def test_timezone_aware_parquet_is_converted_to_utc(tmp_path: Path) -> None:
+    berlin, new_york = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
+    inside = NOW - timedelta(minutes=10)  # 11:50Z
+    frame = pd.DataFrame(
+        {
+            # 12:50 in Berlin is 11:50Z (inside); 13:30 in Berlin is 12:30Z (after now).
+            "timestamp": pd.to_datetime(
+                [inside.astimezone(berlin), (NOW + timedelta(minutes=30)).astimezone(berlin)]
+            ),
+            "x": [1.0, 2.0],
+        }
+    )
+    write(frame, tmp_path / "berlin.parquet")
+    other = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(
+                [inside.astimezone(new_york), (START - timedelta(hours=1)).astimezone(new_york)]
+            ),
+            "x": [3.0, 4.0],
+        }
+    )
+    write(other, tmp_path / "new_york.parquet")
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert sorted(read.frame["x"]) == [1.0, 3.0]
+
+
+def test_naive_timestamps_are_taken_as_utc(tmp_path: Path) -> None:
+    # A naive 11:50 is 11:50Z, inside; read as local time of any zone but UTC it would not be.
+    frame = pd.DataFrame(
+        {
+            "timestamp": ["2026-03-10 11:50:00", "2026-03-10 12:50:00", "2026-03-10 10:50:00"],
+            "x": [1.0, 2.0, 3.0],
+        }
+    )
+    write(frame, tmp_path / "naive.csv")
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.0]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_text_timestamps_with_offsets_are_converted_to_utc(tmp_path: Path, fmt: str) -> None:
+    stamps = [
+        "2026-03-10T12:50:00+01:00",  # 11:50Z inside
+        "2026-03-10T06:59:59.250000-05:00",  # 11:59:59.25Z inside
+        "2026-03-10T12:00:00Z",  # now: outside
+        "2026-03-10T11:50:00+01:00",  # 10:50Z outside
+        "2026-03-10T11:45:00.000001+00:00",  # inside
+    ]
+    write(
+        pd.DataFrame({"timestamp": stamps, "x": [1.0, 2.0, 3.0, 4.0, 5.0]}), tmp_path / f"t.{fmt}"
+    )
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.0, 2.0, 5.0]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_python_isoformat_with_and_without_fraction_in_one_file(tmp_path: Path, fmt: str) -> None:
+    # datetime.isoformat() leaves out ".000000" when the microseconds are 0.
+    moments = [START + timedelta(seconds=30, microseconds=123456), START + timedelta(minutes=1)]
+    stamps = [m.isoformat() for m in moments]
+    assert "." not in stamps[1]
+    write(pd.DataFrame({"ts": stamps, "x": [1.0, 2.0]}), tmp_path / f"t.{fmt}")
+    read = window_read(reader(tmp_path, timestamp_column="ts"), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("column", ["timestamp", "ts"])
+@pytest.mark.parametrize("as_int", [False, True], ids=["float", "int"])
+def test_numeric_timestamps_are_unix_seconds(
+    tmp_path: Path, fmt: str, column: str, as_int: bool
+) -> None:
+    seconds = [START.timestamp() - 1, START.timestamp(), NOW.timestamp() - 1, NOW.timestamp()]
+    if not as_int:
+        seconds = [s + 0.5 for s in seconds[:1]] + seconds[1:]  # 0.5 s before start is outside
+    values: list[float] | list[int] = [int(s) for s in seconds] if as_int else seconds
+    write(pd.DataFrame({column: values, "x": [1.0, 2.0, 3.0, 4.0]}), tmp_path / f"t.{fmt}")
+    read = window_read(reader(tmp_path, timestamp_column=column), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [2.0, 3.0]
+
+
+# ------------------------------------------------------------------------- partition pruning
+
+DAYS = [datetime(2026, 3, d, tzinfo=UTC) for d in (9, 10, 11)]
+
+
+def hourly_tree(root: Path, valid: set[str]) -> dict[str, str]:
+    """Three days of hourly partitions; only the `valid` ones hold readable parquet, every other
+    one a corrupt file, so reading any of those would fail the read."""
+    files = {}
+    for day in DAYS:
+        for hour in range(24):
+            at = day + timedelta(hours=hour)
+            directory = at.strftime(HOURLY)
+            path = root / directory / "part-0.parquet"
+            path.parent.mkdir(parents=True)
+            if directory in valid:
+                minutes = [at + timedelta(minutes=m) for m in (0, 15, 30, 45)]
+                x = [float(m.day * 10000 + m.hour * 100 + m.minute) for m in minutes]
+                write(pd.DataFrame({"timestamp": naive(*minutes), "x": x}), path)
+            else:
+                path.write_bytes(b"PAR1 this is not parquet")
+            files[directory] = str(path)
+    return files
+
+
+def spy_opens(source: FilesReader, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    opened: list[str] = []
+    real_open = source.fs.open
+
+    def spying_open(path: str, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(source.fs, "open", spying_open)
+    return opened
+
+
+@pytest.mark.parametrize(
+    ("now", "expected_dirs", "expected_x"),
+    [
+        (datetime(2026, 3, 10, 12, 20, tzinfo=UTC), ["dt=2026-03-10/hour=12"], [101215.0]),
+        (
+            datetime(2026, 3, 10, 13, 5, tzinfo=UTC),
+            ["dt=2026-03-10/hour=12", "dt=2026-03-10/hour=13"],
+            [101300.0],
+        ),
+        (
+            datetime(2026, 3, 11, 0, 10, tzinfo=UTC),
+            ["dt=2026-03-10/hour=23", "dt=2026-03-11/hour=00"],
+            [110000.0],
+        ),
+        (datetime(2026, 3, 10, 13, 0, tzinfo=UTC), ["dt=2026-03-10/hour=12"], [101245.0]),
+    ],
+    ids=["inside an hour", "across an hour", "across midnight", "ends on the hour"],
+)
+def test_window_lists_and_opens_only_its_partitions(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    now: datetime,
+    expected_dirs: list[str],
+    expected_x: list[float],
+) -> None:
+    files = hourly_tree(tmp_path, set(expected_dirs))
+    source = reader(tmp_path, partitioning=HOURLY)
+    wanted = [files[d] for d in expected_dirs]
+    assert source.files(now - WINDOW, now) == wanted
+    opened = spy_opens(source, monkeypatch)
+    read = window_read(source, ["x"], now=now)
+    assert read.status is DataStatus.OK, read.reason
+    assert read.files == tuple(wanted)
+    assert sorted(opened) == wanted  # the 70 corrupt partitions were never opened
+    assert read.frame["x"].tolist() == expected_x
+
+
+def test_window_in_another_time_zone_prunes_by_utc(tmp_path: Path) -> None:
+    files = hourly_tree(tmp_path, {"dt=2026-03-10/hour=12"})
+    source = reader(tmp_path, partitioning=HOURLY)
+    end = datetime(2026, 3, 10, 12, 20, tzinfo=UTC).astimezone(ZoneInfo("Asia/Tokyo"))
+    assert source.files(end - WINDOW, end) == [files["dt=2026-03-10/hour=12"]]
+    assert window_read(source, ["x"], now=end).frame["x"].tolist() == [101215.0]
+
+
+def test_window_without_partitions_is_no_data_with_reason(tmp_path: Path) -> None:
+    hourly_tree(tmp_path, set())
+    source = reader(tmp_path, partitioning=HOURLY)
+    read = window_read(source, ["x"], now=datetime(2026, 4, 1, tzinfo=UTC))
+    assert read.status is DataStatus.NO_DATA
+    assert read.frame is None
+    assert "no files" in read.reason and str(tmp_path) in read.reason
+
+
+H11, H12 = "dt=2026-03-10/hour=11", "dt=2026-03-10/hour=12"
+
+
+@pytest.mark.parametrize(
+    ("template", "start", "end", "expected"),
+    [
+        (HOURLY, "2026-03-10T11:50", "2026-03-10T12:05", [H11, H12]),
+        (HOURLY, "2026-03-10T11:00", "2026-03-10T12:00", [H11]),
+        (HOURLY, "2026-03-10T13:50+02:00", "2026-03-10T14:05+02:00", [H11, H12]),
+        ("%Y/%m/%d", "2026-03-10T23:00", "2026-03-11T01:00", ["2026/03/10", "2026/03/11"]),
+        ("month=%Y-%m", "2026-02-27T00:00", "2026-03-02T00:00", ["month=2026-02", "month=2026-03"]),
+        ("%Y%m%d%H%M", "2026-03-10T11:58:30", "2026-03-10T12:00:30",
+         ["202603101158", "202603101159", "202603101200"]),
+    ],
+    ids=["hours", "end excluded", "non-UTC bounds", "days", "months", "minutes"],
+)  # fmt: skip
+def test_partition_dirs(template: str, start: str, end: str, expected: list[str]) -> None:
+    def utc(text: str) -> datetime:
+        moment = datetime.fromisoformat(text)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    assert partition_dirs(template, utc(start), utc(end)) == expected
+
+
+# ------------------------------------------------------------------------------- hidden files
+
+
+def test_hidden_files_and_folders_are_skipped(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"timestamp": naive(START, NOW - timedelta(minutes=1)), "x": [1.0, 2.0]})
+    data = write(frame, tmp_path / "part-0.parquet")
+    (tmp_path / "_SUCCESS").write_bytes(b"")
+    (tmp_path / ".part-1.parquet.crc").write_bytes(b"garbage")
+    (tmp_path / "_metadata").write_bytes(b"garbage")
+    write(frame, tmp_path / ".part-2.parquet")  # being written
+    write(frame, tmp_path / "_temporary" / "0" / "part-3.parquet")  # Spark, mid-commit
+    write(frame, tmp_path / ".ipynb_checkpoints" / "part-0-checkpoint.csv")  # a stale copy
+    source = reader(tmp_path)
+    assert source.files(START, NOW) == [data]
+    read = window_read(source, ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.0, 2.0]  # no row counted twice
+
+
+def test_hidden_files_are_skipped_in_partitions_and_globs(tmp_path: Path) -> None:
+    directory = tmp_path / "dt=2026-03-10" / "hour=11"
+    frame = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [7.0]})
+    data = write(frame, directory / "part-0.parquet")
+    (directory / "_SUCCESS").write_bytes(b"")
+    (directory / ".part-1.parquet").write_bytes(b"half written")
+    (directory / "_temporary" / "0").mkdir(parents=True)
+    (directory / "_temporary" / "0" / "part-2.parquet").write_bytes(b"half written")
+    source = reader(tmp_path, partitioning=HOURLY)
+    assert source.files(START, NOW) == [data]
+    assert window_read(source, ["x"]).frame["x"].tolist() == [7.0]
+    glob = reader(f"{directory}/*.parquet")
+    assert glob.files() == [data]
+
+
+def test_a_hidden_folder_above_the_url_is_fine(tmp_path: Path) -> None:
+    root = tmp_path / ".demo" / "live"  # like the bundled rules.yaml's .demo/live
+    frame = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [7.0]})
+    data = write(frame, root / "part-0.parquet")
+    source = reader(root)
+    assert source.files() == [data]
+    assert window_read(source, ["x"]).status is DataStatus.OK
+
+
+# ---------------------------------------------------------------------- failures are statuses
+
+
+def test_empty_window_is_no_data_with_a_reason(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"timestamp": naive(START - timedelta(hours=1)), "x": [1.0]})
+    path = write(frame, tmp_path / "old.parquet")
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.NO_DATA
+    assert read.frame is None
+    assert "no rows" in read.reason and "1 file(s)" in read.reason
+    assert read.files == (path,)
+
+
+def test_empty_folder_is_no_data_naming_the_url(tmp_path: Path) -> None:
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.NO_DATA
+    assert str(tmp_path) in read.reason
+
+
+CORRUPT: dict[str, bytes] = {
+    "parquet": b"PAR1\x00\x01 truncated",
+    "csv": b"",
+    "jsonl": b'{"timestamp": "2026-03-10T11:50:00", "x": 1.0}\n{"timestamp": \n',
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_corrupt_file_in_window_is_an_error_naming_it(tmp_path: Path, fmt: str) -> None:
+    good = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [1.0]})
+    write(good, tmp_path / f"a-good.{fmt}")
+    bad = tmp_path / f"b-bad.{fmt}"
+    bad.write_bytes(CORRUPT[fmt])
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.ERROR
+    assert read.frame is None  # not half a window
+    assert str(bad) in read.reason
+    assert fmt in read.reason
+
+
+@pytest.mark.filterwarnings("ignore:Could not infer format:UserWarning")
+def test_unparseable_timestamps_are_an_error_naming_the_column(tmp_path: Path) -> None:
+    path = write(pd.DataFrame({"ts": ["yesterday", "soon"], "x": [1.0, 2.0]}), tmp_path / "a.csv")
+    read = window_read(reader(tmp_path, timestamp_column="ts"), ["x"])
+    assert read.status is DataStatus.ERROR
+    assert path in read.reason and "'ts'" in read.reason and "not a timestamp" in read.reason
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_missing_timestamp_column_is_an_error_naming_it(tmp_path: Path, fmt: str) -> None:
+    frame = pd.DataFrame({"time": naive(NOW - timedelta(minutes=1)), "x": [1.0]})
+    path = write(frame, tmp_path / f"a.{fmt}")
+    read = window_read(reader(tmp_path, timestamp_column="event_time"), ["x"])
+    assert read.status is DataStatus.ERROR
+    assert path in read.reason
+    assert "'event_time'" in read.reason
+    assert "\n" not in read.reason  # one line, not a dump of the file's internal schema
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_missing_feature_column_is_an_error_naming_it(tmp_path: Path, fmt: str) -> None:
+    frame = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [1.0]})
+    path = write(frame, tmp_path / f"a.{fmt}")
+    read = window_read(reader(tmp_path), ["x", "income"])
+    assert read.status is DataStatus.ERROR
+    assert path in read.reason
+    assert "'income'" in read.reason
+    assert "\n" not in read.reason
+
+
+def test_fixed_file_without_timestamp_column_cannot_be_windowed(tmp_path: Path) -> None:
+    write(pd.DataFrame({"x": [1.0, 2.0]}), tmp_path / "ref.parquet")
+    source = reader(tmp_path / "ref.parquet", timestamp_column=None)
+    every = source.read(["x"]).frame
+    assert every is not None and every["x"].tolist() == [1.0, 2.0]  # every row
+    read = window_read(source, ["x"])
+    assert read.status is DataStatus.ERROR
+    assert "timestamp_column" in read.reason
+
+
+# ------------------------------------------------------------------------------------ filters
+
+FILTERED = pd.DataFrame(
+    {
+        "timestamp": naive(*(START + timedelta(minutes=m) for m in range(5))),
+        "x": [0.0, 1.0, 2.0, 3.0, 4.0],
+        "region": ["eu", "us", "apac", "eu", "us"],
+        "flag": [True, False, True, True, False],
+        "n": [1, 2, 3, 2, 1],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"region": "eu"}, [0.0, 3.0]),
+        ({"region": ["eu", "apac"]}, [0.0, 2.0, 3.0]),
+        ({"region": "eu", "flag": True}, [0.0, 3.0]),
+        ({"flag": False}, [1.0, 4.0]),
+        ({"n": 2}, [1.0, 3.0]),
+        ({"n": [1, 3], "region": "us"}, [4.0]),
+    ],
+)
+def test_filters_keep_matching_rows(
+    tmp_path: Path, filters: dict[str, Any], expected: list[float]
+) -> None:
+    write(FILTERED, tmp_path / "a.parquet")
+    read = window_read(reader(tmp_path), ["x"], filters=filters)
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == expected
+
+
+def test_filter_matching_nothing_is_no_data(tmp_path: Path) -> None:
+    write(FILTERED, tmp_path / "a.parquet")
+    read = window_read(reader(tmp_path), ["x"], filters={"region": "mars"})
+    assert read.status is DataStatus.NO_DATA
+    assert read.frame is None
+
+
+def test_filters_from_rules_yaml_apply_to_observed_samples(tmp_path: Path) -> None:
+    write(FILTERED, tmp_path / "live" / "a.csv")
+    write(FILTERED.drop(columns="timestamp"), tmp_path / "reference.parquet")
+    config = parse_config(
+        RULES.format(root=tmp_path, extra="      filters: {region: [eu, apac], flag: true}\n"),
+        env={},
+    )
+    observation = Observer(config).observe(config.targets[0], NOW)
+    assert observation.samples_status is DataStatus.OK, observation.samples_reason
+    assert observation.samples["x"].tolist() == [0.0, 2.0, 3.0]
+
+
+# ------------------------------------------------------------------------------ fsspec memory://
+
+
+@pytest.fixture
+def memory_root() -> Iterator[str]:
+    fs = fsspec.filesystem("memory")
+    root = f"memory://mlwatchdog-test-{uuid.uuid4().hex}"
+    yield root
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def test_memory_url_reads_through_the_same_code_path(
+    memory_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = fsspec.filesystem("memory")
+    now = datetime(2026, 3, 10, 12, 20, tzinfo=UTC)
+    inside = pd.DataFrame({"timestamp": naive(now - timedelta(minutes=5)), "x": [0.1]})
+    write(inside, f"{memory_root}/live/dt=2026-03-10/hour=12/a.parquet", fs)
+    write(inside.assign(x=[0.2]), f"{memory_root}/live/dt=2026-03-10/hour=12/b.csv", fs)
+    fs.pipe(f"{memory_root}/live/dt=2026-03-10/hour=12/_SUCCESS", b"")
+    fs.pipe(f"{memory_root}/live/dt=2026-03-10/hour=11/corrupt.parquet", b"not parquet")
+    source = reader(f"{memory_root}/live", partitioning=HOURLY)
+    opened = spy_opens(source, monkeypatch)
+    read = window_read(source, ["x"], now=now)
+    assert read.status is DataStatus.OK, read.reason
+    assert sorted(read.frame["x"]) == [0.1, 0.2]
+    assert [p.rsplit("/", 1)[1] for p in read.files] == ["a.parquet", "b.csv"]
+    assert all("hour=12" in p for p in opened)
+
+
+def test_memory_url_errors_are_statuses(memory_root: str) -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe(f"{memory_root}/live/a.parquet", b"not parquet")
+    read = window_read(reader(f"{memory_root}/live"), ["x"])
+    assert read.status is DataStatus.ERROR
+    assert "a.parquet" in read.reason
+
+
+# ----------------------------------------------------------------------- observer: reference cache
+
+RULES = """\
+sources:
+  live: {{type: files, url: "{root}/live"}}
+  training: {{type: files, url: "{root}/reference.parquet", timestamp_column: null}}
+targets:
+  - name: model
+    samples:
+      source: live
+{extra}    reference: {{source: training}}
+    columns:
+      features: {{x: numeric}}
+    checks:
+      - {{name: drift, type: drift, test: ks}}
+    verify: {{window: 30m}}
+"""
+
+
+def reference_frame(seed: int, n: int = 500) -> pd.DataFrame:
+    return pd.DataFrame({"x": np.random.default_rng(seed).normal(size=n)})
+
+
+@pytest.fixture
+def observed(tmp_path: Path) -> tuple[Observer, Callable[[], Any], Path]:
+    live = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [0.5]})
+    write(live, tmp_path / "live" / "a.parquet")
+    reference = tmp_path / "reference.parquet"
+    reference_frame(1).to_parquet(reference, index=False)
+    config = parse_config(RULES.format(root=tmp_path, extra=""), env={})
+    observer = Observer(config)
+
+    def observe() -> Any:
+        return observer.observe(config.targets[0], NOW)
+
+    return observer, observe, reference
+
+
+def test_reference_is_built_once_while_its_file_is_unchanged(
+    observed: tuple[Observer, Callable[[], Any], Path], tmp_path: Path
+) -> None:
+    observer, observe, _ = observed
+    first = observe()
+    assert first.reference_status is DataStatus.OK, first.reference_reason
+    assert first.samples_status is DataStatus.OK, first.samples_reason
+    assert observer.reference_builds == 1
+    # New live data does not touch the reference.
+    write(
+        pd.DataFrame({"timestamp": naive(NOW - timedelta(seconds=5)), "x": [0.7]}),
+        tmp_path / "live" / "b.parquet",
+    )
+    for _ in range(3):
+        again = observe()
+        assert again.reference is first.reference
+        assert again.reference_status is DataStatus.OK
+    assert len(again.samples) == 2
+    assert observer.reference_builds == 1
+
+
+def test_reference_is_rebuilt_when_its_file_is_rewritten(
+    observed: tuple[Observer, Callable[[], Any], Path],
+) -> None:
+    observer, observe, reference = observed
+    first = observe()
+    reference_frame(2).to_parquet(reference, index=False)
+    second = observe()
+    assert observer.reference_builds == 2
+    assert second.reference is not first.reference
+    assert second.reference.fingerprint != first.reference.fingerprint
+    assert observe().reference is second.reference
+    assert observer.reference_builds == 2
+
+
+def test_reference_is_rebuilt_when_its_file_is_touched(
+    observed: tuple[Observer, Callable[[], Any], Path],
+) -> None:
+    observer, observe, reference = observed
+    observe()
+    later = reference.stat().st_mtime + 60
+    os.utime(reference, (later, later))
+    observe()
+    assert observer.reference_builds == 2
+
+
+def test_reference_on_memory_url_is_rebuilt_when_rewritten_with_the_same_size(
+    memory_root: str,
+) -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe(f"{memory_root}/live/a.csv", b"timestamp,x\n2026-03-10T11:59:00,0.5\n")
+    fs.pipe(f"{memory_root}/reference.csv", b"x\n" + b"".join(b"1.%d\n" % i for i in range(9)))
+    text = RULES.format(root=memory_root, extra="").replace("reference.parquet", "reference.csv")
+    config = parse_config(text, env={})
+    observer = Observer(config)
+    first = observer.observe(config.targets[0], NOW)
+    assert first.reference_status is DataStatus.OK, first.reference_reason
+    fs.pipe(f"{memory_root}/reference.csv", b"x\n" + b"".join(b"2.%d\n" % i for i in range(9)))
+    second = observer.observe(config.targets[0], NOW)
+    assert observer.reference_builds == 2
+    assert first.reference is not None and second.reference is not None
+    assert second.reference.fingerprint != first.reference.fingerprint
