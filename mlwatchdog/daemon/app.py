@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlwatchdog.core import to_json
+from mlwatchdog.daemon.sink import sink_router
 
 if TYPE_CHECKING:
     from mlwatchdog.daemon.service import Daemon
@@ -28,6 +29,9 @@ def create_app(daemon: Daemon) -> FastAPI:
             daemon.stop()  # waits for a running evaluation to finish
 
     app = FastAPI(title="mlwatchdog", version="0.1.0", lifespan=lifespan)
+
+    if daemon.sink is not None:  # only with a `type: kserve` source to read what it stores
+        app.include_router(sink_router(daemon.sink, daemon.config.daemon.sink))
 
     @app.get("/healthz", summary="Liveness: the scheduler is running")
     def healthz() -> JSONResponse:

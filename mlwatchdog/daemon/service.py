@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +18,8 @@ from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.runner import TargetRunner
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.errors import ConfigError
-from mlwatchdog.rules import Config
+from mlwatchdog.rules import Config, KServeSource
+from mlwatchdog.sources.kserve import SinkStore
 from mlwatchdog.sources.observe import Observer
 
 
@@ -42,6 +45,9 @@ class Daemon:
         self.metrics = DaemonMetrics()
         self.store = StateStore(config.daemon.state_dir, log)
         self.observer = Observer(config)
+        # What KServe's logger sends to POST /sink/kserve, when a `type: kserve` source reads it.
+        kserve = any(isinstance(s, KServeSource) for s in config.sources.values())
+        self.sink = SinkStore(config.daemon.sink) if kserve else None
         actuator = DryRunActuator(log)
         self.runners = {
             t.name: TargetRunner(t, self.observer, actuator, self.store, self.metrics, log, clock)
@@ -71,6 +77,14 @@ class Daemon:
                 coalesce=True,  # runs missed while busy or suspended collapse into one
                 misfire_grace_time=max(1, int(interval)),
             )
+        if self.sink is not None:  # ':' keeps the job id apart from target names
+            self.scheduler.add_job(
+                self.sink.prune,
+                "interval",
+                minutes=10,
+                id=":sink-retention",
+                next_run_time=self.clock(),
+            )
         self.scheduler.start()
         self.log.info(
             "daemon started",
@@ -82,6 +96,8 @@ class Daemon:
         """Stop scheduling; wait for running evaluations to finish."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self.sink is not None:
+            self.sink.close()  # after the HTTP server answered its last event
         self.log.info("daemon stopped")
 
 
@@ -100,4 +116,15 @@ def serve(config: Config, log: Any, host: str | None = None, port: int | None = 
         )
     )
     log.info("http listening", host=host or settings.host, port=server.config.port)
-    server.run()
+    # uvicorn re-raises the SIGTERM it shut down on once it has stopped, so under the default
+    # handler the process would die of the signal (exit -15, 143 in a shell) after a clean stop.
+    # Under this handler the re-raise is harmless and SIGTERM exits 0; a SIGTERM that arrives
+    # before uvicorn installs its own handler still stops the server.
+    if threading.current_thread() is not threading.main_thread():
+        server.run()  # no signals off the main thread (uvicorn then installs none either)
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

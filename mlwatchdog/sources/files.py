@@ -7,6 +7,7 @@ equality filters. Failures come back as a status with the reason, never as an ex
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,38 +25,46 @@ from mlwatchdog.sources.tables import read_table
 class FilesReader:
     """Reads one `type: files` source; one instance per source, shared by the targets using it."""
 
+    cache_bytes = 256 * 2**20  # parsed files kept for the next windows (least recently used go)
+
     def __init__(self, name: str, spec: FilesSource) -> None:
         self.name = name
         self.spec = spec
         self.fs, self.root = fsspec.core.url_to_fs(spec.url, **spec.storage_options)
+        # Files already read, by (path, columns, timestamp column), least recently used first.
+        self._cache: OrderedDict[tuple[Any, ...], tuple[str, pd.DataFrame, int]] = OrderedDict()
+        self._cache_bytes = 0
 
     def files(self, start: datetime | None = None, end: datetime | None = None) -> list[str]:
         """The data files that can hold rows of [start, end) (all of them without a window)."""
+        return sorted(self._listing(start, end))
+
+    def _listing(self, start: datetime | None, end: datetime | None) -> dict[str, dict[str, Any]]:
+        """The data files of [start, end) with their details, from the listing itself (no extra
+        request per file, which matters on object stores)."""
         root = self.root.rstrip("/")
         if self.spec.partitioning and start is not None and end is not None:
-            found: list[str] = []
+            found: dict[str, dict[str, Any]] = {}
             for directory in partition_dirs(self.spec.partitioning, start, end):
                 path = f"{root}/{directory}"
                 if self.fs.isdir(path):
-                    found += self.fs.find(path)
-            return sorted(p for p in found if _is_data_file(p, root))
+                    found.update(self.fs.find(path, detail=True))
+            return {p: info for p, info in found.items() if _is_data_file(p, root)}
         if any(ch in self.root for ch in "*?["):
-            return sorted(p for p in self.fs.glob(self.root) if _is_data_file(p))
+            globbed = self.fs.glob(self.root, detail=True)
+            return {p: info for p, info in globbed.items() if _is_data_file(p)}
         if self.fs.isfile(self.root):
-            return [self.root]
-        return sorted(p for p in self.fs.find(self.root) if _is_data_file(p, root))
+            return {self.root: self.fs.info(self.root)}
+        found = self.fs.find(self.root, detail=True)
+        return {p: info for p, info in found.items() if _is_data_file(p, root)}
 
     def signature(
         self, start: datetime | None = None, end: datetime | None = None
     ) -> tuple[Any, ...]:
         """What identifies the content of [start, end): each file's path and properties."""
-        sig = []
-        for path in self.files(start, end):
-            # All of them: the modification time is `mtime`, `LastModified`, `last_modified`,
-            # `updated` or `created` depending on the filesystem, or only an ETag.
-            info = self.fs.info(path)
-            sig.append((path, repr(sorted(info.items()))))
-        return tuple(sig)
+        return tuple(
+            (path, _fingerprint(info)) for path, info in sorted(self._listing(start, end).items())
+        )
 
     def read(
         self,
@@ -72,9 +81,10 @@ class FilesReader:
                 None, DataStatus.ERROR, f"source {self.name!r} has no timestamp_column"
             )
         try:
-            paths = self.files(start, end)
+            listing = self._listing(start, end)
         except (OSError, ValueError) as exc:
             return SourceRead(None, DataStatus.ERROR, f"cannot list {self.spec.url}: {exc}")
+        paths = sorted(listing)
         if not paths:
             return SourceRead(None, DataStatus.NO_DATA, f"no files under {self.spec.url}" + (
                 f" for [{start:%Y-%m-%d %H:%M:%S}, {end:%Y-%m-%d %H:%M:%S})" if windowed else ""
@@ -83,10 +93,10 @@ class FilesReader:
         frames = []
         try:
             for path in paths:
-                frame = read_table(path, wanted, fs=self.fs, format=self.spec.format)
+                frame = self._cached_read(path, listing[path], wanted, ts if windowed else None)
                 if windowed:
-                    assert ts is not None and start is not None and end is not None
-                    stamps = to_utc(frame[ts], path, ts)
+                    assert ts is not None
+                    stamps = frame[ts]
                     frame = frame[(stamps >= start) & (stamps < end)]
                 frames.append(frame)
         except InputError as exc:
@@ -98,6 +108,36 @@ class FilesReader:
             reason = f"no rows{where} in {len(paths)} file(s)"
             return SourceRead(None, DataStatus.NO_DATA, reason, tuple(paths))
         return SourceRead(rows, DataStatus.OK, f"{len(rows)} rows", tuple(paths))
+
+    def _cached_read(
+        self, path: str, info: dict[str, Any], wanted: list[str], ts: str | None
+    ) -> pd.DataFrame:
+        """A file's `wanted` columns (timestamps as UTC), read once while the file is unchanged:
+        a window that moves by one interval reuses every file but the newest."""
+        key = (path, tuple(wanted), ts)
+        fingerprint = _fingerprint(info)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == fingerprint:
+            self._cache.move_to_end(key)
+            return cached[1]
+        frame = read_table(path, wanted, fs=self.fs, format=self.spec.format)
+        if ts is not None:
+            frame = frame.assign(**{ts: to_utc(frame[ts], path, ts)})
+        if cached is not None:
+            self._cache_bytes -= cached[2]
+        size = int(frame.memory_usage(deep=True).sum())
+        self._cache[key] = (fingerprint, frame, size)
+        self._cache_bytes += size
+        while self._cache_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, (_, _, evicted) = self._cache.popitem(last=False)
+            self._cache_bytes -= evicted
+        return frame
+
+
+def _fingerprint(info: dict[str, Any]) -> str:
+    # All of the details: the modification time is `mtime`, `LastModified`, `last_modified`,
+    # `updated` or `created` depending on the filesystem, or only an ETag.
+    return repr(sorted(info.items()))
 
 
 def to_utc(values: pd.Series, path: str, column: str) -> pd.Series:

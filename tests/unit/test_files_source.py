@@ -637,3 +637,26 @@ def test_reference_on_memory_url_is_rebuilt_when_rewritten_with_the_same_size(
     assert observer.reference_builds == 2
     assert first.reference is not None and second.reference is not None
     assert second.reference.fingerprint != first.reference.fingerprint
+
+
+def test_a_moving_window_opens_only_new_or_changed_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon re-reads the same hour folder every interval: unchanged files come from the
+    reader's cache, a new file is opened once, and a rewritten file is read again."""
+    folder = tmp_path / "dt=2026-03-10" / "hour=11"  # the window is [11:45, 12:00)
+    stamp = naive(NOW - timedelta(minutes=3))
+    first = write(pd.DataFrame({"timestamp": stamp, "x": [1.0]}), folder / "a.parquet")
+    source = reader(tmp_path, partitioning=HOURLY)
+    opened = spy_opens(source, monkeypatch)  # (the local filesystem is shared: writes count too)
+    assert window_read(source, ["x"]).frame["x"].tolist() == [1.0]
+    assert window_read(source, ["x"]).frame["x"].tolist() == [1.0]
+    assert opened == [first]
+    second = write(pd.DataFrame({"timestamp": stamp, "x": [2.0]}), folder / "b.parquet")
+    opened.clear()
+    assert window_read(source, ["x"]).frame["x"].tolist() == [1.0, 2.0]
+    assert opened == [second]
+    write(pd.DataFrame({"timestamp": stamp, "x": [5.0]}), first)
+    opened.clear()
+    assert window_read(source, ["x"]).frame["x"].tolist() == [5.0, 2.0]
+    assert opened == [first]
