@@ -55,6 +55,9 @@ class Reference:
         self._axis = axis
         self.sample = Sample.from_data(data, names=columns, kinds=kinds, axis=axis)
         self.fingerprint = _fingerprint(self.sample)
+        # Looked up per column on every test: a dict and a tuple built once, not per lookup.
+        self._index = {name: i for i, name in enumerate(self.sample.names)}
+        self._kinds = self.sample.kinds
         self._quantile_bins: dict[int, list[QuantileBins | None]] = {}
 
     @property
@@ -63,7 +66,7 @@ class Reference:
 
     @property
     def kinds(self) -> tuple[ColumnKind, ...]:
-        return self.sample.kinds
+        return self._kinds
 
     def __repr__(self) -> str:
         return f"Reference({len(self.columns)} columns, fingerprint={self.fingerprint[:12]})"
@@ -87,8 +90,8 @@ class Reference:
 
     def _position(self, column: str) -> int:
         try:
-            return self.columns.index(column)
-        except ValueError:
+            return self._index[column]
+        except KeyError:
             raise InputError(
                 f"column {column!r} is not in the reference, which has {list(self.columns)}; "
                 "test only columns the reference was built with."

@@ -21,6 +21,7 @@ from scipy import stats
 
 from mlwatchdog.detectors import ks as ks_module
 from mlwatchdog.detectors import ks_2samp
+from mlwatchdog.detectors.ks import kstwo_sf
 from mlwatchdog.errors import InputError
 
 FloatArray = NDArray[np.float64]
@@ -370,3 +371,17 @@ def test_fallback_reports_when_scipy_switched_to_asymp(monkeypatch: pytest.Monke
     assert fallback.statistic.tolist() == with_kernel.statistic.tolist()
     assert fallback.pvalue.tolist() == with_kernel.pvalue.tolist()
     assert fallback.exact.tolist() == [False]
+
+
+def test_kstwo_sf_equals_scipy_across_its_branches() -> None:
+    """The asymptotic p-value: numpy's Smirnov sum where scipy uses 2 * smirnov(n, d) (drifted
+    columns of large samples), scipy itself elsewhere; equal to scipy.stats.kstwo.sf to 1e-9."""
+    rng = np.random.default_rng(42)
+    n = rng.choice([141.0, 500.0, 4545.0, 9091.0, 50_000.0, 200_000.0, 400_000.0], 600)
+    nd2 = np.concatenate([rng.uniform(0.0, 3.0, 200), rng.uniform(2.2, 400.0, 400)])
+    d = np.sqrt(nd2 / n)
+    d[:20] = rng.uniform(0.5, 0.99, 20)  # scipy's d >= 0.5 branch
+    expected = stats.kstwo.sf(d, n)
+    got = kstwo_sf(d, n)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=0)
+    assert (got[nd2 > 2.2] < 0.03).all() and (got == 0.0).any()
