@@ -1,32 +1,57 @@
-"""The dry-run actuator: logs the exact requests a rollback would send, sends nothing."""
+"""The offline dry-run actuator (`daemon.kubernetes.mode: offline`, or no cluster to read): logs
+the requests a rollback would send, described without reading the cluster, and audits them.
+
+With a cluster, dry-run is the KubeActuator's: it reads the objects and logs the exact patch.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
-from mlwatchdog.actions.plan import plan_rollback
-from mlwatchdog.core import ActionOutcome, Decision
+from mlwatchdog.actions.audit import AuditLog
+from mlwatchdog.actions.plan import offline_plan
+from mlwatchdog.core import ActionOutcome, Decision, WorkloadHealth
 from mlwatchdog.rules import Target
 
 
 class DryRunActuator:
     """Carries a rollback out by logging its plan; the outcome is always a dry-run success."""
 
-    def __init__(self, log: Any) -> None:
+    def __init__(self, log: Any, audit: AuditLog | None = None) -> None:
         self.log = log
+        self.audit = audit
 
     def rollback(self, target: Target, decision: Decision) -> ActionOutcome:
-        plan = plan_rollback(target, decision)
+        plan = offline_plan(target, decision)
         workload = target.workload
-        for request in plan:
+        requests = [asdict(r) for r in plan.requests]
+        for request in requests:
             self.log.warning(
                 "dry-run rollback: would send",
                 target=target.name,
                 incident=decision.incident,
                 workload=f"{workload.kind}/{workload.namespace}/{workload.name}",
                 to=decision.to,
-                **asdict(request),
+                **request,
             )
-        detail = f"dry-run: {len(plan)} request(s) logged, none sent"
+        detail = f"dry-run: {len(requests)} request(s) logged, none sent (offline)"
+        if self.audit is not None:
+            self.audit.append({
+                "at": datetime.now(UTC).isoformat(),
+                "who": "offline",
+                "target": target.name,
+                "workload": workload.model_dump(),
+                "incident": decision.incident,
+                "to": decision.to,
+                "reasons": list(decision.reasons),
+                "dry_run": True,
+                "requests": requests,
+                "result": "dry_run",
+                "detail": detail,
+            })  # fmt: skip
         return ActionOutcome(decision.incident, ok=True, dry_run=True, detail=detail)
+
+    def health(self, target: Target) -> WorkloadHealth | None:
+        return None  # nothing was changed, nothing to verify on the object

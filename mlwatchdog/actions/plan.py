@@ -1,10 +1,16 @@
-"""The Kubernetes requests that carry out a rollback, as data: what the actuators send and what
-dry-run logs. Pure; the real actuators fill in what can only be read from the cluster.
+"""A rollback as data: the requests to send, what they go back to, or why nothing is needed.
+
+Pure. The Argo and KServe planners (`actions.argo`, `actions.kserve`) build a `Plan` from the
+objects read from the cluster; `offline_plan` describes one without a cluster (dry-run with
+`daemon.kubernetes.mode: offline`). The actuator sends a plan, or only logs it in dry-run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from mlwatchdog.core import Decision
@@ -12,23 +18,116 @@ from mlwatchdog.rules import Target
 
 ARGO = "/apis/argoproj.io/v1alpha1"
 KSERVE = "/apis/serving.kserve.io/v1beta1"
+APPS = "/apis/apps/v1"
+KNATIVE = "/apis/serving.knative.dev/v1"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+LAST_ACTION = "mlwatchdog.io/last-action"  # annotation on the reverted object: who, when, why
 
 
 @dataclass(frozen=True)
 class PlannedRequest:
-    """One HTTP request to the Kubernetes API; `body` None means it is read from the cluster."""
+    """One HTTP request to the Kubernetes API; `body` None means it is read from the cluster.
+
+    `precondition`: the object's resourceVersion (as read) goes into the request, so the API
+    answers 409 instead of applying it when the object changed since it was read.
+    """
 
     method: str
     path: str
     content_type: str
     body: Any
     purpose: str
+    precondition: str | None = None
 
 
-def plan_rollback(target: Target, decision: Decision) -> list[PlannedRequest]:
-    """The requests that revert `target` as `decision` says (to prior, or to the fallback)."""
+@dataclass(frozen=True)
+class Candidate:
+    """What a rollback goes to, as the policy judges it."""
+
+    description: str
+    images: tuple[str, ...] = ()
+    storage_uri: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    from_config: bool = False  # the fallback of rules.yaml: no registry labels to check
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The requests that carry a rollback out; none when `done` says it is already in place."""
+
+    requests: tuple[PlannedRequest, ...]
+    candidate: Candidate | None = None
+    done: str = ""
+    notes: tuple[str, ...] = ()
+
+
+def with_precondition(request: PlannedRequest) -> Any:
+    """The body as sent: with the resourceVersion the plan was made from, when it has one."""
+    rv = request.precondition
+    if rv is None:
+        return request.body
+    if request.content_type == JSON_PATCH:
+        return [{"op": "replace", "path": "/metadata/resourceVersion", "value": rv}, *request.body]
+    body = dict(request.body)
+    body["metadata"] = {**body.get("metadata", {}), "resourceVersion": rv}
+    return body
+
+
+def last_action_note(
+    target: Target, decision: Decision, by: str, now: datetime, **details: Any
+) -> str:
+    """The LAST_ACTION annotation's value: written in the same patch as the revert itself."""
+    note = {
+        "target": target.name,
+        "incident": decision.incident,
+        "to": decision.to,
+        "by": by,
+        "at": now.isoformat(),
+        "reasons": list(decision.reasons)[:5],
+        **details,
+    }
+    return json.dumps(note, sort_keys=True)
+
+
+def last_action(obj: dict[str, Any]) -> dict[str, Any]:
+    """The LAST_ACTION annotation of `obj`, parsed ({} when absent or not JSON)."""
+    raw = (obj.get("metadata", {}).get("annotations") or {}).get(LAST_ACTION)
+    try:
+        note = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
+def already_done(
+    objects: list[dict[str, Any]], target: Target, decision: Decision, now: datetime
+) -> str:
+    """Why the revert must not be sent again ('' when it must be sent): this incident already
+    acted on the object, or some replica reverted it less than `cooldown` ago."""
+    for obj in objects:
+        last = last_action(obj)
+        if not last:
+            continue
+        try:
+            at = datetime.fromisoformat(last["at"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a hand-edited annotation is not a reason to skip a rollback
+        who = f"by {last.get('by', '?')} at {last['at']} (incident {last.get('incident')})"
+        if last.get("incident") == decision.incident:
+            return f"already reverted for this incident {who}"
+        if last.get("target") == target.name and now - at < target.cooldown:
+            return f"already reverted {who}, less than cooldown ago"
+    return ""
+
+
+def offline_plan(target: Target, decision: Decision) -> Plan:
+    """The requests a rollback would send, described without reading the cluster."""
+    # Imported here: argo and kserve import this module's types.
+    from mlwatchdog.actions.argo import abort_body, fallback_ops
+    from mlwatchdog.actions.kserve import fallback_body, prior_body
+
     workload = target.workload
     ns, name = workload.namespace, workload.name
     if workload.kind == "argo-rollout":
@@ -37,51 +136,35 @@ def plan_rollback(target: Target, decision: Decision) -> list[PlannedRequest]:
             "PATCH",
             f"{rollout}/status",
             MERGE_PATCH,
-            {"status": {"abort": True}},
-            "abort the rollout: traffic goes back to the stable ReplicaSet",
+            abort_body(),
+            "abort the update: traffic goes back to the stable ReplicaSet",
         )
         if decision.to == "fallback":
-            return [abort, _argo_fallback(rollout, target)]
+            fallback = target.rollback.fallback
+            assert fallback is not None
+            ops = fallback_ops(fallback, "/spec/template", {})
+            return Plan((abort, PlannedRequest("PATCH", rollout, JSON_PATCH, ops, "fallback")))
+        which = (
+            f"revision {target.rollback.revision}"
+            if decision.to == "revision"
+            else "the stable ReplicaSet (or, after full promotion, the second-highest revision)"
+        )
         undo = PlannedRequest(
             "PATCH",
             rollout,
             JSON_PATCH,
             None,
-            "undo: replace /spec/template with the ReplicaSet of the second-highest "
-            "rollout.argoproj.io/revision, without its rollouts-pod-template-hash label",
+            f"undo: /spec/template from the ReplicaSet of {which}, without its "
+            "rollouts-pod-template-hash label",
         )
-        return [abort, undo]
+        return Plan((abort, undo))
     if workload.kind == "kserve":
         isvc = f"{KSERVE}/namespaces/{ns}/inferenceservices/{name}"
         if decision.to == "fallback":
             fallback = target.rollback.fallback
             assert fallback is not None
-            model = {
-                k: v
-                for k, v in {
-                    "storageUri": fallback.storage_uri,
-                    "runtime": fallback.runtime,
-                }.items()
-                if v is not None
-            }
-            body = {"spec": {"predictor": {"model": model, "canaryTrafficPercent": None}}}
-            return [PlannedRequest("PATCH", isvc, MERGE_PATCH, body, "serve the fallback model")]
-        body = {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
+            body = fallback_body(fallback, "model", None)
+            return Plan((PlannedRequest("PATCH", isvc, MERGE_PATCH, body, "serve the fallback"),))
         purpose = "all traffic to status.components.predictor.previousRolledoutRevision"
-        return [PlannedRequest("PATCH", isvc, MERGE_PATCH, body, purpose)]
-    return []
-
-
-def _argo_fallback(rollout: str, target: Target) -> PlannedRequest:
-    fallback = target.rollback.fallback
-    assert fallback is not None
-    container = "/spec/template/spec/containers/0"
-    ops: list[dict[str, Any]] = []
-    if fallback.image:
-        ops.append({"op": "replace", "path": f"{container}/image", "value": fallback.image})
-    if fallback.env:
-        env = [{"name": k, "value": v} for k, v in fallback.env.items()]
-        ops.append({"op": "add", "path": f"{container}/env", "value": env})
-    if fallback.args is not None:
-        ops.append({"op": "add", "path": f"{container}/args", "value": fallback.args})
-    return PlannedRequest("PATCH", rollout, JSON_PATCH, ops, "install the fallback pod template")
+        return Plan((PlannedRequest("PATCH", isvc, MERGE_PATCH, prior_body(None), purpose),))
+    return Plan(())

@@ -25,10 +25,12 @@ from mlwatchdog.core.model import (
     DataStatus,
     Decision,
     DecisionKind,
+    Health,
     Incident,
     Observation,
     Phase,
     TargetState,
+    WorkloadHealth,
 )
 from mlwatchdog.rules import Target, Trigger, parse_trigger
 
@@ -47,7 +49,7 @@ def evaluate(
 ) -> Evaluation:
     """Measure the observation and decide; `state` is None for a target never evaluated."""
     results = measure(target, observation)
-    next_state, decisions = decide(target, results, state, now)
+    next_state, decisions = decide(target, results, state, now, observation.workload)
     return Evaluation(next_state, decisions, results)
 
 
@@ -60,6 +62,7 @@ class _Step:
     trigger: Trigger
     results: Mapping[str, CheckResult]
     now: datetime
+    workload: WorkloadHealth | None
 
     def holds_on_firing(self) -> bool:
         """The trigger holds on checks that fire and had data now (never on held state alone)."""
@@ -100,8 +103,10 @@ def decide(
     results: Sequence[CheckResult],
     previous: TargetState | None,
     now: datetime,
+    workload: WorkloadHealth | None = None,
 ) -> tuple[TargetState, tuple[Decision, ...]]:
-    """The target's next state and decisions, given this evaluation's check results."""
+    """The target's next state and decisions, given this evaluation's check results (and, while
+    a rollback is verified, the reverted workload's health)."""
     prev = previous or TargetState(target=target.name, since=now)
     by_name = {r.check: r for r in results}
     checks = {
@@ -119,7 +124,7 @@ def decide(
     quiet_since = None if active else (prev.quiet_since or now)
     updated = replace(prev, checks=checks, quiet_since=quiet_since, evaluated_at=now)
     trigger = parse_trigger(target.trigger, list(checks))
-    step_ = _Step(target, updated, trigger, by_name, now)
+    step_ = _Step(target, updated, trigger, by_name, now, workload)
     next_state, decisions = _HANDLERS[prev.phase](step_)
     if next_state.phase is not prev.phase:
         next_state = replace(next_state, since=now)
@@ -139,7 +144,8 @@ def record_action(
     if outcome.ok:
         until = now + target.verify_window
         return replace(state, phase=Phase.VERIFYING, since=now, verify_until=until), ()
-    reasons = (f"rollback failed: {outcome.detail}",)
+    verb = "refused by policy" if outcome.refused else "failed"
+    reasons = (f"rollback {verb}: {outcome.detail}",)
     return _escalate(replace(state, since=now), now, reasons)
 
 
@@ -197,7 +203,8 @@ def _verifying(s: _Step) -> Handled:
     `resolve_after` of the window, counting only windows of samples taken wholly after the action:
     one clean window at the end of a still flapping model is not a recovery, and windows that
     still hold samples from before the revert are forgiven. (`check` requires verify.window to be
-    longer than samples.window, so such windows exist.)
+    longer than samples.window, so such windows exist.) The workload itself, when it was read,
+    must be healthy on the reverted version by then too.
     """
     state, now, target = s.state, s.now, s.target
     assert state.verify_until is not None
@@ -206,6 +213,10 @@ def _verifying(s: _Step) -> Handled:
     if not s.trigger_has_data():
         missing = [n for n in sorted(s.trigger.names) if s.results[n].status is not DataStatus.OK]
         return _escalate(state, now, (f"no data to verify the rollback: {', '.join(missing)}",))
+    workload = s.workload
+    if workload is not None and workload.status is not Health.HEALTHY:
+        reason = f"the workload is {workload.status} after the rollback: {workload.reason}"
+        return _escalate(state, now, (reason,))
     acted = state.last_action_at or now
     since = max(acted + target.samples.window, now - target.resolve_after)
     if s.holds_on_recent_breach(since):

@@ -57,6 +57,21 @@ class MetricReading:
     reason: str = ""
 
 
+class Health(StrEnum):
+    """The reverted workload's own state, read from its object while a rollback is verified."""
+
+    HEALTHY = "healthy"  # Rollout phase Healthy on the reverted revision; ISVC Ready, traffic moved
+    PROGRESSING = "progressing"  # still moving; at the end of verify.window this is not recovery
+    UNHEALTHY = "unhealthy"  # degraded, not ready, or serving something else than the revert
+    UNKNOWN = "unknown"  # could not be read (the API down, no access)
+
+
+@dataclass(frozen=True)
+class WorkloadHealth:
+    status: Health
+    reason: str = ""
+
+
 @dataclass(frozen=True, eq=False)
 class Observation:
     """What the shell observed for one target at `at`: the sample window, the reference, metrics.
@@ -73,6 +88,7 @@ class Observation:
     reference_status: DataStatus = DataStatus.NO_DATA
     reference_reason: str = ""
     metrics: Mapping[str, MetricReading] = field(default_factory=dict)
+    workload: WorkloadHealth | None = None  # read while verifying; None: not read (dry-run, replay)
 
 
 @dataclass(frozen=True)
@@ -152,6 +168,8 @@ class ActionOutcome:
     ok: bool
     dry_run: bool
     detail: str = ""
+    refused: bool = False  # the policy did not allow the candidate; nothing was sent
+    standby: bool = False  # not the leader: another replica acts, this one only follows
 
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from mlwatchdog.core import DataStatus, Decision, Evaluation, Phase
+from mlwatchdog.core import ActionOutcome, DataStatus, Decision, Evaluation, Phase
 
 
 class DaemonMetrics:
@@ -80,6 +80,17 @@ class DaemonMetrics:
             ["target", "kind", "to", "dry_run"],
             registry=r,
         )
+        self.actions = Counter(
+            "mlwatchdog_actions",
+            "Rollback outcomes: sent, dry_run, standby (left to the leader), refused, failed.",
+            ["target", "result"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            "mlwatchdog_leader",
+            "1 while this replica holds the leader Lease (or runs without leader election).",
+            registry=r,
+        )
         self.reference_builds = Counter(
             "mlwatchdog_reference_builds",
             "References built (sorted and binned); grows only when reference data changes.",
@@ -119,6 +130,17 @@ class DaemonMetrics:
         to = decision.to or ""
         dry_run = str(decision.dry_run).lower() if decision.kind == "rollback" else ""
         self.decisions.labels(decision.target, decision.kind, to, dry_run).inc()
+
+    def action(self, target: str, outcome: ActionOutcome) -> None:
+        if outcome.refused:
+            result = "refused"
+        elif not outcome.ok:
+            result = "failed"
+        elif outcome.standby:
+            result = "standby"
+        else:
+            result = "dry_run" if outcome.dry_run else "sent"
+        self.actions.labels(target, result).inc()
 
     def failed(self, target: str) -> None:
         self.evaluations.labels(target, "error").inc()

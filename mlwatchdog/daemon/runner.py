@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ from mlwatchdog.core import (
     Evaluation,
     Phase,
     TargetState,
+    WorkloadHealth,
     evaluate,
     record_action,
 )
@@ -28,6 +30,8 @@ from mlwatchdog.sources.observe import Observer
 
 class Actuator(Protocol):
     def rollback(self, target: Target, decision: Decision) -> ActionOutcome: ...
+
+    def health(self, target: Target) -> WorkloadHealth | None: ...
 
 
 class TargetRunner:
@@ -67,6 +71,8 @@ class TargetRunner:
             if self.state is not None and self.state.phase is Phase.ROLLING_BACK:
                 self._resume(now)
             observation = self.observer.observe(self.target, now)
+            if self._verifying_a_sent_rollback():
+                observation = replace(observation, workload=self.actuator.health(self.target))
             evaluation = evaluate(self.target, observation, self.state, now)
         except Exception:
             # A bug or an unexpected source failure must not stop the daemon, nor act.
@@ -112,6 +118,7 @@ class TargetRunner:
         if decision.kind is not DecisionKind.ROLLBACK:
             return state
         outcome = self.actuator.rollback(self.target, decision)
+        self.metrics.action(self.target.name, outcome)
         state, follow_ups = record_action(self.target, state, outcome, now)
         self._save(state)
         self.log.info("action outcome", ok=outcome.ok, detail=outcome.detail, state=state.phase)
@@ -136,10 +143,20 @@ class TargetRunner:
         )
         self.log.warning("resuming an interrupted rollback", incident=incident.id)
         outcome = self.actuator.rollback(self.target, decision)
+        self.metrics.action(self.target.name, outcome)
         state, follow_ups = record_action(self.target, self.state, outcome, now)
         self._save(state)
         for follow_up in follow_ups:
             self._carry_out(follow_up, state, now)
+
+    def _verifying_a_sent_rollback(self) -> bool:
+        """The workload's own health matters once a rollback was really sent (not in dry-run)."""
+        state = self.state
+        return (
+            state is not None
+            and state.phase is Phase.VERIFYING
+            and not self.target.rollback.dry_run
+        )
 
     def _save(self, state: TargetState) -> None:
         self.state = state

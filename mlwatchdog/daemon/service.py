@@ -12,8 +12,12 @@ import uvicorn
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from mlwatchdog.actions.actuator import KubeActuator
+from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.actions.dryrun import DryRunActuator
+from mlwatchdog.actions.kube_api import KubeApi, load_api_client
 from mlwatchdog.daemon.app import create_app
+from mlwatchdog.daemon.leader import LeaderElector, default_identity
 from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.runner import TargetRunner
 from mlwatchdog.daemon.state_store import StateStore
@@ -33,12 +37,6 @@ class Daemon:
     def __init__(
         self, config: Config, log: Any, clock: Callable[[], datetime] = utc_now, workers: int = 4
     ) -> None:
-        live = [t.name for t in config.targets if not t.rollback.dry_run]
-        if live:
-            raise ConfigError(
-                f"target(s) {live} set rollback.dry_run: false, but this version has only the "
-                "dry-run actuator; set dry_run: true (the default) until Kubernetes actions ship."
-            )
         self.config = config
         self.log = log
         self.clock = clock
@@ -48,7 +46,8 @@ class Daemon:
         # What KServe's logger sends to POST /sink/kserve, when a `type: kserve` source reads it.
         kserve = any(isinstance(s, KServeSource) for s in config.sources.values())
         self.sink = SinkStore(config.daemon.sink) if kserve else None
-        actuator = DryRunActuator(log)
+        self.elector: LeaderElector | None = None
+        actuator = self._actuator()
         self.runners = {
             t.name: TargetRunner(t, self.observer, actuator, self.store, self.metrics, log, clock)
             for t in config.targets
@@ -56,6 +55,42 @@ class Daemon:
         self.scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
         )
+
+    def _actuator(self) -> KubeActuator | DryRunActuator:
+        """The Kubernetes actuator (with leader election when acting for real), or the offline
+        dry-run one when there is no cluster to talk to."""
+        settings = self.config.daemon
+        audit = AuditLog(settings.audit_log)
+        live = [t.name for t in self.config.targets if not t.rollback.dry_run]
+        acting = [t for t in self.config.targets if t.workload.kind != "none"]
+        api_client = load_api_client(settings.kubernetes) if acting else None
+        if api_client is None:
+            if live:
+                raise ConfigError(
+                    f"target(s) {live} set rollback.dry_run: false, but there is no Kubernetes "
+                    f"API to act on (daemon.kubernetes.mode: {settings.kubernetes.mode}, no "
+                    "in-cluster ServiceAccount, no kubeconfig): run in the cluster, give "
+                    "daemon.kubernetes.kubeconfig, or keep dry_run: true"
+                )
+            self.metrics.leader.set(1)
+            return DryRunActuator(self.log, audit)
+        election = settings.leader_election
+        identity = election.identity or default_identity()
+        api = KubeApi(
+            api_client, settings.kubernetes.timeout.total_seconds(), settings.kubernetes.attempts
+        )
+        enabled = election.enabled if election.enabled is not None else bool(live)
+        if not enabled:
+            if live:
+                self.log.warning(
+                    "leader election is off: run one replica only, or two could act at once"
+                )
+            self.metrics.leader.set(1)
+            return KubeActuator(api, audit, self.log, identity, clock=self.clock)
+        self.elector = LeaderElector(
+            api_client, election, identity, self.log, on_change=self.metrics.leader.set
+        )
+        return KubeActuator(api, audit, self.log, identity, self.elector.is_leader, self.clock)
 
     @property
     def running(self) -> bool:
@@ -85,6 +120,8 @@ class Daemon:
                 id=":sink-retention",
                 next_run_time=self.clock(),
             )
+        if self.elector is not None:
+            self.elector.start()
         self.scheduler.start()
         self.log.info(
             "daemon started",
@@ -96,6 +133,8 @@ class Daemon:
         """Stop scheduling; wait for running evaluations to finish."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self.elector is not None:
+            self.elector.stop()  # after the last evaluation: release the Lease for the next
         if self.sink is not None:
             self.sink.close()  # after the HTTP server answered its last event
         self.log.info("daemon stopped")

@@ -162,6 +162,12 @@ def _target_problems(config: Config, target: Target, at: Path) -> list[tuple[Pat
             problems.append(
                 (at + ("rollback", "fallback"), "a KServe fallback needs storage_uri or runtime")
             )
+    if target.rollback.to == "revision" and target.workload.kind != "argo-rollout":
+        problems.append((
+            at + ("rollback", "to"),
+            "to: revision names an Argo Rollout revision; a KServe InferenceService goes back to "
+            "its previous rolled-out revision with to: prior",
+        ))  # fmt: skip
     return problems
 
 

@@ -273,18 +273,55 @@ class Fallback(Strict):
     runtime: str | None = None
 
 
+class Approval(Strict):
+    """A label or annotation the candidate must carry, as a model registry or an approval
+    workflow sets it (on the Argo ReplicaSet or its pod template, on the KServe revision)."""
+
+    label: str | None = None
+    annotation: str | None = None
+    value: str = "true"
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Approval:
+        if (self.label is None) == (self.annotation is None):
+            raise ValueError("give exactly one of `label` or `annotation`")
+        return self
+
+
+class Policy(Strict):
+    """What a rollback may go to; anything else is refused (and recorded) instead of sent.
+
+    Patterns are shell-style globs (`registry.example.com/fraud:1.*`). An empty policy allows all.
+    """
+
+    allowed_images: list[str] = Field(
+        default_factory=list, description="every container image of the candidate must match one"
+    )
+    allowed_storage_uris: list[str] = Field(
+        default_factory=list, description="the candidate model's storageUri must match one"
+    )
+    approval: Approval | None = None
+
+
 class Rollback(Strict):
-    """What to do when the trigger holds: revert to the prior version or to a fallback."""
+    """What to do when the trigger holds: revert to the prior version, a named revision, or a
+    fallback."""
 
     enabled: bool = True
-    to: Literal["prior", "fallback"] = "prior"
+    to: Literal["prior", "fallback", "revision"] = "prior"
+    revision: int | None = Field(
+        None, ge=1, description="Argo `rollout.argoproj.io/revision` to go to, with to: revision"
+    )
     fallback: Fallback | None = None
+    policy: Policy = Field(default_factory=Policy)
     dry_run: bool = Field(True, description="log the exact patch instead of sending it")
 
     @model_validator(mode="after")
     def _fallback_given(self) -> Rollback:
         if self.to == "fallback" and self.fallback is None:
             raise ValueError("rollback to fallback needs a `fallback:` (image or storage_uri)")
+        if self.to == "revision" and self.revision is None:
+            raise ValueError("rollback to revision needs a `revision:` (an Argo revision number)")
         return self
 
 
@@ -358,6 +395,46 @@ class Sink(Strict):
     )
 
 
+class Kubernetes(Strict):
+    """How the daemon reaches the Kubernetes API (for rollbacks, dry-run reads and the Lease)."""
+
+    mode: Literal["auto", "in-cluster", "kubeconfig", "offline"] = Field(
+        "auto",
+        description="auto: in-cluster when running in a pod, else the kubeconfig if there is "
+        "one, else offline; offline: nothing is read or sent, dry-run logs the planned requests",
+    )
+    kubeconfig: str | None = Field(None, description="default: $KUBECONFIG or ~/.kube/config")
+    context: str | None = None
+    timeout: Duration = Field(timedelta(seconds=10), description="per request")
+    attempts: int = Field(
+        4, ge=1, le=10, description="tries for a request that fails for a temporary reason"
+    )
+
+
+class LeaderElection(Strict):
+    """One actor among replicas: only the holder of this coordination.k8s.io Lease patches."""
+
+    enabled: bool | None = Field(
+        None, description="default: on when some target has dry_run: false and Kubernetes is used"
+    )
+    lease: str = "mlwatchdog"
+    namespace: str | None = Field(None, description="default: the pod's namespace, or default")
+    identity: str | None = Field(None, description="default: $POD_NAME, or hostname-pid")
+    lease_duration: Duration = timedelta(seconds=15)
+    renew_deadline: Duration = timedelta(seconds=10)
+    retry_period: Duration = timedelta(seconds=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderElection:
+        # What kubernetes.leaderelection requires (it exits the process otherwise).
+        times = (self.retry_period, self.renew_deadline, self.lease_duration)
+        if any(t.total_seconds() < 1 or t.total_seconds() % 1 for t in times):
+            raise ValueError("retry_period, renew_deadline and lease_duration are whole seconds")
+        if not 1.2 * self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError("need 1.2 x retry_period < renew_deadline < lease_duration")
+        return self
+
+
 class DaemonSettings(Strict):
     """How the daemon runs: HTTP address, where state lives, logging."""
 
@@ -368,6 +445,11 @@ class DaemonSettings(Strict):
         timedelta(seconds=2), description="random delay added to each run so targets spread out"
     )
     sink: Sink = Field(default_factory=Sink)
+    kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+    leader_election: LeaderElection = Field(default_factory=LeaderElection)
+    audit_log: str = Field(
+        ".mlwatchdog/audit.jsonl", description="append-only JSON lines, one per action or refusal"
+    )
 
 
 class Config(Strict):

@@ -11,272 +11,34 @@ refused at start.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
 
 import httpx
-import numpy as np
 import pytest
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from mlwatchdog.demo import customers, write_batch
-
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "rules.yaml"
-COMMAND = shutil.which("mlwatchdog") or str(Path(sys.executable).parent / "mlwatchdog")
-TARGET = "credit-model"
-TRIGGER_CHECKS = ("feature_drift", "prediction_drift")  # both drift in the demo's drifted samples
-
-INTERVAL = 2.0  # seconds between evaluations
-FOR = 6.0  # a breach must last this long before its check fires
-WINDOW = 12.0  # each evaluation tests [now - WINDOW, now)
-VERIFY = 16.0  # after the rollback, recovery is judged after this long (must exceed WINDOW)
-CALM_RATE = 25  # rows/s before the drift (300 rows per window)
-DRIFT_RATE = 100  # rows/s of drifted samples: they dominate the window within seconds
-
-T = TypeVar("T")
+from tests.e2e.daemon_process import (
+    COMMAND,
+    FOR,
+    TARGET,
+    TRIGGER_CHECKS,
+    DaemonProcess,
+    Feeder,
+    environment,
+    evaluated_states,
+    evaluations,
+    is_ready,
+    rollbacks,
+    value,
+    wait_for,
+    write_config,
+)
+from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.timeout(240)
-
-
-# ------------------------------------------------------------------------------------ helpers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(tmp_path: Path, port: int, *, dry_run: bool = True) -> Path:
-    """rules.yaml with short times, its sources and state in tmp_path, served on `port`."""
-    rules: dict[str, Any] = yaml.safe_load(RULES.read_text())
-    rules["daemon"].update(
-        http={"host": "127.0.0.1", "port": port},
-        state_dir=str(tmp_path / "state"),
-        jitter="0s",  # evaluations every INTERVAL exactly, so the timings below hold
-    )
-    rules["sources"]["live"]["url"] = str(tmp_path / "live")
-    rules["sources"]["training"]["url"] = str(ROOT / "examples/data/reference.parquet")
-    (target,) = rules["targets"]
-    assert target["name"] == TARGET
-    target.update(
-        {
-            "interval": f"{INTERVAL:g}s",
-            "for": f"{FOR:g}s",
-            "resolve_after": "1m",
-            "cooldown": "10m",
-            "verify": {"window": f"{VERIFY:g}s"},
-        }
-    )
-    target["samples"].update(window=f"{WINDOW:g}s", min_samples=100)
-    target["rollback"]["dry_run"] = dry_run
-    path = tmp_path / ("rules.yaml" if dry_run else "rules-live.yaml")
-    path.write_text(yaml.safe_dump(rules, sort_keys=False))
-    return path
-
-
-def environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "MLWATCHDOG_PORT"}
-
-
-class Feeder(threading.Thread):
-    """Writes one batch of live samples per second, as the model's logger would; drifted once
-    `drift` is set. `backfill` first fills the window with undrifted history."""
-
-    def __init__(self, out: Path) -> None:
-        super().__init__(name="feeder", daemon=True)
-        self.out = out
-        self.rng = np.random.default_rng(20261125)
-        self.drift = threading.Event()
-        self.stopped = threading.Event()
-        self.error: BaseException | None = None
-
-    def batch(self, at: datetime, seconds: float, drifted: bool) -> None:
-        n = int((DRIFT_RATE if drifted else CALM_RATE) * seconds)
-        frame = customers(self.rng, n, drifted)
-        offsets = self.rng.uniform(0, seconds, n)
-        frame.insert(0, "timestamp", [at - timedelta(seconds=s) for s in offsets])
-        write_batch(self.out, frame, at)
-
-    def backfill(self) -> None:
-        now = datetime.now(UTC)
-        for ago in range(int(WINDOW), 0, -2):
-            self.batch(now - timedelta(seconds=ago), 2.0, drifted=False)
-
-    def run(self) -> None:
-        try:
-            while not self.stopped.wait(1.0):
-                self.batch(datetime.now(UTC), 1.0, self.drift.is_set())
-        except BaseException as exc:  # reported by the test, not lost in the thread
-            self.error = exc
-
-
-class DaemonProcess:
-    """`mlwatchdog run` as a subprocess, its stdout and stderr in a file, with HTTP helpers."""
-
-    def __init__(self, config: Path, port: int, output: Path, *extra: str) -> None:
-        self.port = port
-        self.output = output
-        self._out = output.open("wb")
-        self.proc = subprocess.Popen(
-            [COMMAND, "run", "--config", str(config), *extra],
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            cwd=config.parent,
-            env=environment(),
-        )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0)
-
-    def text(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def logs(self) -> list[dict[str, Any]]:
-        """The JSON log lines so far (anything else on the output is skipped)."""
-        lines = []
-        for line in self.text().splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    lines.append(json.loads(line))
-        return lines
-
-    def events(self, event: str) -> list[dict[str, Any]]:
-        return [line for line in self.logs() if line.get("event") == event]
-
-    def get(self, path: str) -> httpx.Response | None:
-        """GET `path`, or None while the server does not answer (yet)."""
-        try:
-            return self.http.get(path)
-        except httpx.TransportError:
-            return None
-
-    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        response = self.get("/metrics")
-        if response is None or response.status_code != 200:
-            return {}
-        return {
-            (s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(response.text)
-            for s in family.samples
-        }
-
-    def targets(self) -> dict[str, Any]:
-        response = self.get("/targets")
-        assert response is not None and response.status_code == 200
-        body: dict[str, Any] = response.json()
-        return body
-
-    def stop(self, timeout: float = 10.0) -> tuple[int, float]:
-        """SIGTERM; the exit code and the seconds it took to exit."""
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        return code, time.monotonic() - started
-
-    def close(self) -> None:
-        """Kill the process if it still runs (teardown; never fails)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
-        self.http.close()
-        self._out.close()
-
-
-def value(
-    metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float | None:
-    """The sum of the samples `name` with (at least) these labels; None when there is none."""
-    wanted = set(labels.items())
-    found = [v for (n, lbls), v in metrics.items() if n == name and wanted <= lbls]
-    return sum(found) if found else None
-
-
-def evaluations(daemon: DaemonProcess) -> float:
-    return value(daemon.metrics(), "mlwatchdog_evaluations_total", target=TARGET) or 0.0
-
-
-def rollbacks(daemon: DaemonProcess) -> float | None:
-    return value(
-        daemon.metrics(),
-        "mlwatchdog_decisions_total",
-        target=TARGET,
-        kind="rollback",
-        dry_run="true",
-    )
-
-
-def wait_for(
-    daemon: DaemonProcess,
-    what: str,
-    probe: Callable[[], T | None],
-    timeout: float,
-    every: float = 0.25,
-) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` on timeout or exit."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if daemon.proc.poll() is not None:
-            pytest.fail(f"the daemon exited ({daemon.proc.returncode}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {timeout:g}s (last probe: {result!r})")
-        time.sleep(every)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[DaemonProcess]]:
-    """Daemons started by the test: always killed at the end; their output printed (pytest shows
-    it when the test failed)."""
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.close()
-        print(f"----- output of {daemon.output.name} (exit {daemon.proc.returncode}) -----")
-        print(daemon.text())
-
-
-@pytest.fixture
-def feeder(tmp_path: Path) -> Iterator[Feeder]:
-    feed = Feeder(tmp_path / "live")
-    feed.backfill()
-    feed.start()
-    yield feed
-    feed.stopped.set()
-    feed.join(10)
-    if feed.error is not None:
-        print(f"----- the feeder failed: {feed.error!r} -----")
-
-
-def is_ready(daemon: DaemonProcess, answers: list[httpx.Response] | None = None) -> bool:
-    """/readyz answers 200; every answer is kept in `answers`."""
-    response = daemon.get("/readyz")
-    if response is not None and answers is not None:
-        answers.append(response)
-    return response is not None and response.status_code == 200
-
-
-def evaluated_states(daemon: DaemonProcess, check: str) -> list[tuple[datetime, str]]:
-    """(evaluation time, check state) of every evaluation in the log, in order."""
-    return [
-        (datetime.fromisoformat(line["at"]), line["checks"][check]["state"])
-        for line in daemon.events("evaluated")
-    ]
 
 
 # -------------------------------------------------------------------------------------- tests
@@ -426,7 +188,7 @@ def test_drift_rolls_back_once_in_dry_run_and_a_restart_does_not_repeat_it(
     assert feeder.error is None
 
 
-def test_dry_run_false_is_refused_at_start(tmp_path: Path) -> None:
+def test_dry_run_false_without_kubernetes_is_refused_at_start(tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path, port, dry_run=False)
     done = subprocess.run(
@@ -441,7 +203,8 @@ def test_dry_run_false_is_refused_at_start(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert f"target(s) ['{TARGET}'] set rollback.dry_run: false" in done.stderr
-    assert "set dry_run: true" in done.stderr
+    assert "there is no Kubernetes API to act on" in done.stderr
+    assert "or keep dry_run: true" in done.stderr
     assert "daemon started" not in done.stdout and "http listening" not in done.stdout
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # nothing was served
         assert sock.connect_ex(("127.0.0.1", port)) != 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ import sqlalchemy as sa
 from prometheus_client import Gauge
 
 from mlwatchdog.demo import customers
+from tests.servers.ports import free_port
 from tests.servers.postgres import PostgresServer, postgres  # noqa: F401
 from tests.servers.prometheus import PrometheusServer, exporter, running_prometheus
 
@@ -41,12 +41,6 @@ FEATURES = ("age", "income", "credit_score", "tenure_months", "n_products")
 TARGETS = ("sql-model", "sink-model")
 ROWS_PER_TICK = 40  # per source, every TICK seconds
 TICK = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(tmp_path: Path, port: int, db_url: str, prometheus_url: str) -> Path:

@@ -41,6 +41,7 @@ from mlwatchdog.daemon.logs import configure_logging
 from mlwatchdog.daemon.service import Daemon
 from mlwatchdog.rules import Config, KServeSource, load_config
 from mlwatchdog.sources.kserve import PARTITIONING, KServeReader
+from tests.servers.ports import free_port
 
 COMMAND = shutil.which("mlwatchdog") or str(Path(sys.executable).parent / "mlwatchdog")
 ISVC, NAMESPACE, COMPONENT = "credit", "models", "predictor"
@@ -195,12 +196,6 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
         for row in frame.to_dict("records")
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

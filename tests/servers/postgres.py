@@ -12,7 +12,6 @@ import glob
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.servers.ports import free_port
 
 INSTALL_HINT = "PostgreSQL not installed: run `make test` as root, it apt-get installs postgresql"
 USER = "watchdog"
@@ -36,12 +37,6 @@ def binaries() -> Path:
         pytest.skip(INSTALL_HINT)
     newest = max(found, key=lambda p: int(re.findall(r"/(\d+)/bin/", p)[0]))
     return Path(newest).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_owner(command: list[str]) -> list[str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -40,6 +39,8 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry, start_http_server
 
+from tests.servers.ports import free_port
+
 INSTALL_HINT = "run `make test` as root; it apt-get installs prometheus"
 READY_TIMEOUT = 30.0
 
@@ -51,12 +52,6 @@ def binaries() -> tuple[str, str]:
     if missing:
         pytest.skip(f"{', '.join(missing)} not found; {INSTALL_HINT}")
     return found[0], found[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ------------------------------------------------------------------------------------ history

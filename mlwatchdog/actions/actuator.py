@@ -1,0 +1,295 @@
+"""The Kubernetes actuator: reads the workload, plans the revert, checks the policy, sends it (or
+logs it, in dry-run), and records it: audit line, Kubernetes Event, LAST_ACTION annotation.
+
+Called by the daemon's TargetRunner with a rollback decision; `health` is read while verifying.
+Safety: only the leader sends; every write carries the resourceVersion it was planned from, and a
+409 re-reads and re-plans (the plan skips what is already done); 403 and 404 fail at once with
+what to fix; an unreachable API is tried a bounded number of times (KubeApi), then the incident
+escalates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from mlwatchdog.actions.argo import argo_health, plan_argo, rollout_path
+from mlwatchdog.actions.audit import AuditLog
+from mlwatchdog.actions.kserve import (
+    isvc_path,
+    kserve_health,
+    plan_kserve,
+    previous_revision,
+    revision_path,
+)
+from mlwatchdog.actions.kube_api import KubeApi
+from mlwatchdog.actions.plan import APPS, Plan, with_precondition
+from mlwatchdog.actions.policy import refusal
+from mlwatchdog.core import ActionOutcome, Decision, Health, WorkloadHealth
+from mlwatchdog.errors import ActionError
+from mlwatchdog.rules import Target
+
+CONFLICT_ATTEMPTS = 3
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Read:
+    """The objects a plan is made from; `main` is the Rollout or InferenceService."""
+
+    main: dict[str, Any]
+    replicasets: list[dict[str, Any]] = field(default_factory=list)
+    deployment: dict[str, Any] | None = None
+    revision: dict[str, Any] | None = None
+
+
+class KubeActuator:
+    """Carries rollback decisions out on Argo Rollouts and KServe InferenceServices."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        audit: AuditLog,
+        log: Any,
+        identity: str,
+        is_leader: Callable[[], bool] = lambda: True,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.api = api
+        self.audit = audit
+        self.log = log
+        self.identity = identity
+        self.is_leader = is_leader
+        self.clock = clock
+
+    def rollback(self, target: Target, decision: Decision) -> ActionOutcome:
+        if not self.is_leader():
+            detail = "standby replica: the leader carries the rollback out; nothing sent from here"
+            self.log.info("rollback left to the leader", target=target.name)
+            return ActionOutcome(
+                decision.incident, ok=True, dry_run=decision.dry_run, detail=detail, standby=True
+            )
+        record: dict[str, Any] = {
+            "who": self.identity,
+            "target": target.name,
+            "workload": target.workload.model_dump(),
+            "incident": decision.incident,
+            "to": decision.to,
+            "reasons": list(decision.reasons),
+            "dry_run": decision.dry_run,
+        }
+        read: _Read | None = None
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                read = self._read(target, decision)
+                plan = self._plan(target, decision, read)
+                return self._carry_out(target, decision, read, plan, record)
+            except ActionError as exc:
+                if exc.kind == "conflict" and attempt < CONFLICT_ATTEMPTS:
+                    self.log.warning("conflict: re-reading and planning again", error=str(exc))
+                    continue
+                return self._failed(target, decision, read, record, exc)
+        raise AssertionError("unreachable")
+
+    def health(self, target: Target) -> WorkloadHealth | None:
+        """The reverted workload's health now (UNKNOWN when it cannot be read)."""
+        kind = target.workload.kind
+        if kind == "none":
+            return None
+        path = rollout_path(target) if kind == "argo-rollout" else isvc_path(target)
+        try:
+            obj = self.api.get(path)
+        except ActionError as exc:
+            return WorkloadHealth(Health.UNKNOWN, str(exc))
+        return argo_health(obj) if kind == "argo-rollout" else kserve_health(obj)
+
+    # ------------------------------------------------------------------------------- steps
+
+    def _read(self, target: Target, decision: Decision) -> _Read:
+        ns = target.workload.namespace
+        if target.workload.kind == "argo-rollout":
+            rollout = self.api.get(rollout_path(target))
+            spec = rollout.get("spec") or {}
+            match = (spec.get("selector") or {}).get("matchLabels") or {}
+            selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+            replicasets = self.api.list(f"{APPS}/namespaces/{ns}/replicasets", selector or None)
+            deployment = None
+            ref = spec.get("workloadRef")
+            if ref:
+                deployment = self.api.get(f"{APPS}/namespaces/{ns}/deployments/{ref['name']}")
+            return _Read(rollout, replicasets, deployment)
+        isvc = self.api.get(isvc_path(target))
+        previous = previous_revision(isvc)
+        revision = None
+        if decision.to == "prior" and previous:
+            try:  # only the policy needs it: its labels, annotations and storageUri
+                revision = self.api.get(revision_path(target, previous))
+            except ActionError as exc:
+                self.log.info("Knative revision not readable", revision=previous, error=str(exc))
+        return _Read(isvc, revision=revision)
+
+    def _plan(self, target: Target, decision: Decision, read: _Read) -> Plan:
+        now = self.clock()
+        if target.workload.kind == "argo-rollout":
+            return plan_argo(
+                read.main, read.replicasets, read.deployment, target, decision, self.identity, now
+            )
+        return plan_kserve(read.main, read.revision, target, decision, self.identity, now)
+
+    def _carry_out(
+        self,
+        target: Target,
+        decision: Decision,
+        read: _Read,
+        plan: Plan,
+        record: dict[str, Any],
+    ) -> ActionOutcome:
+        record = {
+            **record,
+            "candidate": asdict(plan.candidate) if plan.candidate else None,
+            "notes": list(plan.notes),
+            "before": _strip(read.main),
+        }
+        if not plan.requests:
+            self._audit(record, "skipped", plan.done)
+            self.log.info("rollback already in place", target=target.name, detail=plan.done)
+            return ActionOutcome(
+                decision.incident, ok=True, dry_run=decision.dry_run, detail=plan.done
+            )
+        refused = refusal(target.rollback.policy, plan.candidate) if plan.candidate else ""
+        if refused:
+            self._audit(record, "refused", refused)
+            self.log.warning("rollback refused by policy", target=target.name, reason=refused)
+            if not decision.dry_run:
+                self._event(read.main, "MlwatchdogRollbackRefused", refused, warning=True)
+            return ActionOutcome(
+                decision.incident, ok=False, dry_run=decision.dry_run, detail=refused, refused=True
+            )
+        if decision.dry_run:
+            requests = [_request_record(r, with_precondition(r)) for r in plan.requests]
+            for request in requests:
+                self.log.warning("dry-run rollback: would send", target=target.name, **request)
+            detail = f"dry-run: {len(requests)} request(s) logged, none sent"
+            self._audit({**record, "requests": requests}, "dry_run", detail)
+            return ActionOutcome(decision.incident, ok=True, dry_run=True, detail=detail)
+        sent = self._send(plan)
+        after = self.api.get(_self_path(read.main, target))
+        detail = "; ".join(f"{r['method']} {r['path']}: {r['purpose']}" for r in sent)
+        self._audit({**record, "requests": sent, "after": _strip(after)}, "sent", detail)
+        why = "; ".join(decision.reasons)[:600]
+        self._event(after, "MlwatchdogRollback", f"reverted to {decision.to}: {why}", warning=False)
+        self.log.warning("rollback sent", target=target.name, requests=len(sent))
+        return ActionOutcome(decision.incident, ok=True, dry_run=False, detail=detail)
+
+    def _send(self, plan: Plan) -> list[dict[str, Any]]:
+        """Send the plan's requests in order; a later request on an object written earlier in
+        the plan carries the resourceVersion that write returned."""
+        latest: dict[str, str] = {}
+        sent: list[dict[str, Any]] = []
+        for request in plan.requests:
+            if not self.is_leader():
+                raise ActionError(
+                    "lost the leader Lease while acting: the revert may be partial "
+                    f"({len(sent)} of {len(plan.requests)} requests sent); check the object"
+                )
+            base = request.path.removesuffix("/status")
+            request = replace(request, precondition=latest.get(base, request.precondition))
+            body = with_precondition(request)
+            try:
+                response = self.api.patch(request.path, body, request.content_type)
+            except ActionError as exc:
+                if not (exc.status == 404 and request.path.endswith("/status")):
+                    raise
+                # No status subresource in this cluster's CRD: the status lives in the object.
+                response = self.api.patch(base, body, request.content_type)
+                request = replace(request, path=base)
+            latest[base] = response["metadata"]["resourceVersion"]
+            sent.append(
+                {**_request_record(request, body), "response_resource_version": latest[base]}
+            )
+        return sent
+
+    def _failed(
+        self,
+        target: Target,
+        decision: Decision,
+        read: _Read | None,
+        record: dict[str, Any],
+        exc: ActionError,
+    ) -> ActionOutcome:
+        detail = str(exc)
+        self._audit({**record, "before": _strip(read.main) if read else None}, "failed", detail)
+        self.log.error("rollback failed", target=target.name, error=detail, kind=exc.kind)
+        if read is not None and exc.kind != "temporary" and not decision.dry_run:
+            self._event(read.main, "MlwatchdogRollbackFailed", detail, warning=True)
+        return ActionOutcome(decision.incident, ok=False, dry_run=decision.dry_run, detail=detail)
+
+    # ------------------------------------------------------------------------------ records
+
+    def _audit(self, record: dict[str, Any], result: str, detail: str) -> None:
+        self.audit.append(
+            {"at": self.clock().isoformat(), **record, "result": result, "detail": detail}
+        )
+
+    def _event(self, obj: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+        """A Kubernetes Event on the object; best effort (one attempt, failures only logged)."""
+        meta = obj["metadata"]
+        now = self.clock()
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{int(now.timestamp() * 1e6):x}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "mlwatchdog"},
+            "reportingComponent": "mlwatchdog",
+            "reportingInstance": self.identity,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self.api.request(
+                "POST", f"/api/v1/namespaces/{meta['namespace']}/events", event,
+                "application/json", attempts=1,
+            )  # fmt: skip
+        except ActionError as exc:
+            self.log.warning("could not record a Kubernetes Event", error=str(exc))
+
+
+def _request_record(request: Any, body: Any) -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "path": request.path,
+        "content_type": request.content_type,
+        "body": body,
+        "purpose": request.purpose,
+    }
+
+
+def _self_path(obj: dict[str, Any], target: Target) -> str:
+    return rollout_path(target) if obj.get("kind") == "Rollout" else isvc_path(target)
+
+
+def _strip(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object as the audit log keeps it: without managedFields (noise, and large)."""
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}

@@ -1,0 +1,272 @@
+"""Argo Rollouts: the plan that reverts a Rollout, and how healthy it is afterwards. Pure.
+
+Revert, as `kubectl argo rollouts abort` and `undo` do it:
+- abort (merge patch `{"status":{"abort":true}}` on the status subresource) while an update is in
+  progress, so traffic goes back to the stable ReplicaSet at once; not sent when already aborted,
+  nor after full promotion, when there is nothing to abort;
+- a paused rollout (`spec.paused`) is unpaused in the next patch: an aborted rollout that stays
+  paused never finishes the revert (the known upstream trap);
+- undo: JSON-patch `/spec/template` with the template of the ReplicaSet to go back to, without its
+  `rollouts-pod-template-hash` label (for a `workloadRef` rollout, the referenced Deployment's).
+  To prior, that is the stable ReplicaSet while an update is in progress (what the abort already
+  serves) and the second-highest `rollout.argoproj.io/revision` after full promotion; or a
+  named revision; or the rules.yaml fallback applied to the current template.
+The LAST_ACTION annotation goes into the same patch as the template, so a revert is recorded on
+the object exactly when it happened, and is never sent twice (see `plan.already_done`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from mlwatchdog.actions.plan import (
+    APPS,
+    ARGO,
+    JSON_PATCH,
+    LAST_ACTION,
+    MERGE_PATCH,
+    Candidate,
+    Plan,
+    PlannedRequest,
+    already_done,
+    last_action,
+    last_action_note,
+)
+from mlwatchdog.core import Decision, Health, WorkloadHealth
+from mlwatchdog.errors import ActionError
+from mlwatchdog.rules.schema import Fallback, Target
+
+REVISION = "rollout.argoproj.io/revision"
+HASH_LABEL = "rollouts-pod-template-hash"
+
+
+def rollout_path(target: Target) -> str:
+    return f"{ARGO}/namespaces/{target.workload.namespace}/rollouts/{target.workload.name}"
+
+
+def abort_body() -> dict[str, Any]:
+    return {"status": {"abort": True}}
+
+
+def plan_argo(
+    rollout: dict[str, Any],
+    replicasets: list[dict[str, Any]],
+    deployment: dict[str, Any] | None,
+    target: Target,
+    decision: Decision,
+    by: str,
+    now: Any,
+) -> Plan:
+    """The requests that revert `rollout` as `decision` says, given its ReplicaSets (and the
+    Deployment of a workloadRef rollout)."""
+    meta, spec, status = rollout["metadata"], rollout.get("spec") or {}, rollout.get("status") or {}
+    path = rollout_path(target)
+    done = already_done([o for o in (rollout, deployment) if o], target, decision, now)
+    if done:
+        return Plan((), None, done)
+    stable, current = status.get("stableRS"), status.get("currentPodHash")
+    updating = bool(stable and current and stable != current)
+    requests: list[PlannedRequest] = []
+    notes: list[str] = []
+    if updating and not status.get("abort"):
+        purpose = f"abort the update to {current}: traffic back to the stable ReplicaSet {stable}"
+        requests.append(
+            PlannedRequest(
+                "PATCH", f"{path}/status", MERGE_PATCH, abort_body(), purpose, _rv(rollout)
+            )
+        )
+    elif status.get("abort"):
+        notes.append("already aborted: no abort sent")
+
+    holder = deployment if spec.get("workloadRef") else rollout
+    if holder is None:
+        raise ActionError(f"Rollout {_name(rollout)} has a workloadRef but no Deployment was read")
+    template = (holder.get("spec") or {}).get("template") or {}
+    if decision.to == "fallback":
+        fallback = target.rollback.fallback
+        assert fallback is not None
+        ops = fallback_ops(fallback, "/spec/template", template)
+        images = (fallback.image,) if fallback.image else _images(template)
+        candidate = Candidate("the fallback of rules.yaml", images=images, from_config=True)
+        details: dict[str, Any] = {"fallback": fallback.model_dump(exclude_defaults=True)}
+        if not ops:
+            notes.append("the pod template is already the fallback")
+    else:
+        rs = _replicaset_to(rollout, replicasets, target, decision, updating)
+        rs_hash = rs["metadata"].get("labels", {}).get(HASH_LABEL)
+        revision = rs["metadata"].get("annotations", {}).get(REVISION)
+        rs_template = copy.deepcopy(rs["spec"]["template"])
+        rs_template.get("metadata", {}).get("labels", {}).pop(HASH_LABEL, None)
+        candidate = Candidate(
+            f"ReplicaSet {rs['metadata']['name']} (revision {revision})",
+            images=_images(rs_template),
+            labels={**rs["metadata"].get("labels", {}), **_template_meta(rs, "labels")},
+            annotations={
+                **rs["metadata"].get("annotations", {}),
+                **_template_meta(rs, "annotations"),
+            },
+        )
+        details = {"revision": revision, "hash": rs_hash}
+        if rs_hash == current and not updating:
+            return Plan((), candidate, f"already on revision {revision} ({rs_hash})")
+        ops = [{"op": "replace", "path": "/spec/template", "value": rs_template}]
+
+    note = last_action_note(target, decision, by, now, **details)
+    unpause = spec.get("paused") is True
+    if holder is rollout:
+        if unpause:
+            ops.insert(0, {"op": "replace", "path": "/spec/paused", "value": False})
+        if ops:
+            ops.append(_annotate_op(rollout, note))
+            requests.append(
+                PlannedRequest("PATCH", path, JSON_PATCH, ops, _purpose(decision), _rv(rollout))
+            )
+        return Plan(tuple(requests), candidate, _done(requests, notes), tuple(notes))
+    # A workloadRef rollout: the template lives in the Deployment; annotate both, the Rollout last.
+    assert deployment is not None
+    if ops:
+        ops.append(_annotate_op(deployment, note))
+        deployment_path = (
+            f"{APPS}/namespaces/{meta['namespace']}/deployments/{deployment['metadata']['name']}"
+        )
+        requests.append(
+            PlannedRequest(
+                "PATCH", deployment_path, JSON_PATCH, ops, _purpose(decision), _rv(deployment)
+            )
+        )
+    if ops or unpause:
+        body: dict[str, Any] = {"metadata": {"annotations": {LAST_ACTION: note}}}
+        if unpause:
+            body["spec"] = {"paused": False}
+        purpose = "record the revert on the Rollout" + (" and unpause it" if unpause else "")
+        requests.append(PlannedRequest("PATCH", path, MERGE_PATCH, body, purpose, _rv(rollout)))
+    return Plan(tuple(requests), candidate, _done(requests, notes), tuple(notes))
+
+
+def fallback_ops(fallback: Fallback, prefix: str, template: dict[str, Any]) -> list[dict[str, Any]]:
+    """JSON-patch operations that put the fallback into the first container of `template`
+    (empty when it is there already). Env entries are set by name; the others are kept."""
+    container = f"{prefix}/spec/containers/0"
+    first = ((template.get("spec") or {}).get("containers") or [{}])[0]
+    ops: list[dict[str, Any]] = []
+    if fallback.image and first.get("image") != fallback.image:
+        ops.append({"op": "replace", "path": f"{container}/image", "value": fallback.image})
+    if fallback.env:
+        env = [dict(e) for e in first.get("env") or []]
+        for key, value in fallback.env.items():
+            entry = next((e for e in env if e.get("name") == key), None)
+            if entry is None:
+                env.append({"name": key, "value": value})
+            else:
+                entry.clear()
+                entry.update({"name": key, "value": value})
+        if env != (first.get("env") or []):
+            ops.append({"op": "add", "path": f"{container}/env", "value": env})
+    if fallback.args is not None and first.get("args") != fallback.args:
+        ops.append({"op": "add", "path": f"{container}/args", "value": fallback.args})
+    return ops
+
+
+def argo_health(rollout: dict[str, Any]) -> WorkloadHealth:
+    """The Rollout's health after a revert: Healthy on the reverted ReplicaSet, as recorded in
+    its LAST_ACTION annotation."""
+    meta, status = rollout["metadata"], rollout.get("status") or {}
+    observed = str(status.get("observedGeneration", ""))
+    generation = str(meta.get("generation", ""))
+    if observed.isdigit() and generation and observed != generation:
+        return WorkloadHealth(
+            Health.PROGRESSING, f"the controller has not yet observed generation {generation}"
+        )
+    phase, message = status.get("phase", "unknown"), status.get("message", "")
+    if phase == "Healthy":
+        wanted = last_action(rollout).get("hash")
+        if wanted and status.get("stableRS") != wanted:
+            return WorkloadHealth(
+                Health.UNHEALTHY,
+                f"stable ReplicaSet is {status.get('stableRS')}, not the reverted {wanted}",
+            )
+        return WorkloadHealth(Health.HEALTHY, f"phase Healthy on {status.get('stableRS')}")
+    if phase == "Degraded":
+        return WorkloadHealth(Health.UNHEALTHY, f"phase Degraded: {message}")
+    return WorkloadHealth(Health.PROGRESSING, f"phase {phase}: {message}".rstrip(": "))
+
+
+def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
+    uid = owner["metadata"].get("uid")
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def _replicaset_to(
+    rollout: dict[str, Any],
+    replicasets: list[dict[str, Any]],
+    target: Target,
+    decision: Decision,
+    updating: bool,
+) -> dict[str, Any]:
+    owned = [rs for rs in replicasets if owned_by(rs, rollout)]
+    by_revision = sorted(owned, key=_revision, reverse=True)
+    known = ", ".join(str(_revision(rs)) for rs in by_revision) or "none"
+    if decision.to == "revision":
+        wanted = target.rollback.revision
+        for rs in owned:
+            if _revision(rs) == wanted:
+                return rs
+        raise ActionError(
+            f"Rollout {_name(rollout)} has no ReplicaSet of revision {wanted} (it has: {known}; "
+            "older ones are deleted beyond spec.revisionHistoryLimit): fix rollback.revision"
+        )
+    if updating:
+        stable = (rollout.get("status") or {}).get("stableRS")
+        for rs in owned:
+            if rs["metadata"].get("labels", {}).get(HASH_LABEL) == stable:
+                return rs
+        raise ActionError(f"Rollout {_name(rollout)}: its stable ReplicaSet {stable} is gone")
+    if len(by_revision) < 2:
+        raise ActionError(
+            f"Rollout {_name(rollout)} has no prior revision to go back to (revisions: {known})"
+        )
+    return by_revision[1]
+
+
+def _revision(rs: dict[str, Any]) -> int:
+    value = rs["metadata"].get("annotations", {}).get(REVISION, "")
+    return int(value) if str(value).isdigit() else -1
+
+
+def _template_meta(rs: dict[str, Any], key: str) -> dict[str, str]:
+    meta: dict[str, str] = (rs["spec"]["template"].get("metadata") or {}).get(key) or {}
+    return meta
+
+
+def _images(template: dict[str, Any]) -> tuple[str, ...]:
+    containers = (template.get("spec") or {}).get("containers") or []
+    return tuple(c.get("image", "") for c in containers)
+
+
+def _annotate_op(obj: dict[str, Any], note: str) -> dict[str, Any]:
+    if obj["metadata"].get("annotations") is None:
+        return {"op": "add", "path": "/metadata/annotations", "value": {LAST_ACTION: note}}
+    return {
+        "op": "add",
+        "path": "/metadata/annotations/" + LAST_ACTION.replace("/", "~1"),
+        "value": note,
+    }
+
+
+def _done(requests: list[PlannedRequest], notes: list[str]) -> str:
+    return "" if requests else (notes[-1] if notes else "nothing to change")
+
+
+def _purpose(decision: Decision) -> str:
+    return "install the fallback pod template" if decision.to == "fallback" else "undo"
+
+
+def _rv(obj: dict[str, Any]) -> str | None:
+    rv: str | None = obj["metadata"].get("resourceVersion")
+    return rv
+
+
+def _name(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '')}/{meta['name']}".lstrip("/")

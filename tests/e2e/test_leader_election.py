@@ -1,0 +1,148 @@
+"""Two `mlwatchdog run` processes on one config share a Lease on the (emulated) Kubernetes API:
+both evaluate and decide, exactly one patches the Rollout. When the leader stops, the other takes
+the Lease over and does not revert the Rollout a second time (the LAST_ACTION annotation)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.daemon_process import (
+    INTERVAL,
+    TARGET,
+    DaemonProcess,
+    Feeder,
+    environment,
+    value,
+    wait_for,
+    write_config,
+)
+from tests.kube.apiserver import FakeKubeAPI
+from tests.kube.objects import argo_canary, install_argo_controller
+from tests.servers.ports import free_port
+
+pytestmark = pytest.mark.timeout(240)
+
+ROLLOUT = f"/apis/argoproj.io/v1alpha1/namespaces/models/rollouts/{TARGET}"
+
+
+@pytest.fixture
+def api() -> Iterator[FakeKubeAPI]:
+    with FakeKubeAPI() as fake:
+        seed = argo_canary(
+            name=TARGET,
+            ns="models",
+            stable_image="registry.example.com/credit-model:1.4.0",
+            canary_image="registry.example.com/credit-model:1.5.0",
+        )
+        fake.seed(seed.objects)
+        install_argo_controller(fake)
+        yield fake
+    assert not fake.internal_errors, fake.internal_errors
+
+
+def replica_config(tmp_path: Path, name: str, kubeconfig: Path) -> tuple[Path, int]:
+    port = free_port()
+    path = write_config(tmp_path, port, dry_run=False)
+    rules: dict[str, Any] = yaml.safe_load(path.read_text())
+    rules["daemon"].update(
+        state_dir=str(tmp_path / name / "state"),  # each replica its own (as emptyDir in a pod)
+        audit_log=str(tmp_path / name / "audit.jsonl"),
+        kubernetes={"mode": "kubeconfig", "kubeconfig": str(kubeconfig), "attempts": 2},
+        leader_election={
+            "enabled": True,
+            "lease": "mlwatchdog",
+            "namespace": "models",
+            "identity": name,
+            "lease_duration": "4s",
+            "renew_deadline": "3s",
+            "retry_period": "1s",
+        },
+    )
+    out = tmp_path / f"{name}.yaml"
+    out.write_text(yaml.safe_dump(rules, sort_keys=False))
+    return out, port
+
+
+def sent(api: FakeKubeAPI) -> list[str]:
+    """The rollout writes the API applied (200), in order."""
+    return [p.path for p in api.patches() if p.path.startswith(ROLLOUT) and p.status == 200]
+
+
+def audit_results(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [json.loads(line)["result"] for line in path.read_text().splitlines() if line]
+
+
+def actions(daemon: DaemonProcess, result: str) -> float:
+    return value(daemon.metrics(), "mlwatchdog_actions_total", result=result) or 0.0
+
+
+def test_two_replicas_one_patch_and_a_takeover_does_not_repeat_it(
+    tmp_path: Path, api: FakeKubeAPI, processes: list[DaemonProcess], feeder: Feeder
+) -> None:
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", namespace="models")
+    env = environment(KUBECONFIG=str(kubeconfig))
+    replicas = {}
+    for name in ("replica-a", "replica-b"):
+        config, port = replica_config(tmp_path, name, kubeconfig)
+        daemon = DaemonProcess(config, port, tmp_path / f"{name}.log", env=env)
+        processes.append(daemon)
+        replicas[name] = daemon
+
+    def leaders() -> list[str]:
+        return [n for n, d in replicas.items() if d.events("became the leader: this replica acts")]
+
+    first = wait_for(replicas["replica-a"], "a leader", leaders, timeout=30)
+    assert len(first) == 1, first
+    leader, follower = replicas[first[0]], replicas[next(n for n in replicas if n != first[0])]
+    lease = api.get("coordination.k8s.io/v1", "leases", "models", "mlwatchdog")
+    assert lease is not None and lease["spec"]["holderIdentity"] == first[0]
+    assert value(leader.metrics(), "mlwatchdog_leader") == 1
+    assert value(follower.metrics(), "mlwatchdog_leader") == 0
+
+    feeder.drift.set()
+    wait_for(leader, "the rollback sent", lambda: actions(leader, "sent"), timeout=90)
+    wait_for(follower, "the follower's decision", lambda: actions(follower, "standby"), 60)
+    for _ in range(3):  # more evaluations on both: nothing more is sent
+        count = value(follower.metrics(), "mlwatchdog_evaluations_total", target=TARGET) or 0
+        wait_for(
+            follower,
+            "another evaluation",
+            lambda c=count: (value(follower.metrics(), "mlwatchdog_evaluations_total") or 0) > c,
+            timeout=INTERVAL * 5,
+        )
+    assert sent(api) == [f"{ROLLOUT}/status", ROLLOUT]  # one abort, one undo: from one replica
+    rollout = api.get("argoproj.io/v1alpha1", "rollouts", "models", TARGET)
+    assert rollout is not None
+    assert rollout["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.4.0")
+    assert audit_results(tmp_path / first[0] / "audit.jsonl") == ["sent"]
+    assert audit_results(tmp_path / follower.output.stem / "audit.jsonl") == []
+    assert actions(leader, "standby") == 0 and actions(follower, "sent") == 0
+
+    # The leader stops (releasing the Lease); the follower takes over and does not act again.
+    code, _ = leader.stop()
+    assert code == 0
+    wait_for(
+        follower,
+        "the takeover",
+        lambda: follower.events("became the leader: this replica acts"),
+        timeout=20,
+    )
+    lease = api.get("coordination.k8s.io/v1", "leases", "models", "mlwatchdog")
+    assert lease is not None and lease["spec"]["holderIdentity"] == follower.output.stem
+    evaluated = len(follower.events("evaluated"))
+    wait_for(
+        follower,
+        "evaluations as the leader",
+        lambda: len(follower.events("evaluated")) >= evaluated + 3,
+        timeout=INTERVAL * 8,
+    )
+    assert sent(api) == [f"{ROLLOUT}/status", ROLLOUT]
+    api.assert_all_valid()

@@ -1,0 +1,495 @@
+"""The Kubernetes actuator over real HTTP, with the real `kubernetes` client, against the fake API
+server of tests/kube (resourceVersion and 409s, spec and status apart, label selectors, every
+object written validated against the real Argo Rollouts and KServe CRD schemas).
+
+Each scenario asserts what a user would see: which requests reached the API, what the object
+looks like afterwards, the Event and the audit line, and the outcome the decision core gets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import yaml
+
+from mlwatchdog.actions.actuator import KubeActuator
+from mlwatchdog.actions.audit import AuditLog
+from mlwatchdog.actions.kube_api import KubeApi
+from mlwatchdog.actions.plan import LAST_ACTION
+from mlwatchdog.core import (
+    Decision,
+    DecisionKind,
+    Health,
+    Incident,
+    Phase,
+    TargetState,
+    record_action,
+)
+from mlwatchdog.rules import Target, parse_config
+from tests.kube.apiserver import FakeKubeAPI
+from tests.kube.objects import (
+    argo_blue_green,
+    argo_canary,
+    argo_promoted,
+    argo_workload_ref,
+    install_argo_controller,
+    install_kserve_controller,
+    kserve_canary,
+    kserve_raw,
+    without_hash,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+ROLLOUT = "/apis/argoproj.io/v1alpha1/namespaces/models/rollouts/fraud-model"
+ISVC = "/apis/serving.kserve.io/v1beta1/namespaces/models/inferenceservices/fraud-model"
+DEPLOYMENT = "/apis/apps/v1/namespaces/models/deployments/fraud-model"
+EVENTS = "/api/v1/namespaces/models/events"
+
+
+def make_target(kind: str = "argo-rollout", **rollback: Any) -> Target:
+    target = {
+        "name": "fraud",
+        "workload": {"kind": kind, "name": "fraud-model", "namespace": "models"},
+        "samples": {"source": "live", "window": "5m"},
+        "reference": {"source": "ref"},
+        "columns": {"features": {"amount": "numeric"}},
+        "checks": [{"name": "drift", "type": "drift", "test": "ks", "threshold": 0.01}],
+        "rollback": {"dry_run": False, **rollback},
+    }
+    sources = {"live": {"type": "files", "url": "/x"}, "ref": {"type": "files", "url": "/y"}}
+    text = yaml.safe_dump({"version": 1, "sources": sources, "targets": [target]})
+    return parse_config(text, "test.yaml").targets[0]
+
+
+def decision(target: Target, incident: str = "fraud-20261125T115500Z") -> Decision:
+    return Decision(
+        DecisionKind.ROLLBACK,
+        target.name,
+        incident,
+        NOW,
+        ("drift fired: 3 of 4 columns drifted",),
+        to=target.rollback.to,
+        dry_run=target.rollback.dry_run,
+    )
+
+
+@pytest.fixture
+def api() -> Iterator[FakeKubeAPI]:
+    with FakeKubeAPI() as fake:
+        yield fake
+    assert not fake.reactor_errors, fake.reactor_errors
+    assert not fake.internal_errors, fake.internal_errors
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> AuditLog:
+    return AuditLog(tmp_path / "audit.jsonl")
+
+
+def actuator(api: FakeKubeAPI, audit: AuditLog, attempts: int = 3, **kwargs: Any) -> KubeActuator:
+    kube = KubeApi(api.api_client(), timeout=5, attempts=attempts, sleep=lambda s: None)
+    return KubeActuator(
+        kube, audit, structlog.get_logger(), "mlwatchdog-0", clock=lambda: NOW, **kwargs
+    )
+
+
+def rollout(api: FakeKubeAPI) -> dict[str, Any]:
+    obj = api.get("argoproj.io/v1alpha1", "rollouts", "models", "fraud-model")
+    assert obj is not None
+    return obj
+
+
+def isvc(api: FakeKubeAPI) -> dict[str, Any]:
+    obj = api.get("serving.kserve.io/v1beta1", "inferenceservices", "models", "fraud-model")
+    assert obj is not None
+    return obj
+
+
+def events(api: FakeKubeAPI) -> list[dict[str, Any]]:
+    return [r.body for r in api.requests if r.method == "POST" and r.path == EVENTS]
+
+
+# ------------------------------------------------------------------------------ Argo Rollouts
+
+
+def test_canary_at_step_2_of_4_is_aborted_and_undone_to_the_stable_revision(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    seed = argo_canary(step=2, steps=4)
+    api.seed(seed.objects)
+    install_argo_controller(api)
+    target = make_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+
+    assert outcome.ok and not outcome.dry_run, outcome.detail
+    # The controller's status update after the abort makes the undo's resourceVersion stale:
+    # a genuine 409, re-read, re-planned (no second abort), sent again.
+    assert [(p.path, p.status) for p in api.patches()] == [
+        (f"{ROLLOUT}/status", 200),
+        (ROLLOUT, 409),
+        (ROLLOUT, 200),
+    ]
+    patches = [p for p in api.patches() if p.status == 200]
+    assert patches[0].body["status"] == {"abort": True}
+    assert patches[0].content_type == "application/merge-patch+json"
+    undo = patches[1]
+    assert undo.content_type == "application/json-patch+json"
+    ops = {op["path"]: op for op in undo.body}
+    assert ops["/metadata/resourceVersion"]["op"] == "replace"  # optimistic concurrency
+    stable = next(
+        rs for rs in seed.replicasets if rs["metadata"]["name"].endswith(seed.stable_hash)
+    )
+    assert ops["/spec/template"]["value"] == without_hash(stable["spec"]["template"])
+    assert "rollouts-pod-template-hash" not in ops["/spec/template"]["value"]["metadata"]["labels"]
+    api.assert_all_valid()
+
+    after = rollout(api)  # the emulated controller reacted to the new template
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"].endswith("fraud:1.4.0")
+    assert after["status"]["stableRS"] == seed.stable_hash
+    assert actuator(api, audit).health(target).status is Health.HEALTHY
+    note = json.loads(after["metadata"]["annotations"][LAST_ACTION])
+    assert note["incident"] == "fraud-20261125T115500Z" and note["hash"] == seed.stable_hash
+    assert note["by"] == "mlwatchdog-0"
+
+    [event] = events(api)
+    assert event["reason"] == "MlwatchdogRollback" and event["type"] == "Normal"
+    assert event["involvedObject"]["kind"] == "Rollout"
+    assert event["involvedObject"]["uid"] == after["metadata"]["uid"]
+    [line] = audit.read()
+    assert line["result"] == "sent" and line["who"] == "mlwatchdog-0"
+    assert line["reasons"] == ["drift fired: 3 of 4 columns drifted"]
+    assert line["before"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("1.5.0")
+    assert line["after"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("1.4.0")
+    assert [r["path"] for r in line["requests"]] == [ROLLOUT]  # the attempt that completed it
+
+
+def test_the_same_incident_never_acts_twice(api: FakeKubeAPI, audit: AuditLog) -> None:
+    seed = argo_canary(step=2, steps=4)
+    api.seed(seed.objects)
+    install_argo_controller(api)
+    target = make_target()
+    act = actuator(api, audit)
+    assert act.rollback(target, decision(target)).ok
+    writes = len(api.writes())
+
+    # A restarted daemon resumes the rollback; after the undo, the bad canary is now the
+    # second-highest revision, so a blind re-run would roll *forward*. The annotation stops it.
+    again = act.rollback(target, decision(target))
+    assert again.ok and "already reverted for this incident" in again.detail
+    # Another replica's incident (a different id) within the cooldown: not sent either.
+    other = act.rollback(target, decision(target, "fraud-20261125T115600Z"))
+    assert other.ok and "less than cooldown ago" in other.detail
+    assert len(api.writes()) == writes
+    assert [line["result"] for line in audit.read()] == ["sent", "skipped", "skipped"]
+
+
+def test_blue_green_is_aborted_and_undone(api: FakeKubeAPI, audit: AuditLog) -> None:
+    seed = argo_blue_green()
+    api.seed(seed.objects)
+    install_argo_controller(api)
+    target = make_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    sent = [p.path for p in api.patches() if p.status == 200]
+    assert sent == [f"{ROLLOUT}/status", ROLLOUT]
+    after = rollout(api)
+    assert after["status"]["stableRS"] == seed.stable_hash
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"].endswith("1.4.0")
+    api.assert_all_valid()
+
+
+def test_a_paused_rollout_is_unpaused_with_the_undo(api: FakeKubeAPI, audit: AuditLog) -> None:
+    api.seed(argo_canary(step=1, steps=4, paused=True).objects)
+    target = make_target()
+    assert rollout(api)["spec"]["paused"] is True
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    undo = api.patches()[-1]
+    assert {"op": "replace", "path": "/spec/paused", "value": False} in undo.body
+    assert rollout(api)["spec"]["paused"] is False
+    api.assert_all_valid()
+
+
+def test_an_already_aborted_rollout_gets_no_second_abort(api: FakeKubeAPI, audit: AuditLog) -> None:
+    api.seed(argo_canary(step=2, steps=4, aborted=True).objects)
+    target = make_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    assert [p.path for p in api.patches()] == [ROLLOUT]  # the undo only
+    assert audit.read()[0]["notes"] == ["already aborted: no abort sent"]
+
+
+def test_after_full_promotion_the_second_highest_revision_comes_back(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(argo_promoted(history=["registry.example.com/fraud:1.3.0"]).objects)
+    install_argo_controller(api)
+    target = make_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    assert [p.path for p in api.patches()] == [ROLLOUT]  # nothing in progress: nothing to abort
+    image = rollout(api)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.example.com/fraud:1.4.0"  # not 1.3.0, the oldest
+    api.assert_all_valid()
+
+
+def test_a_named_revision(api: FakeKubeAPI, audit: AuditLog) -> None:
+    api.seed(argo_promoted(history=["registry.example.com/fraud:1.3.0"]).objects)
+    missing = make_target(to="revision", revision=9)
+    failed = actuator(api, audit).rollback(missing, decision(missing))
+    assert not failed.ok and "no ReplicaSet of revision 9 (it has: 3, 2, 1;" in failed.detail
+    assert api.patches() == []  # only the Warning Event saying so
+
+    target = make_target(to="revision", revision=1)
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    image = rollout(api)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.example.com/fraud:1.3.0"
+
+
+def test_a_workload_ref_rollout_has_its_deployment_patched(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    seed = argo_workload_ref()
+    api.seed(seed.objects)
+    target = make_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    assert [p.path for p in api.patches()] == [f"{ROLLOUT}/status", DEPLOYMENT, ROLLOUT]
+    deployment = api.get("apps/v1", "deployments", "models", "fraud-model")
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith("1.4.0")
+    assert LAST_ACTION in deployment["metadata"]["annotations"]
+    assert LAST_ACTION in rollout(api)["metadata"]["annotations"]
+    assert "template" not in rollout(api)["spec"]
+    api.assert_all_valid()
+
+
+def test_fallback_sets_the_image_and_env_keeping_other_env(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(argo_promoted().objects)
+    target = make_target(
+        to="fallback",
+        fallback={"image": "registry.example.com/fraud-rules:2.0", "env": {"MODE": "rules"}},
+    )
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    container = rollout(api)["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/fraud-rules:2.0"
+    assert {"name": "MODE", "value": "rules"} in container["env"]
+    api.assert_all_valid()
+
+
+def test_a_409_on_the_first_write_is_re_read_and_sent_once(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(argo_canary(step=2, steps=4).objects)
+    api.conflict_once(r"/rollouts/fraud-model$")  # a controller writes between our read and patch
+    target = make_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    undos = [p for p in api.patches() if p.path == ROLLOUT]
+    assert [p.status for p in undos] == [409, 200]
+    aborts = [p for p in api.patches() if p.path.endswith("/status")]
+    assert [p.status for p in aborts] == [200]  # re-planned: the abort is not sent again
+    assert rollout(api)["spec"]["template"]["spec"]["containers"][0]["image"].endswith("1.4.0")
+
+
+def test_a_403_fails_at_once_naming_the_rbac_rule(api: FakeKubeAPI, audit: AuditLog) -> None:
+    api.seed(argo_canary(step=2, steps=4).objects)
+    api.fail("PATCH", r"/rollouts/fraud-model/status$", 403, times=None)
+    target = make_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert not outcome.ok
+    assert 'resources: ["rollouts/status"], verbs: ["patch"] in namespace models' in outcome.detail
+    assert len(api.patches()) == 1  # no retry storm
+    state, follow_ups = record_action(target, rolling_back(target), outcome, NOW)
+    assert state.phase is Phase.ESCALATED
+    assert follow_ups[0].reasons[0].startswith("rollback failed: PATCH rollouts.argoproj.io")
+    assert audit.read()[-1]["result"] == "failed"
+    assert events(api)[-1]["reason"] == "MlwatchdogRollbackFailed"
+
+
+def test_a_missing_rollout_says_what_to_check(api: FakeKubeAPI, audit: AuditLog) -> None:
+    target = make_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert not outcome.ok
+    assert "rollouts.argoproj.io models/fraud-model not found" in outcome.detail
+    assert "check workload.name and workload.namespace" in outcome.detail
+
+
+def test_the_api_down_is_tried_a_bounded_number_of_times_then_escalates(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(argo_canary(step=2, steps=4).objects)
+    api.down()
+    target = make_target()
+    outcome = actuator(api, audit, attempts=3).rollback(target, decision(target))
+    assert not outcome.ok
+    assert "Kubernetes API unreachable" in outcome.detail
+    assert "gave up after 3 attempts" in outcome.detail
+    state, _ = record_action(target, rolling_back(target), outcome, NOW)
+    assert state.phase is Phase.ESCALATED
+    api.up()
+    assert api.writes() == []  # nothing half-done
+    assert rollout(api)["status"].get("abort") is not True
+
+
+def test_a_missing_status_subresource_falls_back_to_the_main_resource(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(argo_canary(step=2, steps=4).objects)
+    api.fail("PATCH", r"/rollouts/fraud-model/status$", 404)
+    target = make_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    paths = [(p.path, p.status) for p in api.patches()]
+    assert paths[:2] == [(f"{ROLLOUT}/status", 404), (ROLLOUT, 200)]
+    assert api.patches()[1].body["status"] == {"abort": True}
+
+
+def test_dry_run_reads_and_logs_the_exact_patch_but_sends_nothing(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    seed = argo_canary(step=2, steps=4)
+    api.seed(seed.objects)
+    target = make_target(dry_run=True)
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok and outcome.dry_run
+    assert api.writes() == []
+    [line] = audit.read()
+    assert line["result"] == "dry_run"
+    undo = line["requests"][1]["body"]
+    template = next(op for op in undo if op["path"] == "/spec/template")["value"]
+    stable = next(
+        rs for rs in seed.replicasets if rs["metadata"]["name"].endswith(seed.stable_hash)
+    )
+    assert template == without_hash(stable["spec"]["template"])
+
+
+def test_policy_refuses_a_candidate_not_allowed(api: FakeKubeAPI, audit: AuditLog) -> None:
+    api.seed(argo_canary(step=2, steps=4).objects)
+    target = make_target(policy={"allowed_images": ["registry.example.com/fraud:2.*"]})
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert not outcome.ok and outcome.refused
+    assert "image registry.example.com/fraud:1.4.0 matches none of" in outcome.detail
+    assert api.patches() == []
+    assert audit.read()[0]["result"] == "refused"
+    assert events(api)[0]["reason"] == "MlwatchdogRollbackRefused"
+    state, follow_ups = record_action(target, rolling_back(target), outcome, NOW)
+    assert state.phase is Phase.ESCALATED
+    assert follow_ups[0].reasons[0].startswith("rollback refused by policy:")
+
+
+def test_policy_approval_label_on_the_replicaset(api: FakeKubeAPI, audit: AuditLog) -> None:
+    seed = argo_canary(step=2, steps=4)
+    api.seed(seed.objects)
+    policy = {"approval": {"label": "models.example.com/approved"}}
+    target = make_target(policy=policy)
+    refused = actuator(api, audit).rollback(target, decision(target))
+    assert refused.refused and "models.example.com/approved=true is required" in refused.detail
+
+    name = next(
+        rs["metadata"]["name"]
+        for rs in seed.replicasets
+        if seed.stable_hash in rs["metadata"]["name"]
+    )
+    path = f"/apis/apps/v1/namespaces/models/replicasets/{name}"
+
+    def approve(rs: dict[str, Any]) -> None:
+        rs["metadata"]["labels"]["models.example.com/approved"] = "true"
+
+    api.mutate(path, approve)
+    allowed = actuator(api, audit).rollback(target, decision(target, "second"))
+    assert allowed.ok, allowed.detail
+
+
+# ------------------------------------------------------------------------------------ KServe
+
+
+def test_kserve_canary_at_10_percent_goes_back_to_the_previous_revision(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    seed = kserve_canary(percent=10)
+    api.seed(seed.objects)
+    install_kserve_controller(api)
+    target = make_target("kserve", policy={"allowed_storage_uris": ["s3://models/fraud/*"]})
+    act = actuator(api, audit)
+    assert act.health(target).status is Health.HEALTHY  # before: Ready, no revert recorded
+    outcome = act.rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    [patch] = api.patches()
+    assert patch.path == ISVC and patch.content_type == "application/merge-patch+json"
+    assert patch.body["spec"] == {"predictor": {"canaryTrafficPercent": 0}}
+    assert patch.body["metadata"]["resourceVersion"]
+    after = isvc(api)
+    traffic = after["status"]["components"]["predictor"]["traffic"]
+    assert {t["revisionName"]: t["percent"] for t in traffic}["fraud-model-predictor-00001"] == 100
+    health = act.health(target)
+    assert health.status is Health.HEALTHY and "fraud-model-predictor-00001" in health.reason
+    assert audit.read()[0]["candidate"]["storage_uri"] == "s3://models/fraud/v1"
+    api.assert_all_valid()
+
+
+def test_kserve_traffic_not_yet_moved_is_progressing(api: FakeKubeAPI, audit: AuditLog) -> None:
+    api.seed(kserve_canary(percent=10).objects)  # no controller: status never changes
+    target = make_target("kserve")
+    act = actuator(api, audit)
+    assert act.rollback(target, decision(target)).ok
+    health = act.health(target)
+    assert health.status is Health.PROGRESSING
+    assert health.reason == "the controller has not yet observed generation 2"
+
+    def observed_but_not_moved(obj: dict[str, Any]) -> None:
+        obj["status"]["observedGeneration"] = obj["metadata"]["generation"]
+
+    api.mutate(ISVC, observed_but_not_moved)
+    health = act.health(target)
+    assert health.status is Health.PROGRESSING
+    assert health.reason == "90% of traffic on fraud-model-predictor-00001"
+
+
+def test_kserve_raw_deployment_is_refused_clearly(api: FakeKubeAPI, audit: AuditLog) -> None:
+    api.seed(kserve_raw().objects)
+    target = make_target("kserve")
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert not outcome.ok
+    assert "RawDeployment mode, where canaryTrafficPercent does nothing" in outcome.detail
+    assert "rollback.to: fallback" in outcome.detail
+    assert api.patches() == []
+
+
+def test_kserve_fallback_points_the_predictor_at_the_fallback_model(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(kserve_raw().objects)  # fallback works in RawDeployment mode too
+    target = make_target(
+        "kserve", to="fallback", fallback={"storage_uri": "s3://models/fraud/safe"}
+    )
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    assert isvc(api)["spec"]["predictor"]["model"]["storageUri"] == "s3://models/fraud/safe"
+    api.assert_all_valid()
+
+
+def test_kserve_refused_candidate(api: FakeKubeAPI, audit: AuditLog) -> None:
+    api.seed(kserve_canary(percent=10).objects)
+    target = make_target("kserve", policy={"allowed_storage_uris": ["s3://approved/*"]})
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.refused and "storageUri s3://models/fraud/v1 matches none" in outcome.detail
+    assert api.patches() == []
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def rolling_back(target: Target) -> TargetState:
+    incident = Incident("fraud-20261125T115500Z", NOW - timedelta(minutes=5), acted_at=NOW)
+    return TargetState(target.name, Phase.ROLLING_BACK, NOW, incident=incident, last_action_at=NOW)

@@ -1,0 +1,1 @@
+"""Vendored CRD schemas (Argo Rollout, KServe InferenceService); `vendor.py` regenerates them."""
