@@ -150,7 +150,8 @@ def kserve_health(isvc: dict[str, Any]) -> WorkloadHealth:
         return WorkloadHealth(
             Health.PROGRESSING, f"the controller has not yet observed generation {generation}"
         )
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    conditions = status.get("conditions") or []
+    ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
     if ready.get("status") != "True":
         why = ready.get("message") or ready.get("reason") or "no Ready condition yet"
         kind = Health.UNHEALTHY if ready.get("status") == "False" else Health.PROGRESSING

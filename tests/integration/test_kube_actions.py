@@ -83,6 +83,7 @@ def decision(target: Target, incident: str = "fraud-20261125T115500Z") -> Decisi
 def api() -> Iterator[FakeKubeAPI]:
     with FakeKubeAPI() as fake:
         yield fake
+    fake.assert_all_valid()  # every object written, by us or the emulated controllers
     assert not fake.reactor_errors, fake.reactor_errors
     assert not fake.internal_errors, fake.internal_errors
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -26,10 +26,12 @@ from mlwatchdog.core import (
     DataStatus,
     Decision,
     DecisionKind,
+    Health,
     MetricReading,
     Observation,
     Phase,
     TargetState,
+    WorkloadHealth,
     evaluate,
     from_json,
     record_action,
@@ -340,6 +342,34 @@ def test_drift_that_recovers_after_the_rollback_returns_to_healthy(
     # Afterwards only the clean windows' noise: nothing fires or is decided again.
     assert decisions(after[1:]) == []
     assert never_firing([t for t in after if t.at >= verified.at])
+
+
+@pytest.mark.parametrize(
+    ("health", "recovered"),
+    [(Health.HEALTHY, True), (Health.PROGRESSING, False), (Health.UNHEALTHY, False),
+     (Health.UNKNOWN, False)],
+)  # fmt: skip
+def test_a_workload_not_healthy_at_the_end_of_verification_escalates(
+    reference: Reference, health: Health, recovered: bool
+) -> None:
+    """The checks recover, but the reverted object must be healthy too (read while verifying)."""
+    target = make_target()
+    kinds = script((CLEAN, 6), (DRIFT, 4), (CLEAN, 30))
+    observations = World(reference, 1).observations(kinds)
+    rollback_at = at(6 + 3)
+    observations = [
+        replace(o, workload=WorkloadHealth(health, "phase Paused")) if o.at > rollback_at else o
+        for o in observations
+    ]
+    ticks = run(target, observations)
+    assert len(rollbacks(ticks)) == 1
+    after = [t for t in ticks if t.at >= rollback_at + VERIFY]
+    if recovered:
+        assert after[0].state.phase is Phase.HEALTHY and escalations(ticks) == []
+    else:
+        [escalation] = escalations(ticks)
+        assert escalation.at == rollback_at + VERIFY
+        assert escalation.reasons == (f"the workload is {health} after the rollback: phase Paused",)
 
 
 # ----------------------------------------------------------------------------------- flapping
