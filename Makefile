@@ -31,11 +31,12 @@ test: $(DEV_STAMP) servers lint
 	$(BIN)/python -m pytest
 
 # The servers the integration tests start on loopback (Debian packages); installed when missing.
-SERVER_PACKAGES := postgresql prometheus
+# Chromium renders the investigation reports the way a person sees them.
 servers:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		echo "installing$$missing"; \

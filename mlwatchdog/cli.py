@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import Progress
@@ -224,10 +225,59 @@ def run(
     rules = _load_or_exit(config)
     log = configure_logging(rules.daemon.log_level)
     try:
-        serve(rules, log, host, port)
+        serve(rules, log, host, port, config_path=config)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def status(
+    url: Annotated[
+        str | None,
+        typer.Option(help="The daemon's address (default: daemon.http of --config)."),
+    ] = None,
+    config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
+    output: Annotated[OutputFormat, typer.Option(help="table or json.")] = OutputFormat.TABLE,
+) -> None:
+    """Show every target of a running daemon: state, incident and checks (GET /api/v1/targets)."""
+    if url is None:
+        http = _load_or_exit(config).daemon.http
+        host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
+        url = f"http://{host}:{http.port}"
+    try:
+        response = httpx.get(url.rstrip("/") + "/api/v1/targets", timeout=10)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot read {url}/api/v1/targets: {exc}", err=True)
+        raise typer.Exit(1) from None
+    targets = response.json()
+    if output is OutputFormat.JSON:
+        print(json.dumps(targets, indent=2))
+        return
+    table = Table(title=f"mlwatchdog at {url}")
+    for header in ("target", "state", "since", "incident", "check", "check state", "data",
+                   "value", "threshold"):  # fmt: skip
+        table.add_column(header)
+    colours = {"healthy": "green", "degraded": "yellow", "escalated": "bold red"}
+    for target in targets:
+        phase = target["phase"] or "not evaluated"
+        styled = f"[{colours.get(phase, 'magenta')}]{phase}[/]"
+        first = True
+        for check in target["checks"] or [{}]:
+            table.add_row(
+                target["name"] if first else "",
+                styled if first else "",
+                (target["since"] or "-")[:19] if first else "",
+                (target["incident"] or "-") if first else "",
+                check.get("name", "-"),
+                check.get("state", "-"),
+                check.get("status") or "-",
+                _fmt(check.get("value")),
+                _fmt(check.get("threshold")),
+            )
+            first = False
+    Console().print(table)
 
 
 @app.command()

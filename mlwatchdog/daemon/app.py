@@ -1,4 +1,5 @@
-"""The daemon's HTTP app: liveness, readiness, Prometheus metrics, and the targets' state."""
+"""The daemon's HTTP app: liveness, readiness, Prometheus metrics, the targets' state, the API
+(`daemon.api`) and the KServe sink."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlwatchdog.core import to_json
+from mlwatchdog.daemon.api import api_router
 from mlwatchdog.daemon.sink import sink_router
 
 if TYPE_CHECKING:
@@ -28,7 +30,13 @@ def create_app(daemon: Daemon) -> FastAPI:
         finally:
             daemon.stop()  # waits for a running evaluation to finish
 
-    app = FastAPI(title="mlwatchdog", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="mlwatchdog",
+        version="0.1.0",
+        description="Drift-aware rollback daemon: targets, incidents, investigations.",
+        lifespan=lifespan,
+    )
+    app.include_router(api_router(daemon))
 
     if daemon.sink is not None:  # only with a `type: kserve` source to read what it stores
         app.include_router(sink_router(daemon.sink, daemon.config.daemon.sink))
@@ -38,16 +46,39 @@ def create_app(daemon: Daemon) -> FastAPI:
         alive = daemon.running
         return JSONResponse({"status": "ok" if alive else "stopped"}, 200 if alive else 503)
 
+    ready_once = False
+
     @app.get("/readyz", summary="Readiness: config loaded and every target evaluated once")
     def readyz() -> JSONResponse:
+        # Once ready, a target added by a config reload does not take the pod out of its
+        # Service (and the KServe sink with it) until its first evaluation.
+        nonlocal ready_once
         waiting = [name for name, runner in daemon.runners.items() if runner.last is None]
-        ready = daemon.running and not waiting
+        ready = daemon.running and (ready_once or not waiting)
+        ready_once = ready_once or ready
         body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
         if waiting:
             body["waiting_for_first_evaluation"] = waiting
         return JSONResponse(body, 200 if ready else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics (mlwatchdog_*)")
+    @app.post(
+        "/-/reload",
+        summary="Reload rules.yaml now (as SIGHUP); the last good config stays on failure",
+        responses={409: {"description": "invalid file, or started without a rules file"}},
+    )
+    def reload() -> JSONResponse:
+        if daemon.config_path is None:
+            return JSONResponse(
+                {"status": "error", "errors": ["started without a rules file"]}, 409
+            )
+        if daemon.reload(daemon.config_path):
+            return JSONResponse({"status": "reloaded", "file": str(daemon.config_path)})
+        errors = [str(e) for e in daemon.reload_errors]
+        return JSONResponse({"status": "error", "errors": errors}, 409)
+
+    @app.get(
+        "/metrics", summary="Prometheus metrics (mlwatchdog_*)", response_class=PlainTextResponse
+    )
     def metrics() -> Response:
         return Response(generate_latest(daemon.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

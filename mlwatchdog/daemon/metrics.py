@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mlwatchdog.core import ActionOutcome, DataStatus, Decision, Evaluation, Phase
+from mlwatchdog.rules import DriftCheck, Target, drift_columns
 
 
 class DaemonMetrics:
@@ -96,6 +99,25 @@ class DaemonMetrics:
             "References built (sorted and binned); grows only when reference data changes.",
             registry=r,
         )
+        self.config_reload_ok = Gauge(
+            "mlwatchdog_config_last_reload_successful",
+            "1 when the last load of the rules file succeeded; 0 when a reload failed and the "
+            "daemon still runs the last good config.",
+            registry=r,
+        )
+        self.config_reload_at = Gauge(
+            "mlwatchdog_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the rules file.",
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "mlwatchdog_config_reloads",
+            "Reloads of the rules file by result: success or failure.",
+            ["result"],
+            registry=r,
+        )
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result)
 
     def record(self, target: str, evaluation: Evaluation, seconds: float, at: float) -> None:
         """Export one evaluation's results and the target's new state."""
@@ -144,3 +166,56 @@ class DaemonMetrics:
 
     def failed(self, target: str) -> None:
         self.evaluations.labels(target, "error").inc()
+
+    def config_loaded(self, at: float, reload: bool = False) -> None:
+        """The rules file was loaded (at start) or reloaded successfully at `at`."""
+        self.config_reload_ok.set(1)
+        self.config_reload_at.set(at)
+        if reload:
+            self.config_reloads.labels("success").inc()
+
+    def config_failed(self) -> None:
+        """A reload failed; the last good config stays (and so does its timestamp)."""
+        self.config_reload_ok.set(0)
+        self.config_reloads.labels("failure").inc()
+
+    def forget(self, target: str, checks: Iterable[str] | None = None) -> None:
+        """Remove the gauges' label sets of a removed target (or of some of its checks), so
+        dashboards show no ghosts. Counters keep their history."""
+        names = None if checks is None else set(checks)
+        for gauge in self._target_gauges(check_level=names is not None):
+            for labels in _label_sets(gauge):
+                if labels[0] == target and (names is None or labels[1] in names):
+                    gauge.remove(*labels)
+
+    def prune(self, old: Target, new: Target) -> None:
+        """After a target's definition changed: drop the series its new checks no longer give
+        (removed checks; columns or tests a drift check no longer tests)."""
+        kept = {c.name for c in new.checks}
+        self.forget(new.name, [c.name for c in old.checks if c.name not in kept])
+        tested = {
+            (c.name, column, str(c.test))
+            for c in new.checks
+            if isinstance(c, DriftCheck)
+            for column in drift_columns(new, c)
+        }
+        for gauge in (self.drift_statistic, self.drift_pvalue):
+            for labels in _label_sets(gauge):
+                if labels[0] == new.name and labels[1:] not in tested:
+                    gauge.remove(*labels)
+
+    def _target_gauges(self, check_level: bool) -> list[Gauge]:
+        gauges = [
+            self.drift_statistic,
+            self.drift_pvalue,
+            self.check_value,
+            self.check_threshold,
+            self.check_state,
+            self.check_status,
+        ]
+        return gauges if check_level else [*gauges, self.last_evaluation, self.target_phase]
+
+
+def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:
+    """The label values of every series of `gauge` (in its label names' order)."""
+    return [tuple(s.labels.values()) for family in gauge.collect() for s in family.samples]

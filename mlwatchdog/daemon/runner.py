@@ -5,6 +5,7 @@ The scheduler calls `run_once` at the target's interval, never twice at a time f
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,13 +17,16 @@ from mlwatchdog.core import (
     Decision,
     DecisionKind,
     Evaluation,
+    Observation,
     Phase,
     TargetState,
     WorkloadHealth,
     evaluate,
     record_action,
 )
+from mlwatchdog.daemon.journal import Journal
 from mlwatchdog.daemon.metrics import DaemonMetrics
+from mlwatchdog.daemon.reload import carry_state
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.rules import Target
 from mlwatchdog.sources.observe import Observer
@@ -46,24 +50,95 @@ class TargetRunner:
         metrics: DaemonMetrics,
         log: Any,
         clock: Callable[[], datetime],
+        journal: Journal | None = None,
     ) -> None:
-        self.target = target
-        self.observer = observer
+        # What it evaluates: swapped whole (`rebind`, after a config reload) between evaluations.
+        self._binding = (target, observer)
+        self._next: tuple[Target, Observer] | None = None
+        self._retiring = False
+        self.retired = False
+        self._swap_lock = threading.Lock()
         self.actuator = actuator
         self.store = store
         self.metrics = metrics
         self.log = log.bind(target=target.name)
         self.clock = clock
+        self.journal = journal
         self.state: TargetState | None = store.load(target.name)
         self.last: Evaluation | None = None
+        self.last_observation: Observation | None = None  # for investigation reports
+        # The scheduler never runs one target twice at a time; an evaluation asked for over
+        # HTTP (API, alert webhook) waits for a running one instead of overlapping it.
+        self.lock = threading.Lock()
         if self.state is not None:
             self.log.info(
                 "state restored", state=self.state.phase, incident=_incident_id(self.state)
             )
             metrics.phase(target.name, self.state.phase)
 
+    @property
+    def target(self) -> Target:
+        return self._binding[0]
+
+    @property
+    def observer(self) -> Observer:
+        return self._binding[1]
+
     def run_once(self) -> Evaluation | None:
         """One evaluation at the clock's now; failures are logged and counted, never raised."""
+        try:
+            with self.lock:
+                self._swap()
+                if self.retired:
+                    return None
+                try:
+                    return self._run_once()
+                finally:
+                    self._swap()
+        finally:
+            self._try_swap()  # one asked for while this evaluation was releasing the lock
+
+    def rebind(self, target: Target, observer: Observer) -> None:
+        """Evaluate this definition with this observer from now on (a config reload). Applied
+        between evaluations, under the lock: a running one finishes with what it started with."""
+        with self._swap_lock:
+            self._next = (target, observer)
+        self._try_swap()
+
+    def retire(self) -> None:
+        """The target left the config: no more evaluations, and its gauges go (after a running
+        evaluation has finished, so it cannot set them again). Its state file stays."""
+        with self._swap_lock:
+            self._retiring = True
+        self._try_swap()
+
+    def _try_swap(self) -> None:
+        """Apply a rebind or retire now, unless an evaluation runs: it applies it when it ends."""
+        if self.lock.acquire(blocking=False):
+            try:
+                self._swap()
+            finally:
+                self.lock.release()
+
+    def _swap(self) -> None:
+        """With self.lock held: apply what `rebind` and `retire` asked for."""
+        with self._swap_lock:
+            binding, self._next = self._next, None
+            retiring, self._retiring = self._retiring, False
+        if binding is not None:
+            old = self.target
+            self._binding = binding
+            if old != binding[0]:
+                self.state = carry_state(self.state, binding[0])  # saved by the next evaluation
+                self.metrics.prune(old, binding[0])
+        if retiring and not self.retired:
+            self.retired = True
+            self.metrics.forget(self.target.name)
+
+    def _run_once(self) -> Evaluation | None:
+        previous = self.state.phase if self.state else None
+        # A phase change that closes an incident is journalled under that incident.
+        open_incident = _incident_id(self.state) if self.state else None
         now = self.clock()
         started = time.perf_counter()
         builds = self.observer.reference_builds
@@ -80,12 +155,18 @@ class TargetRunner:
             self.metrics.failed(self.target.name)
             return None
         self.metrics.reference_builds.inc(self.observer.reference_builds - builds)
+        self.last_observation = observation
         state = evaluation.state
         self._save(state)  # before acting: a restart never repeats a decision already made
         for decision in evaluation.decisions:
             state = self._carry_out(decision, state, now)
         evaluation = Evaluation(state, evaluation.decisions, evaluation.results)
         self.last = evaluation
+        if state.phase != previous:
+            self._record(
+                now, "phase", state, phase=str(state.phase), previous=previous,
+                incident=_incident_id(state) or open_incident,
+            )  # fmt: skip
         seconds = time.perf_counter() - started
         self.metrics.record(self.target.name, evaluation, seconds, now.timestamp())
         self.log.info(
@@ -108,6 +189,10 @@ class TargetRunner:
 
     def _carry_out(self, decision: Decision, state: TargetState, now: datetime) -> TargetState:
         self.metrics.decision(decision)
+        self._record(
+            now, "decision", state, decision=str(decision.kind), to=decision.to,
+            dry_run=decision.dry_run, reasons=list(decision.reasons),
+        )  # fmt: skip
         self.log.warning(
             f"decision: {decision.kind}",
             incident=decision.incident,
@@ -119,6 +204,7 @@ class TargetRunner:
             return state
         outcome = self.actuator.rollback(self.target, decision)
         self.metrics.action(self.target.name, outcome)
+        self._record(now, "action", state, ok=outcome.ok, detail=outcome.detail)
         state, follow_ups = record_action(self.target, state, outcome, now)
         self._save(state)
         self.log.info("action outcome", ok=outcome.ok, detail=outcome.detail, state=state.phase)
@@ -148,6 +234,12 @@ class TargetRunner:
         self._save(state)
         for follow_up in follow_ups:
             self._carry_out(follow_up, state, now)
+
+    def _record(self, now: datetime, kind: str, state: TargetState, **fields: Any) -> None:
+        if self.journal is None:
+            return
+        entry = {"at": now.isoformat(), "target": self.target.name, "kind": kind}
+        self.journal.append({**entry, "incident": _incident_id(state), **fields})
 
     def _verifying_a_sent_rollback(self) -> bool:
         """The workload's own health matters once a rollback was really sent (not in dry-run)."""

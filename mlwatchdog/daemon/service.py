@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from mlwatchdog.actions.actuator import KubeActuator
@@ -17,12 +21,15 @@ from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.actions.dryrun import DryRunActuator
 from mlwatchdog.actions.kube_api import KubeApi, load_api_client
 from mlwatchdog.daemon.app import create_app
+from mlwatchdog.daemon.journal import Journal
 from mlwatchdog.daemon.leader import LeaderElector, default_identity
 from mlwatchdog.daemon.metrics import DaemonMetrics
+from mlwatchdog.daemon.reload import ConfigWatcher, ReloadPlan, plan_reload, restart_needed
+from mlwatchdog.daemon.reports import ReportWriter
 from mlwatchdog.daemon.runner import TargetRunner
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.errors import ConfigError
-from mlwatchdog.rules import Config, KServeSource
+from mlwatchdog.rules import Config, ConfigIssue, KServeSource, Target, load_config
 from mlwatchdog.sources.kserve import SinkStore
 from mlwatchdog.sources.observe import Observer
 
@@ -35,9 +42,17 @@ class Daemon:
     """The scheduled evaluation of every target of one config."""
 
     def __init__(
-        self, config: Config, log: Any, clock: Callable[[], datetime] = utc_now, workers: int = 4
+        self,
+        config: Config,
+        log: Any,
+        clock: Callable[[], datetime] = utc_now,
+        workers: int = 4,
+        *,
+        config_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config
+        # The rules file `config` came from: watched and reloaded (None: no reload).
+        self.config_path = Path(config_path) if config_path is not None else None
         self.log = log
         self.clock = clock
         self.metrics = DaemonMetrics()
@@ -47,20 +62,46 @@ class Daemon:
         kserve = any(isinstance(s, KServeSource) for s in config.sources.values())
         self.sink = SinkStore(config.daemon.sink) if kserve else None
         self.elector: LeaderElector | None = None
-        actuator = self._actuator()
-        self.runners = {
-            t.name: TargetRunner(t, self.observer, actuator, self.store, self.metrics, log, clock)
-            for t in config.targets
-        }
+        self.audit = AuditLog(config.daemon.audit_log)
+        # Phase changes, decisions and outcomes of every target: incidents over HTTP, reports.
+        self.journal = Journal(self.store.directory / "journal.jsonl")
+        self.reports = ReportWriter(
+            config.daemon.reports, self.journal, self.audit, self.observer, log
+        )
+        self.actuator = self._actuator()
+        self.runners = {t.name: self._runner(t, self.observer) for t in config.targets}
         self.scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
+        )
+        self._reload_lock = threading.Lock()
+        self.reload_errors: list[str] = []  # why the last reload failed (empty after a success)
+        self.watcher: ConfigWatcher | None = None
+        if self.config_path is not None:
+            self.watcher = ConfigWatcher(
+                self.config_path,
+                self.reload,
+                lambda: self.config.daemon.reload_interval.total_seconds(),
+                log,
+            )
+        self.metrics.config_loaded(clock().timestamp())
+
+    def _runner(self, target: Target, observer: Observer) -> TargetRunner:
+        return TargetRunner(
+            target,
+            observer,
+            self.actuator,
+            self.store,
+            self.metrics,
+            self.log,
+            self.clock,
+            self.journal,
         )
 
     def _actuator(self) -> KubeActuator | DryRunActuator:
         """The Kubernetes actuator (with leader election when acting for real), or the offline
         dry-run one when there is no cluster to talk to."""
         settings = self.config.daemon
-        audit = AuditLog(settings.audit_log)
+        audit = self.audit
         live = [t.name for t in self.config.targets if not t.rollback.dry_run]
         acting = [t for t in self.config.targets if t.workload.kind != "none"]
         api_client = load_api_client(settings.kubernetes) if acting else None
@@ -96,22 +137,27 @@ class Daemon:
     def running(self) -> bool:
         return bool(self.scheduler.running)
 
+    def _schedule(self, target: Target, first: datetime) -> None:
+        """(Re)schedule the target's evaluations at its interval, the next one at `first`."""
+        interval = target.interval.total_seconds()
+        jitter = self.config.daemon.jitter.total_seconds()
+        self.scheduler.add_job(
+            self.runners[target.name].run_once,
+            "interval",
+            seconds=interval,
+            jitter=jitter or None,
+            id=target.name,
+            next_run_time=first,
+            max_instances=1,  # never two evaluations of one target at a time
+            coalesce=True,  # runs missed while busy or suspended collapse into one
+            misfire_grace_time=max(1, int(interval)),
+            replace_existing=True,  # a reload reschedules under the same id
+        )
+
     def start(self) -> None:
         """Schedule each target at its interval, the first run at once."""
-        jitter = self.config.daemon.jitter.total_seconds()
         for target in self.config.targets:
-            interval = target.interval.total_seconds()
-            self.scheduler.add_job(
-                self.runners[target.name].run_once,
-                "interval",
-                seconds=interval,
-                jitter=jitter or None,
-                id=target.name,
-                next_run_time=self.clock(),
-                max_instances=1,  # never two evaluations of one target at a time
-                coalesce=True,  # runs missed while busy or suspended collapse into one
-                misfire_grace_time=max(1, int(interval)),
-            )
+            self._schedule(target, self.clock())
         if self.sink is not None:  # ':' keeps the job id apart from target names
             self.scheduler.add_job(
                 self.sink.prune,
@@ -123,14 +169,19 @@ class Daemon:
         if self.elector is not None:
             self.elector.start()
         self.scheduler.start()
+        if self.watcher is not None:
+            self.watcher.start()
         self.log.info(
             "daemon started",
             targets=[t.name for t in self.config.targets],
             state_dir=str(self.store.directory),
+            config_file=str(self.config_path) if self.config_path else None,
         )
 
     def stop(self) -> None:
         """Stop scheduling; wait for running evaluations to finish."""
+        if self.watcher is not None:
+            self.watcher.stop()  # a reload under way finishes first
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self.elector is not None:
@@ -139,10 +190,107 @@ class Daemon:
             self.sink.close()  # after the HTTP server answered its last event
         self.log.info("daemon stopped")
 
+    # ------------------------------------------------------------------------------ reload
 
-def serve(config: Config, log: Any, host: str | None = None, port: int | None = None) -> None:
-    """Run the daemon and its HTTP server until SIGTERM or SIGINT."""
-    daemon = Daemon(config, log)
+    def request_reload(self) -> None:
+        """Reload soon on the watcher's thread; only sets an event (what SIGHUP calls)."""
+        if self.watcher is not None:
+            self.watcher.request()
+
+    def reload(self, path: str | os.PathLike[str] | None = None) -> bool:
+        """Load the rules file (default: the one the daemon started with) as `mlwatchdog check`
+        does and apply what changed; False when it is invalid: the running config then stays.
+        Safe from any thread (file watch, SIGHUP, HTTP): one reload at a time, the next waits."""
+        file = Path(path) if path is not None else self.config_path
+        if file is None:
+            self.log.warning("config reload asked for, but the daemon was started without a file")
+            return False
+        with self._reload_lock:
+            try:
+                plan = plan_reload(self.config, load_config(file))
+                issues, warnings = restart_needed(
+                    plan.config,
+                    str(file),
+                    kubernetes=not isinstance(self.actuator, DryRunActuator),
+                    elected=self.elector is not None,
+                    sink=self.sink is not None,
+                )
+                if issues:
+                    raise ConfigError(f"{file}: cannot apply without a restart", issues=issues)
+                if not plan.empty:
+                    self._apply(plan)
+            except ConfigError as exc:
+                issues = exc.issues or [ConfigIssue(str(file), None, "", str(exc))]
+                self.reload_errors = [str(i) for i in issues]
+                self.metrics.config_failed()
+                self.log.error("config reload failed", file=str(file), errors=self.reload_errors)
+                for i in issues:
+                    self.log.error(
+                        "config error", file=i.file, line=i.line, key=i.path, error=i.message
+                    )
+                return False
+            except Exception as exc:  # a bug: the running config stays, as for an invalid file
+                self.reload_errors = [f"{file}: {type(exc).__name__}: {exc}"]
+                self.metrics.config_failed()
+                self.log.exception("config reload failed", file=str(file))
+                return False
+            self.reload_errors = []
+            self.metrics.config_loaded(self.clock().timestamp(), reload=True)
+            if plan.empty:
+                self.log.info("config unchanged", file=str(file))
+                return True
+            for message in warnings:
+                self.log.warning(message, file=str(file))
+            for key in plan.restart_only:
+                self.log.warning("config change needs a restart; running value kept", key=key)
+            self.log.info(
+                "config reloaded",
+                file=str(file),
+                added=list(plan.added),
+                removed=list(plan.removed),
+                changed=list(plan.changed),
+                sources=list(plan.sources),
+                settings=list(plan.settings),
+                restart_only=list(plan.restart_only),
+            )
+            return True
+
+    def _apply(self, plan: ReloadPlan) -> None:
+        """Swap in the new config: everything that can fail is built before anything changes."""
+        config, now = plan.config, self.clock()
+        observer = Observer(config, previous=self.observer)
+        fresh = {n: self._runner(config.target(n), observer) for n in plan.added}
+        for target in config.targets:
+            if target.name not in fresh:
+                self.runners[target.name].rebind(target, observer)
+        for name in plan.removed:
+            self.runners[name].retire()
+            with suppress(JobLookupError):
+                self.scheduler.remove_job(name)
+        self.runners = {t.name: fresh.get(t.name) or self.runners[t.name] for t in config.targets}
+        self.config, self.observer = config, observer
+        self.reports.observer = observer  # it reads references for reports
+        for name in plan.added:
+            self._schedule(config.target(name), now)
+        for name in plan.rescheduled:  # keep the next run, unless the new interval comes sooner
+            job = self.scheduler.get_job(name)
+            soon = now + config.target(name).interval
+            self._schedule(
+                config.target(name), min(soon, job.next_run_time or soon) if job else now
+            )
+
+
+def serve(
+    config: Config,
+    log: Any,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+) -> None:
+    """Run the daemon and its HTTP server until SIGTERM or SIGINT. With `config_path` (the file
+    `config` was loaded from), a changed file or SIGHUP reloads it."""
+    daemon = Daemon(config, log, config_path=config_path)
     settings = config.daemon.http
     server = uvicorn.Server(
         uvicorn.Config(
@@ -163,7 +311,11 @@ def serve(config: Config, log: Any, host: str | None = None, port: int | None = 
         server.run()  # no signals off the main thread (uvicorn then installs none either)
         return
     previous = signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    hangup = signal.getsignal(signal.SIGHUP)
+    if daemon.watcher is not None:  # a handler only sets an event; the watcher thread reloads
+        signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
     try:
         server.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, hangup)

@@ -335,6 +335,27 @@ class Verify(Strict):
     )
 
 
+class AlertMatch(Strict):
+    """Which incoming alerts (Grafana or Alertmanager webhooks) investigate this target: every
+    label given must match. Without it, an alert labelled `target` (or `mlwatchdog_target`) with
+    the target's name does."""
+
+    labels: dict[str, str] = Field(default_factory=dict, description="label: exact value")
+    labels_re: dict[str, str] = Field(
+        default_factory=dict, description="label: regular expression the whole value must match"
+    )
+
+    @field_validator("labels_re")
+    @classmethod
+    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"labels_re.{label}: {pattern!r} is not a regex: {exc}") from None
+        return value
+
+
 class Target(Strict):
     """One watched model: its samples, reference, checks, and what to do when they breach."""
 
@@ -356,6 +377,7 @@ class Target(Strict):
     )
     rollback: Rollback = Field(default_factory=Rollback)
     verify: Verify = Field(default_factory=Verify)
+    alerts: AlertMatch | None = None
 
     @field_validator("interval")
     @classmethod
@@ -392,6 +414,45 @@ class Sink(Strict):
     pair_timeout: Duration = Field(
         timedelta(minutes=5),
         description="a request without its response (or the reverse) older than this is used alone",
+    )
+
+
+class Grafana(Strict):
+    """Where investigations are announced as Grafana annotations (POST /api/annotations)."""
+
+    url: str = Field(description="e.g. https://grafana.example.com")
+    token: str | None = Field(None, description="a service account token: ${GRAFANA_TOKEN}")
+    timeout: Duration = timedelta(seconds=5)
+    tags: list[str] = Field(default_factory=lambda: ["mlwatchdog"])
+
+
+class Alerts(Strict):
+    """POST /api/v1/alerts: Grafana or Alertmanager webhooks that start an investigation."""
+
+    bearer_token: str | None = Field(None, description="required as `Authorization: Bearer ...`")
+    username: str | None = Field(None, description="basic auth, with `password`")
+    password: str | None = None
+    external_url: str | None = Field(
+        None,
+        description="base of report links, e.g. https://mlwatchdog.example.com (default: "
+        "the address the webhook was sent to)",
+    )
+    grafana: Grafana | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> Alerts:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("basic auth needs both `username` and `password`")
+        return self
+
+
+class Reports(Strict):
+    """Investigation reports: a folder each (mlwatchdog's page and Evidently's), newest kept."""
+
+    path: str = ".mlwatchdog/reports"
+    keep: int = Field(200, ge=1, description="older reports are deleted")
+    max_rows: int = Field(
+        20_000, ge=100, description="rows of each sample given to Evidently (sampled above)"
     )
 
 
@@ -444,12 +505,26 @@ class DaemonSettings(Strict):
     jitter: Duration = Field(
         timedelta(seconds=2), description="random delay added to each run so targets spread out"
     )
+    reload_interval: Duration = Field(
+        timedelta(seconds=5),
+        description="how often `run` checks the rules file for changes (mtime, size, content) "
+        "and reloads it; 0 disables polling (SIGHUP still reloads)",
+    )
     sink: Sink = Field(default_factory=Sink)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
+    alerts: Alerts = Field(default_factory=Alerts)
+    reports: Reports = Field(default_factory=Reports)
     audit_log: str = Field(
         ".mlwatchdog/audit.jsonl", description="append-only JSON lines, one per action or refusal"
     )
+
+    @field_validator("reload_interval")
+    @classmethod
+    def _not_busy(cls, value: timedelta) -> timedelta:
+        if timedelta(0) < value < timedelta(milliseconds=100):
+            raise ValueError("reload_interval is 0s (no polling) or at least 100ms")
+        return value
 
 
 class Config(Strict):

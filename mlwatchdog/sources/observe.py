@@ -44,19 +44,39 @@ def metric_reader(name: str, spec: PrometheusSource) -> Any:
     return PrometheusReader(name, spec)
 
 
+def same_source(old: Config, new: Config, name: str) -> bool:
+    """Source `name` reads the same data under both configs (so its reader can be kept)."""
+    spec = new.sources.get(name)
+    if spec is None or old.sources.get(name) != spec:
+        return False
+    return not isinstance(spec, KServeSource) or old.daemon.sink == new.daemon.sink
+
+
 class Observer:
     """Builds Observations for the targets of one config."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, previous: Observer | None = None) -> None:
+        """`previous` is the Observer of the config before a reload: the readers of sources
+        defined exactly as before, and the References built from them, are kept (with their
+        caches and connections); sources added or changed get new readers."""
         self.config = config
         self.readers: dict[str, SampleReader] = {}
         self.metric_readers: dict[str, MetricReader] = {}
+        kept = {n for n in config.sources if previous and same_source(previous.config, config, n)}
         for name, spec in config.sources.items():
             if isinstance(spec, PrometheusSource):
-                self.metric_readers[name] = metric_reader(name, spec)
+                if previous is not None and name in kept:
+                    self.metric_readers[name] = previous.metric_readers[name]
+                else:
+                    self.metric_readers[name] = metric_reader(name, spec)
+            elif previous is not None and name in kept:
+                self.readers[name] = previous.readers[name]
             else:
                 self.readers[name] = sample_reader(name, spec, config)
         self._references: dict[tuple[Any, ...], tuple[tuple[Any, ...], Reference]] = {}
+        if previous is not None:  # dict() copies at once, while evaluations may add entries
+            cached = dict(previous._references)
+            self._references = {key: v for key, v in cached.items() if key[0] in kept}
         self.reference_builds = 0  # how many times a Reference was (re)built, for /metrics
 
     def observe(self, target: Target, now: datetime) -> Observation:
@@ -95,6 +115,12 @@ class Observer:
             return self.metric_readers[check.source].instant(check, target, now)
         except Exception as exc:  # a bug in a reader must not stop the other checks
             return MetricReading(DataStatus.ERROR, reason=f"{type(exc).__name__}: {exc}")
+
+    def reference_frame(self, target: Target) -> Any:
+        """The reference rows themselves (a DataFrame, or None), read again: for reports only,
+        the cached Reference keeps sorted columns, not rows."""
+        spec = target.reference
+        return self.readers[spec.source].read(list(target.columns.all), spec.start, spec.end).frame
 
     def reference(self, target: Target) -> tuple[Reference | None, DataStatus, str]:
         """The target's Reference, rebuilt only when the files behind it changed."""

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import structlog
-import yaml
 
 from mlwatchdog.actions.actuator import KubeActuator
 from mlwatchdog.actions.audit import AuditLog
@@ -31,7 +30,7 @@ from mlwatchdog.core import (
     TargetState,
     record_action,
 )
-from mlwatchdog.rules import Target, parse_config
+from mlwatchdog.rules import Target
 from tests.kube.apiserver import FakeKubeAPI
 from tests.kube.objects import (
     argo_blue_green,
@@ -44,27 +43,13 @@ from tests.kube.objects import (
     kserve_raw,
     without_hash,
 )
+from tests.kube.targets import kube_target
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ROLLOUT = "/apis/argoproj.io/v1alpha1/namespaces/models/rollouts/fraud-model"
 ISVC = "/apis/serving.kserve.io/v1beta1/namespaces/models/inferenceservices/fraud-model"
 DEPLOYMENT = "/apis/apps/v1/namespaces/models/deployments/fraud-model"
 EVENTS = "/api/v1/namespaces/models/events"
-
-
-def make_target(kind: str = "argo-rollout", **rollback: Any) -> Target:
-    target = {
-        "name": "fraud",
-        "workload": {"kind": kind, "name": "fraud-model", "namespace": "models"},
-        "samples": {"source": "live", "window": "5m"},
-        "reference": {"source": "ref"},
-        "columns": {"features": {"amount": "numeric"}},
-        "checks": [{"name": "drift", "type": "drift", "test": "ks", "threshold": 0.01}],
-        "rollback": {"dry_run": False, **rollback},
-    }
-    sources = {"live": {"type": "files", "url": "/x"}, "ref": {"type": "files", "url": "/y"}}
-    text = yaml.safe_dump({"version": 1, "sources": sources, "targets": [target]})
-    return parse_config(text, "test.yaml").targets[0]
 
 
 def decision(target: Target, incident: str = "fraud-20261125T115500Z") -> Decision:
@@ -125,7 +110,7 @@ def test_canary_at_step_2_of_4_is_aborted_and_undone_to_the_stable_revision(
     seed = argo_canary(step=2, steps=4)
     api.seed(seed.objects)
     install_argo_controller(api)
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
 
     assert outcome.ok and not outcome.dry_run, outcome.detail
@@ -174,7 +159,7 @@ def test_the_same_incident_never_acts_twice(api: FakeKubeAPI, audit: AuditLog) -
     seed = argo_canary(step=2, steps=4)
     api.seed(seed.objects)
     install_argo_controller(api)
-    target = make_target()
+    target = kube_target()
     act = actuator(api, audit)
     assert act.rollback(target, decision(target)).ok
     writes = len(api.writes())
@@ -194,7 +179,7 @@ def test_blue_green_is_aborted_and_undone(api: FakeKubeAPI, audit: AuditLog) -> 
     seed = argo_blue_green()
     api.seed(seed.objects)
     install_argo_controller(api)
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     sent = [p.path for p in api.patches() if p.status == 200]
@@ -207,7 +192,7 @@ def test_blue_green_is_aborted_and_undone(api: FakeKubeAPI, audit: AuditLog) -> 
 
 def test_a_paused_rollout_is_unpaused_with_the_undo(api: FakeKubeAPI, audit: AuditLog) -> None:
     api.seed(argo_canary(step=1, steps=4, paused=True).objects)
-    target = make_target()
+    target = kube_target()
     assert rollout(api)["spec"]["paused"] is True
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
@@ -219,7 +204,7 @@ def test_a_paused_rollout_is_unpaused_with_the_undo(api: FakeKubeAPI, audit: Aud
 
 def test_an_already_aborted_rollout_gets_no_second_abort(api: FakeKubeAPI, audit: AuditLog) -> None:
     api.seed(argo_canary(step=2, steps=4, aborted=True).objects)
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     assert [p.path for p in api.patches()] == [ROLLOUT]  # the undo only
@@ -231,7 +216,7 @@ def test_after_full_promotion_the_second_highest_revision_comes_back(
 ) -> None:
     api.seed(argo_promoted(history=["registry.example.com/fraud:1.3.0"]).objects)
     install_argo_controller(api)
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     assert [p.path for p in api.patches()] == [ROLLOUT]  # nothing in progress: nothing to abort
@@ -242,12 +227,12 @@ def test_after_full_promotion_the_second_highest_revision_comes_back(
 
 def test_a_named_revision(api: FakeKubeAPI, audit: AuditLog) -> None:
     api.seed(argo_promoted(history=["registry.example.com/fraud:1.3.0"]).objects)
-    missing = make_target(to="revision", revision=9)
+    missing = kube_target(to="revision", revision=9)
     failed = actuator(api, audit).rollback(missing, decision(missing))
     assert not failed.ok and "no ReplicaSet of revision 9 (it has: 3, 2, 1;" in failed.detail
     assert api.patches() == []  # only the Warning Event saying so
 
-    target = make_target(to="revision", revision=1)
+    target = kube_target(to="revision", revision=1)
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     image = rollout(api)["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -259,7 +244,7 @@ def test_a_workload_ref_rollout_has_its_deployment_patched(
 ) -> None:
     seed = argo_workload_ref()
     api.seed(seed.objects)
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     assert [p.path for p in api.patches()] == [f"{ROLLOUT}/status", DEPLOYMENT, ROLLOUT]
@@ -276,7 +261,7 @@ def test_fallback_sets_the_image_and_env_keeping_other_env(
     api: FakeKubeAPI, audit: AuditLog
 ) -> None:
     api.seed(argo_promoted().objects)
-    target = make_target(
+    target = kube_target(
         to="fallback",
         fallback={"image": "registry.example.com/fraud-rules:2.0", "env": {"MODE": "rules"}},
     )
@@ -293,7 +278,7 @@ def test_a_409_on_the_first_write_is_re_read_and_sent_once(
 ) -> None:
     api.seed(argo_canary(step=2, steps=4).objects)
     api.conflict_once(r"/rollouts/fraud-model$")  # a controller writes between our read and patch
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     undos = [p for p in api.patches() if p.path == ROLLOUT]
@@ -306,7 +291,7 @@ def test_a_409_on_the_first_write_is_re_read_and_sent_once(
 def test_a_403_fails_at_once_naming_the_rbac_rule(api: FakeKubeAPI, audit: AuditLog) -> None:
     api.seed(argo_canary(step=2, steps=4).objects)
     api.fail("PATCH", r"/rollouts/fraud-model/status$", 403, times=None)
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert not outcome.ok
     assert 'resources: ["rollouts/status"], verbs: ["patch"] in namespace models' in outcome.detail
@@ -319,7 +304,7 @@ def test_a_403_fails_at_once_naming_the_rbac_rule(api: FakeKubeAPI, audit: Audit
 
 
 def test_a_missing_rollout_says_what_to_check(api: FakeKubeAPI, audit: AuditLog) -> None:
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert not outcome.ok
     assert "rollouts.argoproj.io models/fraud-model not found" in outcome.detail
@@ -331,7 +316,7 @@ def test_the_api_down_is_tried_a_bounded_number_of_times_then_escalates(
 ) -> None:
     api.seed(argo_canary(step=2, steps=4).objects)
     api.down()
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit, attempts=3).rollback(target, decision(target))
     assert not outcome.ok
     assert "Kubernetes API unreachable" in outcome.detail
@@ -348,7 +333,7 @@ def test_a_missing_status_subresource_falls_back_to_the_main_resource(
 ) -> None:
     api.seed(argo_canary(step=2, steps=4).objects)
     api.fail("PATCH", r"/rollouts/fraud-model/status$", 404)
-    target = make_target()
+    target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     paths = [(p.path, p.status) for p in api.patches()]
@@ -361,7 +346,7 @@ def test_dry_run_reads_and_logs_the_exact_patch_but_sends_nothing(
 ) -> None:
     seed = argo_canary(step=2, steps=4)
     api.seed(seed.objects)
-    target = make_target(dry_run=True)
+    target = kube_target(dry_run=True)
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok and outcome.dry_run
     assert api.writes() == []
@@ -377,7 +362,7 @@ def test_dry_run_reads_and_logs_the_exact_patch_but_sends_nothing(
 
 def test_policy_refuses_a_candidate_not_allowed(api: FakeKubeAPI, audit: AuditLog) -> None:
     api.seed(argo_canary(step=2, steps=4).objects)
-    target = make_target(policy={"allowed_images": ["registry.example.com/fraud:2.*"]})
+    target = kube_target(policy={"allowed_images": ["registry.example.com/fraud:2.*"]})
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert not outcome.ok and outcome.refused
     assert "image registry.example.com/fraud:1.4.0 matches none of" in outcome.detail
@@ -393,7 +378,7 @@ def test_policy_approval_label_on_the_replicaset(api: FakeKubeAPI, audit: AuditL
     seed = argo_canary(step=2, steps=4)
     api.seed(seed.objects)
     policy = {"approval": {"label": "models.example.com/approved"}}
-    target = make_target(policy=policy)
+    target = kube_target(policy=policy)
     refused = actuator(api, audit).rollback(target, decision(target))
     assert refused.refused and "models.example.com/approved=true is required" in refused.detail
 
@@ -421,7 +406,7 @@ def test_kserve_canary_at_10_percent_goes_back_to_the_previous_revision(
     seed = kserve_canary(percent=10)
     api.seed(seed.objects)
     install_kserve_controller(api)
-    target = make_target("kserve", policy={"allowed_storage_uris": ["s3://models/fraud/*"]})
+    target = kube_target("kserve", policy={"allowed_storage_uris": ["s3://models/fraud/*"]})
     act = actuator(api, audit)
     assert act.health(target).status is Health.HEALTHY  # before: Ready, no revert recorded
     outcome = act.rollback(target, decision(target))
@@ -441,7 +426,7 @@ def test_kserve_canary_at_10_percent_goes_back_to_the_previous_revision(
 
 def test_kserve_traffic_not_yet_moved_is_progressing(api: FakeKubeAPI, audit: AuditLog) -> None:
     api.seed(kserve_canary(percent=10).objects)  # no controller: status never changes
-    target = make_target("kserve")
+    target = kube_target("kserve")
     act = actuator(api, audit)
     assert act.rollback(target, decision(target)).ok
     health = act.health(target)
@@ -459,7 +444,7 @@ def test_kserve_traffic_not_yet_moved_is_progressing(api: FakeKubeAPI, audit: Au
 
 def test_kserve_raw_deployment_is_refused_clearly(api: FakeKubeAPI, audit: AuditLog) -> None:
     api.seed(kserve_raw().objects)
-    target = make_target("kserve")
+    target = kube_target("kserve")
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert not outcome.ok
     assert "RawDeployment mode, where canaryTrafficPercent does nothing" in outcome.detail
@@ -471,7 +456,7 @@ def test_kserve_fallback_points_the_predictor_at_the_fallback_model(
     api: FakeKubeAPI, audit: AuditLog
 ) -> None:
     api.seed(kserve_raw().objects)  # fallback works in RawDeployment mode too
-    target = make_target(
+    target = kube_target(
         "kserve", to="fallback", fallback={"storage_uri": "s3://models/fraud/safe"}
     )
     outcome = actuator(api, audit).rollback(target, decision(target))
@@ -482,7 +467,7 @@ def test_kserve_fallback_points_the_predictor_at_the_fallback_model(
 
 def test_kserve_refused_candidate(api: FakeKubeAPI, audit: AuditLog) -> None:
     api.seed(kserve_canary(percent=10).objects)
-    target = make_target("kserve", policy={"allowed_storage_uris": ["s3://approved/*"]})
+    target = kube_target("kserve", policy={"allowed_storage_uris": ["s3://approved/*"]})
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.refused and "storageUri s3://models/fraud/v1 matches none" in outcome.detail
     assert api.patches() == []

@@ -27,6 +27,8 @@ DEFAULT_SOURCE = REPO.parent / "shared" / "crds"
 VENDORED: dict[str, tuple[str, str]] = {
     "rollout.v1alpha1.json.gz": ("rollout-crd.yaml", "v1alpha1"),
     "inferenceservice.v1beta1.json.gz": ("serving.kserve.io_inferenceservices.yaml", "v1beta1"),
+    # deploy/examples/argo-rollout.yaml's AnalysisTemplate (tests/deploy validate it)
+    "analysistemplate.v1alpha1.json.gz": ("analysis-template-crd.yaml", "v1alpha1"),
 }
 
 # The C loader parses the 1.9 MB InferenceService CRD in a fraction of the pure-Python time.

@@ -1,0 +1,344 @@
+"""The HTTP API (/api/v1): targets with their state and checks, one target in detail, evaluate now,
+incidents, investigation reports, and the alert webhook. Its OpenAPI schema is at /openapi.json.
+
+Views are built from the runners' last evaluation and state; numbers that are not finite are
+given as null (JSON has no NaN).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import math
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel
+
+from mlwatchdog.core import CheckState, to_json
+from mlwatchdog.daemon.alerts import AlertWebhook, annotate, matched_targets, summary
+from mlwatchdog.daemon.journal import incidents
+from mlwatchdog.daemon.reports import ReportInfo
+from mlwatchdog.rules import MetricCheck
+
+if TYPE_CHECKING:
+    from mlwatchdog.daemon.runner import TargetRunner
+    from mlwatchdog.daemon.service import Daemon
+
+
+class CheckView(BaseModel):
+    name: str
+    kind: str  # "drift" or "metric"
+    state: str  # inactive, pending, firing
+    status: str | None  # the last evaluation's data status: ok, no_data, stale, error, ...
+    value: float | None
+    threshold: float | None
+    breaching: bool
+    reason: str
+    active_at: datetime | None
+    fired_at: datetime | None
+
+
+class TargetView(BaseModel):
+    name: str
+    workload: dict[str, Any]
+    phase: str | None  # None before the first evaluation
+    since: datetime | None
+    incident: str | None
+    evaluated_at: datetime | None
+    checks: list[CheckView]
+
+
+class ColumnView(BaseModel):
+    check: str
+    column: str
+    test: str
+    status: str
+    n_reference: int
+    n_current: int
+    n_dropped: int
+    statistic: float | None
+    pvalue: float | None
+    drifted: bool | None
+
+
+class TargetDetail(TargetView):
+    columns: list[ColumnView]
+    decisions: list[dict[str, Any]]
+    state: dict[str, Any] | None
+    config: dict[str, Any]
+
+
+class ReportView(BaseModel):
+    id: str
+    target: str
+    created_at: str
+    phase: str
+    evidently: bool
+    url: str
+
+
+class IncidentView(BaseModel):
+    id: str
+    target: str | None
+    started_at: str | None
+    phase: str | None
+    events: list[dict[str, Any]]
+
+
+class EvaluateResult(BaseModel):
+    target: TargetDetail
+    report: ReportView | None
+
+
+class Investigation(BaseModel):
+    target: str
+    phase: str | None
+    decisions: list[dict[str, Any]]
+    report: ReportView | None
+    annotation_error: str | None = None
+
+
+class AlertResult(BaseModel):
+    investigated: list[Investigation]
+    firing: int
+    unmatched: int  # firing alerts that matched no target
+    message: str
+
+
+def api_router(daemon: Daemon) -> APIRouter:
+    router = APIRouter()
+
+    def runner_of(name: str) -> TargetRunner:
+        runner = daemon.runners.get(name)
+        if runner is None:
+            raise HTTPException(404, f"no target {name!r}; targets: {sorted(daemon.runners)}")
+        return runner
+
+    def report_view(info: ReportInfo, base: str) -> ReportView:
+        return ReportView(**info.__dict__, url=f"{base.rstrip('/')}/reports/{info.id}/")
+
+    def base_url(request: Request) -> str:
+        return daemon.config.daemon.alerts.external_url or str(request.base_url)
+
+    @router.get("/api/v1/targets", summary="Every target: state and checks")
+    def list_targets() -> list[TargetView]:
+        return [target_view(r) for r in daemon.runners.values()]
+
+    @router.get("/api/v1/targets/{name}", summary="One target: checks, columns, decisions")
+    def get_target(name: str) -> TargetDetail:
+        return target_detail(runner_of(name))
+
+    @router.post("/api/v1/targets/{name}/evaluate", summary="Evaluate a target now")
+    def evaluate_now(
+        name: str,
+        request: Request,
+        report: bool = Query(False, description="also write an investigation report"),
+    ) -> EvaluateResult:
+        runner = runner_of(name)
+        evaluation = runner.run_once()
+        if evaluation is None:
+            raise HTTPException(500, "the evaluation failed; the daemon's log says why")
+        written = None
+        if report:
+            info = daemon.reports.write(
+                runner.target, evaluation, runner.last_observation, daemon.clock()
+            )
+            written = report_view(info, base_url(request))
+        return EvaluateResult(target=target_detail(runner), report=written)
+
+    @router.get("/api/v1/incidents", summary="Incidents, newest first, from the journal")
+    def list_incidents(
+        target: str | None = None, limit: int = Query(50, ge=1, le=1000)
+    ) -> list[IncidentView]:
+        found = incidents(daemon.journal.entries(target))[:limit]
+        return [IncidentView(**_finite(i)) for i in found]
+
+    @router.get("/api/v1/reports", summary="Investigation reports, newest first")
+    def list_reports(request: Request) -> list[ReportView]:
+        return [report_view(info, base_url(request)) for info in daemon.reports.list()]
+
+    @router.get(
+        "/reports/{report_id}/",
+        summary="An investigation report (HTML)",
+        response_class=HTMLResponse,
+        responses={404: {"description": "No such report"}},
+    )
+    def report_index(report_id: str) -> FileResponse:
+        return report_file(report_id, "index.html")
+
+    @router.get(
+        "/reports/{report_id}/{name}",
+        summary="A file of an investigation report: index.html, evidently.html, report.json",
+        response_class=HTMLResponse,
+        responses={
+            200: {"content": {"text/html": {}, "application/json": {}}},
+            404: {"description": "No such report or file"},
+        },
+    )
+    def report_file(report_id: str, name: str) -> FileResponse:
+        path = daemon.reports.file(report_id, name)
+        if path is None:
+            raise HTTPException(404, f"no {name!r} in report {report_id!r}")
+        return FileResponse(path)
+
+    @router.post("/api/v1/alerts", summary="Grafana or Alertmanager webhook: investigate now")
+    def alert_webhook(payload: AlertWebhook, request: Request) -> AlertResult:
+        _authorize(daemon, request)
+        runners = daemon.runners
+        matched = matched_targets((r.target for r in runners.values()), payload.alerts)
+        firing = [a for a in payload.alerts if a.status == "firing"]
+        unmatched = [a for a in firing if not any(a in v for v in matched.values())]
+        investigations = []
+        for name, alerts in matched.items():
+            runner = runners[name]
+            evaluation = runner.run_once()
+            if evaluation is None:
+                investigations.append(Investigation(target=name, phase=None, decisions=[]))
+                continue
+            now = daemon.clock()
+            info = daemon.reports.write(
+                runner.target, evaluation, runner.last_observation, now, summary(alerts)
+            )
+            view = report_view(info, base_url(request))
+            grafana = daemon.config.daemon.alerts.grafana
+            error = None
+            if grafana is not None:
+                text = f"mlwatchdog investigated {name}: {info.phase}. Report: {view.url}"
+                error = annotate(grafana, name, text, now) or None
+            investigations.append(
+                Investigation(
+                    target=name,
+                    phase=str(evaluation.state.phase),
+                    decisions=[_finite(to_json(d)) for d in evaluation.decisions],
+                    report=view,
+                    annotation_error=error,
+                )
+            )
+        if investigations:
+            message = f"investigated {', '.join(matched)}"
+        elif firing:
+            message = (
+                "no target matched the firing alerts: label them target=<name>, or set "
+                "targets[].alerts in rules.yaml"
+            )
+        else:
+            message = "no firing alerts"
+        return AlertResult(
+            investigated=investigations,
+            firing=len(firing),
+            unmatched=len(unmatched),
+            message=message,
+        )
+
+    return router
+
+
+def target_view(runner: TargetRunner) -> TargetView:
+    return TargetView(**_view_fields(runner))
+
+
+def target_detail(runner: TargetRunner) -> TargetDetail:
+    evaluation = runner.last
+    columns = []
+    if evaluation is not None:
+        for result in evaluation.results:
+            for row in result.columns:
+                pvalue = row.pvalue_adjusted if row.pvalue_adjusted is not None else row.pvalue
+                columns.append(
+                    ColumnView(
+                        check=result.check,
+                        column=row.column,
+                        test=str(row.test),
+                        status=str(row.status),
+                        n_reference=row.n_reference,
+                        n_current=row.n_current,
+                        n_dropped=row.n_dropped,
+                        statistic=_number(row.statistic),
+                        pvalue=_number(pvalue),
+                        drifted=row.drifted,
+                    )
+                )
+    return TargetDetail(
+        **_view_fields(runner),
+        columns=columns,
+        decisions=[_finite(to_json(d)) for d in evaluation.decisions] if evaluation else [],
+        state=_finite(to_json(runner.state)) if runner.state else None,
+        config=_finite(runner.target.model_dump(mode="json", by_alias=True)),
+    )
+
+
+def _view_fields(runner: TargetRunner) -> dict[str, Any]:
+    target, state, evaluation = runner.target, runner.state, runner.last
+    results = {r.check: r for r in evaluation.results} if evaluation else {}
+    checks = []
+    for check in target.checks:
+        record = state.checks.get(check.name) if state else None
+        result = results.get(check.name)
+        checks.append(
+            CheckView(
+                name=check.name,
+                kind="metric" if isinstance(check, MetricCheck) else "drift",
+                state=CheckState(record.state).name.lower() if record else "inactive",
+                status=str(result.status) if result else None,
+                value=_number(result.value) if result else None,
+                threshold=_number(result.threshold) if result else None,
+                breaching=bool(result and result.breaching),
+                reason=result.reason if result else "",
+                active_at=record.active_at if record else None,
+                fired_at=record.fired_at if record else None,
+            )
+        )
+    return {
+        "name": target.name,
+        "workload": target.workload.model_dump(mode="json"),
+        "phase": str(state.phase) if state else None,
+        "since": state.since if state else None,
+        "incident": state.incident.id if state and state.incident else None,
+        "evaluated_at": state.evaluated_at if state else None,
+        "checks": checks,
+    }
+
+
+def _number(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _finite(data: Any) -> Any:
+    """JSON-ready data with NaN and infinities as None."""
+    if isinstance(data, float):
+        return _number(data)
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
+def _authorize(daemon: Daemon, request: Request) -> None:
+    """Bearer token or basic auth, when rules.yaml sets one (compared in constant time)."""
+    settings = daemon.config.daemon.alerts
+    header = request.headers.get("authorization", "")
+    if settings.bearer_token is None and settings.username is None:
+        return
+    bearer = settings.bearer_token
+    if bearer is not None and hmac.compare_digest(header.encode(), f"Bearer {bearer}".encode()):
+        return
+    if settings.username is not None and header.startswith("Basic "):
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            user, password = "", ""
+        assert settings.password is not None
+        if hmac.compare_digest(user.encode(), settings.username.encode()) and hmac.compare_digest(
+            password.encode(), settings.password.encode()
+        ):
+            return
+    scheme = "Bearer" if settings.bearer_token is not None else 'Basic realm="mlwatchdog"'
+    raise HTTPException(
+        401, "the alert webhook needs the credentials set in daemon.alerts of rules.yaml",
+        headers={"WWW-Authenticate": scheme},
+    )  # fmt: skip

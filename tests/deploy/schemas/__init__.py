@@ -1,0 +1,1 @@
+"""Vendored prometheus-operator schemas (ServiceMonitor, PrometheusRule); see vendor.py."""

@@ -1,0 +1,347 @@
+"""The PromQL in deploy/: the PrometheusRule alerts, the Grafana dashboard and the Argo
+AnalysisTemplate read only series the daemon exports (names taken from its live metrics
+registry), call only PromQL functions, and parse (`promtool check rules`); the alerts fire on
+the series they are meant for (`promtool test rules`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.manifests import (
+    BASE,
+    DASHBOARD,
+    EXAMPLES,
+    load_all,
+    normalize_promql,
+    one,
+    promql_names,
+    render,
+    unknown_functions,
+)
+
+# Metric names used in deploy/ that the daemon does not export yet, each with why. Reported as a
+# warning on every run while needed, and reported again once exported, to be removed here.
+# Metrics a query may use before DaemonMetrics exports them (name: why), while being added.
+PENDING_METRICS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def exported() -> set[str]:
+    from tests.deploy.manifests import exported_metric_names
+
+    names = exported_metric_names()
+    assert "mlwatchdog_evaluations_total" in names  # counters as exposed
+    assert "mlwatchdog_evaluation_duration_seconds_bucket" in names  # histograms as exposed
+    return names
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    rule = one(render(BASE), "PrometheusRule")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def dashboard() -> dict[str, Any]:
+    with open(DASHBOARD, encoding="utf-8") as f:
+        board: dict[str, Any] = json.load(f)
+        return board
+
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    """(where, expr) for every query: panel targets, annotations, template variables."""
+    board = dashboard()
+    found = [
+        (f"panel {p['title']!r} {t['refId']}", t["expr"])
+        for p in board["panels"]
+        for t in p.get("targets", [])
+    ]
+    found += [
+        (f"annotation {a['name']!r}", a["expr"])
+        for a in board["annotations"]["list"]
+        if "expr" in a
+    ]
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            text = query["query"] if isinstance(query, dict) else query
+            inner = text.removeprefix("label_values(").rsplit(",", 1)[0]
+            found.append((f"variable {variable['name']!r}", inner))
+    return found
+
+
+def analysis_queries() -> list[tuple[str, str]]:
+    docs = load_all(EXAMPLES / "argo-rollout.yaml")
+    template = next(d for d in docs if d["kind"] == "AnalysisTemplate")
+    return [
+        (f"metric {m['name']!r}", m["provider"]["prometheus"]["query"])
+        for m in template["spec"]["metrics"]
+    ]
+
+
+def all_exprs() -> list[tuple[str, str]]:
+    alerts = [(f"alert {r['alert']}", r["expr"]) for r in alert_rules()]
+    return (
+        alerts
+        + [(f"dashboard {w}", e) for w, e in dashboard_exprs()]
+        + [(f"AnalysisTemplate {w}", e) for w, e in analysis_queries()]
+    )
+
+
+def test_the_tokenizer_finds_metric_names_and_nothing_else() -> None:
+    metrics, calls = promql_names(
+        'time() - max by (target) (mlwatchdog_last_evaluation_timestamp_seconds{job="x",le="1"})'
+        ' > 300 or histogram_quantile(0.95, sum by (le) (rate(foo_bucket{a=~"b|c"}[$__rate_interval'
+        "]))) and on (target, check) bar offset 5m unless sum(increase(baz_total[1h:5m])) "
+        'by (pod) > 1e3 and absent(qux{target="{{args.target}}"})'
+    )
+    assert metrics == {
+        "mlwatchdog_last_evaluation_timestamp_seconds",
+        "foo_bucket",
+        "bar",
+        "baz_total",
+        "qux",
+    }
+    assert calls == {"time", "max", "histogram_quantile", "sum", "rate", "increase", "absent"}
+    assert unknown_functions({"rte", "rate"}) == {"rte"}
+
+
+@pytest.mark.parametrize("where, expr", all_exprs(), ids=[w for w, _ in all_exprs()])
+def test_every_expression_reads_only_exported_metrics(
+    where: str, expr: str, exported: set[str]
+) -> None:
+    metrics, calls = promql_names(expr)
+    assert metrics, f"{where}: no metric name found in {expr!r}"
+    assert not unknown_functions(calls), f"{where}: unknown PromQL functions"
+    missing = metrics - exported
+    pending = missing & PENDING_METRICS.keys()
+    for name in sorted(pending):
+        warnings.warn(
+            f"{where} uses {name}, not in DaemonMetrics yet: allowed by PENDING_METRICS "
+            f"({PENDING_METRICS[name]})",
+            stacklevel=1,
+        )
+    assert missing - pending == set(), (
+        f"{where}: {sorted(missing - pending)} are not exported by mlwatchdog "
+        f"(exported: {sorted(n for n in exported if not n.endswith('_created'))})"
+    )
+
+
+def test_the_pending_allow_list_is_still_needed(exported: set[str]) -> None:
+    landed = sorted(PENDING_METRICS.keys() & exported)
+    for name in landed:
+        warnings.warn(
+            f"{name} is exported now: remove it from PENDING_METRICS in {__file__}",
+            stacklevel=1,
+        )
+    used = set().union(*(promql_names(e)[0] for _, e in all_exprs()))
+    assert PENDING_METRICS.keys() <= used, "an allow-listed name is used nowhere: remove it"
+
+
+def test_the_dashboard_covers_the_daemons_metrics(exported: set[str]) -> None:
+    """A metric the daemon exports without a dashboard panel is reported (a warning: a new
+    metric should not fail someone else's change; add a panel to the dashboard)."""
+    used = set().union(*(promql_names(e)[0] for _, e in dashboard_exprs()))
+    shown = {n for n in exported if not n.endswith(("_created", "_sum", "_count"))}
+    for name in sorted(shown - used):
+        warnings.warn(f"{name} has no panel in {DASHBOARD.name}", stacklevel=1)
+    assert len(shown & used) >= 15, sorted(shown & used)
+
+
+# --- promtool ------------------------------------------------------------------------------------
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool is absent (`make test` installs Debian's prometheus package, as root)",
+)
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run(
+        [PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+    )
+
+
+def write_rules(path: Path, annotations: bool = True) -> Path:
+    """The PrometheusRule's groups as a Prometheus rules file (promtool's unit tests compare
+    annotations too: without them, the tests are about when alerts fire and their labels)."""
+    groups = one(render(BASE), "PrometheusRule")["spec"]["groups"]
+    if not annotations:
+        for rule in (r for g in groups for r in g["rules"]):
+            rule.pop("annotations", None)
+    path.write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
+    return path
+
+
+@needs_promtool
+def test_promtool_checks_the_alert_rules(tmp_path: Path) -> None:
+    done = promtool("check", "rules", str(write_rules(tmp_path / "rules.yaml")), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(alert_rules())} rules found" in done.stdout
+
+
+@needs_promtool
+def test_promtool_parses_the_dashboard_and_analysis_queries(tmp_path: Path) -> None:
+    """Each query as a recording rule (Grafana and Argo variables substituted), so promtool's
+    parser checks it."""
+    exprs = [(w, e) for w, e in all_exprs() if not w.startswith("alert ")]
+    rules = [
+        {"record": f"deploy:query_{i}", "expr": normalize_promql(e)}
+        for i, (_, e) in enumerate(exprs)
+    ]
+    path = tmp_path / "queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": rules}]}), encoding="utf-8")
+    done = promtool("check", "rules", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# Series as two replicas export them (pod a leads, pod b stands by), 1-minute samples.
+def series(name: str, values: str, **labels: str) -> dict[str, str]:
+    text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{text}}}", "values": values}
+
+
+STEADY = [
+    series("mlwatchdog_leader", "1x30", pod="a"),
+    series("mlwatchdog_leader", "0x30", pod="b"),
+]
+ALERT_TESTS: list[dict[str, Any]] = [
+    {  # healthy: nothing fires
+        "interval": "1m",
+        "input_series": [
+            *STEADY,
+            series("mlwatchdog_target_state", "1x30", target="fraud", state="healthy", pod="a"),
+            series("mlwatchdog_target_state", "0x30", target="fraud", state="escalated", pod="a"),
+            series(
+                "mlwatchdog_last_evaluation_timestamp_seconds", "0+60x30", target="fraud", pod="a"
+            ),
+            series("mlwatchdog_evaluations_total", "0+1x30", target="fraud", result="ok", pod="a"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "25m", "alertname": name, "exp_alerts": []}
+            for name in (
+                "MlwatchdogAbsent",
+                "MlwatchdogNotEvaluating",
+                "MlwatchdogEvaluationsFailing",
+                "MlwatchdogEscalated",
+                "MlwatchdogNoLeader",
+                "MlwatchdogSeveralLeaders",
+                "MlwatchdogRolledBack",
+            )
+        ],
+    },
+    {  # an incident: rollback decided on both replicas, then escalated; one alert per target
+        "interval": "1m",
+        "input_series": STEADY
+        + [
+            series(
+                "mlwatchdog_decisions_total",
+                "0x5 1x25",
+                target="fraud",
+                kind="rollback",
+                to="prior",
+                dry_run="true",
+                pod=pod,
+            )
+            for pod in ("a", "b")
+        ]
+        + [
+            series("mlwatchdog_target_state", "0x10 1x20", target="fraud", state="escalated", pod=p)
+            for p in ("a", "b")
+        ]
+        + [
+            series(
+                "mlwatchdog_actions_total", "0x5 1x25", target="fraud", result="refused", pod="a"
+            )
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "8m",
+                "alertname": "MlwatchdogRolledBack",
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "target": "fraud"}}],
+            },
+            {
+                "eval_time": "8m",
+                "alertname": "MlwatchdogRollbackRefused",
+                "exp_alerts": [{"exp_labels": {"severity": "critical", "target": "fraud"}}],
+            },
+            {
+                "eval_time": "15m",
+                "alertname": "MlwatchdogEscalated",
+                "exp_alerts": [{"exp_labels": {"severity": "critical", "target": "fraud"}}],
+            },
+        ],
+    },
+    {  # the daemon stuck, failing, leaderless, then gone
+        "interval": "1m",
+        "input_series": [
+            series("mlwatchdog_leader", "0x20 _x20", pod="a"),
+            series("mlwatchdog_leader", "0x20 _x20", pod="b"),
+            series(
+                "mlwatchdog_last_evaluation_timestamp_seconds", "60x20", target="fraud", pod="a"
+            ),
+            series(
+                "mlwatchdog_evaluations_total", "0+1x20", target="fraud", result="error", pod="a"
+            ),
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "20m",
+                "alertname": "MlwatchdogNotEvaluating",
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "target": "fraud"}}],
+            },
+            {
+                "eval_time": "20m",
+                "alertname": "MlwatchdogEvaluationsFailing",
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "target": "fraud"}}],
+            },
+            {
+                "eval_time": "10m",
+                "alertname": "MlwatchdogNoLeader",
+                "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
+            },
+            {
+                "eval_time": "40m",
+                "alertname": "MlwatchdogAbsent",
+                "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
+            },
+        ],
+    },
+    {  # leader election off with two replicas
+        "interval": "1m",
+        "input_series": [
+            series("mlwatchdog_leader", "1x10", pod="a"),
+            series("mlwatchdog_leader", "1x10", pod="b"),
+            series("mlwatchdog_config_last_reload_successful", "0x10", pod="b"),
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "8m",
+                "alertname": "MlwatchdogSeveralLeaders",
+                "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+            },
+            {
+                "eval_time": "8m",
+                "alertname": "MlwatchdogConfigReloadFailed",
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "pod": "b"}}],
+            },
+        ],
+    },
+]
+
+
+@needs_promtool
+def test_the_alerts_fire_when_they_should(tmp_path: Path) -> None:
+    write_rules(tmp_path / "rules.yaml", annotations=False)
+    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": ALERT_TESTS}
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests), encoding="utf-8")
+    done = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
