@@ -47,13 +47,20 @@ servers:
 	fi
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check mlwatchdog tests benchmarks examples
-	$(BIN)/ruff format --check mlwatchdog tests benchmarks examples
+	$(BIN)/ruff check mlwatchdog tests benchmarks examples notebooks
+	$(BIN)/ruff format --check mlwatchdog tests benchmarks examples notebooks
 	$(BIN)/mypy mlwatchdog/detectors mlwatchdog/core mlwatchdog/rules
+	$(BIN)/lint-imports
 
 ## bench: drift benchmark against the scipy loop, evidently and the numpy floor
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/drift_bench.py
+
+## bench-replay: replay of up to a year of 1-minute windows, serial against Dask (about 1 h; the
+## data, ~21 GiB for a year, is generated once into ~/.cache/mlwatchdog-replay-bench)
+.PHONY: bench-replay
+bench-replay: $(DEV_STAMP)
+	$(BIN)/python benchmarks/replay_bench.py --ranges 1d,7d,30d,365d --markdown
 
 ## bench-alibi: the same benchmark in a second venv that adds alibi-detect (it needs numpy < 2)
 bench-alibi:

@@ -21,8 +21,15 @@ from mlwatchdog.daemon.service import serve
 from mlwatchdog.demo import PARTITIONING, LiveWriter, backfill, fresh_workdir
 from mlwatchdog.detectors import DEFAULT_MIN_SAMPLES, ColumnResult, Correction, DriftTest, Reference
 from mlwatchdog.errors import ConfigError, MlwatchdogError
+from mlwatchdog.replay import (
+    BundleError,
+    changed_target,
+    list_bundles,
+    load_bundle,
+    parse_changes,
+    step_times,
+)
 from mlwatchdog.replay import replay as run_replay
-from mlwatchdog.replay import step_times
 from mlwatchdog.rules import Config, config_issues, load_config, parse_duration
 from mlwatchdog.sources.tables import read_table
 
@@ -337,11 +344,48 @@ def replay(
     out: Annotated[Path, typer.Option(help="Timeline file (.parquet or .csv).")] = Path(
         "timeline.parquet"
     ),
+    executor: Annotated[
+        str, typer.Option(help="Where windows are measured: serial, or dask (parallel tasks).")
+    ] = "serial",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address (tcp://host:8786); default: a LocalCluster."),
+    ] = None,
+    bundle: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay an incident bundle (or every bundle in a folder) instead of a range."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="What if: change a target setting, e.g. for=10m, "
+            "checks.feature_drift.threshold=0.2 (repeatable).",
+        ),
+    ] = None,
 ) -> None:
-    """Re-run the decisions over historical windows with a virtual clock; write the timeline."""
+    """Re-run the decisions over historical windows with a virtual clock (or from incident
+    bundles); write the timeline."""
+    try:
+        changes = parse_changes(set_ or [])
+    except BundleError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if bundle is not None:
+        raise typer.Exit(_replay_bundles(bundle, changes))
     if not start or not end:
-        raise typer.BadParameter("give both --from and --to")
+        raise typer.BadParameter("give both --from and --to (or --bundle)")
     rules = _load_or_exit(config)
+    if changes:
+        try:
+            rules = rules.model_copy(update={"targets": [
+                changed_target(t, changes) if not target or t.name in target else t
+                for t in rules.targets
+            ]})  # fmt: skip
+        except BundleError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     t0, t1 = _utc(start), _utc(end)
     try:
         times = step_times(t0, t1, parse_duration(step))
@@ -353,8 +397,19 @@ def replay(
                     yield item
                     bar.advance(task)
 
-            timeline = run_replay(rules, t0, t1, parse_duration(step), target, advance)
-    except ValueError as exc:
+            plans: list[object] = []
+            timeline = run_replay(
+                rules,
+                t0,
+                t1,
+                parse_duration(step),
+                target,
+                advance,
+                executor=executor,
+                scheduler=scheduler,
+                on_plan=plans.append,
+            )
+    except (ValueError, MlwatchdogError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     if out.suffix == ".csv":
@@ -363,10 +418,49 @@ def replay(
         timeline.to_parquet(out, index=False)
     decided = timeline[timeline["decision"] != ""]
     typer.echo(f"{len(times)} step(s), {len(timeline)} row(s) written to {out}")
+    for plan in plans:  # which executor ran, and its tasks
+        typer.echo(str(plan))
     for row in decided.itertuples():
         typer.echo(f"  {row.time:%Y-%m-%d %H:%M:%S} {row.target}: {row.decision} ({row.incident})")
     if decided.empty:
         typer.echo("  no decisions")
+
+
+def _replay_bundles(path: str, changes: dict[str, object]) -> int:
+    """Replay each bundle at `path`; the exit status: 1 if one did not replay as recorded."""
+    found = [path] if _is_bundle(path) else list_bundles(path)
+    if not found:
+        typer.echo(f"error: no incident bundle at {path}", err=True)
+        return 1
+    differs = 0
+    for each in found:
+        try:
+            loaded = load_bundle(each)
+            replayed = loaded.what_if(**changes) if changes else loaded.replay()
+        except BundleError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            return 1
+        recorded = ", ".join(str(d.kind) for d in loaded.recorded.evaluation.decisions) or "none"
+        now = ", ".join(str(d.kind) for d in replayed.evaluation.decisions) or "none"
+        phase = f"{loaded.recorded.state_after.phase} -> {replayed.state_after.phase}"
+        differences = replayed.differences()
+        if changes:
+            verdict = f"what if {changes}: decisions {recorded} -> {now}, state {phase}"
+        elif differences:
+            verdict = f"DIFFERENT from the recording: {', '.join(differences)}"
+            differs += 1
+        else:
+            verdict = f"same as recorded (decisions: {recorded}; state {phase})"
+        typer.echo(f"{Path(each).name}: {verdict}")
+    return 1 if differs else 0
+
+
+def _is_bundle(path: str) -> bool:
+    try:
+        load_bundle(path)
+    except BundleError:
+        return False
+    return True
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ RESTART_ONLY = (
     "leader_election",
     "audit_log",
     "reports",
+    "bundles",
 )
 
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.core import (
     ActionOutcome,
     Decision,
@@ -28,6 +29,7 @@ from mlwatchdog.daemon.journal import Journal
 from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.reload import carry_state
 from mlwatchdog.daemon.state_store import StateStore
+from mlwatchdog.replay.bundle import BundleWriter, Recorded
 from mlwatchdog.rules import Target
 from mlwatchdog.sources.observe import Observer
 
@@ -51,6 +53,8 @@ class TargetRunner:
         log: Any,
         clock: Callable[[], datetime],
         journal: Journal | None = None,
+        bundles: BundleWriter | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         # What it evaluates: swapped whole (`rebind`, after a config reload) between evaluations.
         self._binding = (target, observer)
@@ -64,6 +68,9 @@ class TargetRunner:
         self.log = log.bind(target=target.name)
         self.clock = clock
         self.journal = journal
+        self.bundles = bundles  # incident bundles, on state changes and decisions
+        self.audit = audit  # the actions' requests and responses, for the bundles
+        self._outcomes: list[ActionOutcome] = []  # of the evaluation under way
         self.state: TargetState | None = store.load(target.name)
         self.last: Evaluation | None = None
         self.last_observation: Observation | None = None  # for investigation reports
@@ -148,7 +155,8 @@ class TargetRunner:
             observation = self.observer.observe(self.target, now)
             if self._verifying_a_sent_rollback():
                 observation = replace(observation, workload=self.actuator.health(self.target))
-            evaluation = evaluate(self.target, observation, self.state, now)
+            state_before = self.state
+            evaluation = evaluate(self.target, observation, state_before, now)
         except Exception:
             # A bug or an unexpected source failure must not stop the daemon, nor act.
             self.log.exception("evaluation failed")
@@ -158,8 +166,10 @@ class TargetRunner:
         self.last_observation = observation
         state = evaluation.state
         self._save(state)  # before acting: a restart never repeats a decision already made
+        self._outcomes = []
         for decision in evaluation.decisions:
             state = self._carry_out(decision, state, now)
+        self._bundle(observation, state_before, evaluation, state, now)
         evaluation = Evaluation(state, evaluation.decisions, evaluation.results)
         self.last = evaluation
         if state.phase != previous:
@@ -203,6 +213,7 @@ class TargetRunner:
         if decision.kind is not DecisionKind.ROLLBACK:
             return state
         outcome = self.actuator.rollback(self.target, decision)
+        self._outcomes.append(outcome)
         self.metrics.action(self.target.name, outcome)
         self._record(now, "action", state, ok=outcome.ok, detail=outcome.detail)
         state, follow_ups = record_action(self.target, state, outcome, now)
@@ -235,6 +246,49 @@ class TargetRunner:
         for follow_up in follow_ups:
             self._carry_out(follow_up, state, now)
 
+    def _bundle(
+        self,
+        observation: Observation,
+        before: TargetState | None,
+        evaluation: Evaluation,
+        after: TargetState,
+        now: datetime,
+    ) -> None:
+        """An incident bundle when the phase or a check's state changed, or on a decision."""
+        event = bundle_event(before, evaluation, after)
+        if self.bundles is None or not event:
+            return
+        try:
+            incidents = {d.incident for d in evaluation.decisions}
+            actions = [
+                a for a in (self.audit.read() if self.audit and self._outcomes else [])
+                if a.get("incident") in incidents and a.get("at", "") >= now.isoformat()
+            ]  # fmt: skip
+            recorded = Recorded(
+                target=self.target,
+                config=self.observer.config,
+                at=now,
+                observation=observation,
+                state_before=before,
+                evaluation=evaluation,
+                outcomes=tuple(self._outcomes),
+                state_after=after,
+                actions=tuple(actions),
+                reference_frame=self._reference_rows(observation),
+            )
+            self.bundles.write(recorded, event)
+        except Exception:  # a bundle is a record; failing to write one must not stop the loop
+            self.log.exception("incident bundle not written", bundle_event=event)
+
+    def _reference_rows(self, observation: Observation) -> Any:
+        reference = observation.reference
+        if reference is None or self.bundles is None:
+            return None
+        rows = max((c.n + c.n_dropped for c in reference.sample.columns), default=0)
+        if rows * len(reference.columns) > self.bundles.settings.max_reference_cells:
+            return None  # recorded by fingerprint and source only
+        return self.observer.reference_frame(self.target)
+
     def _record(self, now: datetime, kind: str, state: TargetState, **fields: Any) -> None:
         if self.journal is None:
             return
@@ -253,6 +307,19 @@ class TargetRunner:
     def _save(self, state: TargetState) -> None:
         self.state = state
         self.store.save(state)
+
+
+def bundle_event(before: TargetState | None, evaluation: Evaluation, after: TargetState) -> str:
+    """What makes an evaluation worth a bundle ('' when nothing changed): a decision, a change
+    of the target's phase, or a change of a check's state."""
+    if evaluation.decisions:
+        return "decision-" + "-".join(str(d.kind) for d in evaluation.decisions)
+    previous = before.phase if before else None
+    if previous is not after.phase:
+        return f"{previous or 'new'}-to-{after.phase}"
+    old = before.checks if before else {}
+    changed = [n for n, r in after.checks.items() if n not in old or old[n].state != r.state]
+    return "checks-" + "-".join(changed) if changed else ""
 
 
 def _incident_id(state: TargetState) -> str | None:

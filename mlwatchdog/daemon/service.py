@@ -29,6 +29,7 @@ from mlwatchdog.daemon.reports import ReportWriter
 from mlwatchdog.daemon.runner import TargetRunner
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.errors import ConfigError
+from mlwatchdog.replay.bundle import BundleWriter
 from mlwatchdog.rules import Config, ConfigIssue, KServeSource, Target, load_config
 from mlwatchdog.sources.kserve import SinkStore
 from mlwatchdog.sources.observe import Observer
@@ -68,6 +69,10 @@ class Daemon:
         self.reports = ReportWriter(
             config.daemon.reports, self.journal, self.audit, self.observer, log
         )
+        bundles = config.daemon.bundles
+        # Beside the state folder unless given: .mlwatchdog/state -> .mlwatchdog/bundles.
+        where = bundles.path or str(Path(config.daemon.state_dir).parent / "bundles")
+        self.bundles = BundleWriter(bundles, where, log) if bundles.enabled else None
         self.actuator = self._actuator()
         self.runners = {t.name: self._runner(t, self.observer) for t in config.targets}
         self.scheduler = BackgroundScheduler(
@@ -95,6 +100,8 @@ class Daemon:
             self.log,
             self.clock,
             self.journal,
+            bundles=self.bundles,
+            audit=self.audit,
         )
 
     def _actuator(self) -> KubeActuator | DryRunActuator:

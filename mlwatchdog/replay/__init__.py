@@ -1,5 +1,42 @@
-"""Replay: the daemon's decisions re-run offline over history with a virtual clock."""
+"""Replay: the daemon's decisions re-run offline, over history with a virtual clock, or from
+incident bundles (bit for bit, or with changed settings: what if)."""
 
-from mlwatchdog.replay.timeline import TIMELINE_COLUMNS, replay, replay_step, step_times
+from mlwatchdog.replay.bundle import (
+    Bundle,
+    BundleError,
+    BundleWriter,
+    Recorded,
+    Replayed,
+    changed_target,
+    iter_bundles,
+    list_bundles,
+    load_bundle,
+    parse_changes,
+    replay_recorded,
+)
+from mlwatchdog.replay.timeline import (
+    TIMELINE_COLUMNS,
+    replay,
+    replay_decide,
+    replay_step,
+    step_times,
+)
 
-__all__ = ["TIMELINE_COLUMNS", "replay", "replay_step", "step_times"]
+__all__ = [
+    "TIMELINE_COLUMNS",
+    "Bundle",
+    "BundleError",
+    "BundleWriter",
+    "Recorded",
+    "Replayed",
+    "changed_target",
+    "iter_bundles",
+    "list_bundles",
+    "load_bundle",
+    "parse_changes",
+    "replay",
+    "replay_decide",
+    "replay_recorded",
+    "replay_step",
+    "step_times",
+]

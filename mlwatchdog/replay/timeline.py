@@ -15,15 +15,18 @@ import pandas as pd
 
 from mlwatchdog.core import (
     ActionOutcome,
+    CheckResult,
     DecisionKind,
     Evaluation,
     Observation,
     TargetState,
-    evaluate,
+    WorkloadHealth,
+    decide,
+    measure,
     record_action,
 )
+from mlwatchdog.replay.parallel import Plan, measuring
 from mlwatchdog.rules import Config, Target
-from mlwatchdog.sources.observe import Observer
 
 TIMELINE_COLUMNS = (
     "time", "target", "check", "status", "value", "threshold", "breaching", "check_state",
@@ -45,14 +48,27 @@ def replay_step(
     target: Target, observation: Observation, state: TargetState | None, now: datetime
 ) -> Evaluation:
     """One evaluation as a dry-run daemon makes it: evaluate, then a dry-run rollback outcome."""
-    evaluation = evaluate(target, observation, state, now)
-    next_state, decisions = evaluation.state, list(evaluation.decisions)
-    for decision in evaluation.decisions:
+    results = measure(target, observation)
+    return replay_decide(target, results, state, now, observation.workload)
+
+
+def replay_decide(
+    target: Target,
+    results: tuple[CheckResult, ...],
+    state: TargetState | None,
+    now: datetime,
+    workload: WorkloadHealth | None = None,
+) -> Evaluation:
+    """The deciding half of `replay_step`, on measured results: decide, then a dry-run rollback
+    outcome for each rollback decision."""
+    next_state, decided = decide(target, results, state, now, workload)
+    decisions = list(decided)
+    for decision in decided:
         if decision.kind is DecisionKind.ROLLBACK:
             outcome = ActionOutcome(decision.incident, ok=True, dry_run=True, detail="replay")
             next_state, follow_ups = record_action(target, next_state, outcome, now)
             decisions += follow_ups
-    return Evaluation(next_state, tuple(decisions), evaluation.results)
+    return Evaluation(next_state, tuple(decisions), results)
 
 
 def replay(
@@ -62,10 +78,18 @@ def replay(
     step: timedelta = timedelta(minutes=1),
     targets: Sequence[str] | None = None,
     progress: Callable[[Iterable[datetime]], Iterable[datetime]] | None = None,
+    *,
+    executor: str = "serial",
+    scheduler: str | None = None,
+    chunk: int | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> pd.DataFrame:
     """The timeline of `config`'s targets from `start` to `end`: one row per time, target, check.
 
-    `progress` wraps the iteration over times (e.g. a progress bar).
+    `progress` wraps the iteration over times (e.g. a progress bar). The windows are measured by
+    `executor`: "serial" in this process, or "dask" in tasks of `chunk` times on the scheduler at
+    `scheduler` (None: a LocalCluster for the run); `on_plan` is told how (`parallel.measuring`).
+    Either way the decisions are folded here, in time order, so the timeline is the same.
     """
     chosen = [t for t in config.targets if targets is None or t.name in targets]
     unknown = sorted(set(targets or ()) - {t.name for t in chosen})
@@ -73,17 +97,17 @@ def replay(
         raise ValueError(
             f"no target(s) {unknown}; the config has {[t.name for t in config.targets]}"
         )
-    observer = Observer(config)
     states: dict[str, TargetState | None] = {t.name: None for t in chosen}
     rows: list[dict[str, Any]] = []
     times = step_times(start, end, step)
-    for now in progress(times) if progress else times:
-        for target in chosen:
-            evaluation = replay_step(
-                target, observer.observe(target, now), states[target.name], now
-            )
-            states[target.name] = evaluation.state
-            rows += timeline_rows(target.name, now, evaluation)
+    with measuring(
+        config, chosen, times, executor=executor, scheduler=scheduler, chunk=chunk, on_plan=on_plan
+    ) as measured:
+        for now, step_results in zip(progress(times) if progress else times, measured, strict=True):
+            for target, results in zip(chosen, step_results, strict=True):
+                evaluation = replay_decide(target, results, states[target.name], now)
+                states[target.name] = evaluation.state
+                rows += timeline_rows(target.name, now, evaluation)
     return pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
 
 

@@ -11,7 +11,15 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from mlwatchdog.detectors import Correction, DriftTest
 
@@ -47,7 +55,12 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"  # no exponent: parse_duration reads it
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# As JSON, a duration is written as rules.yaml spells it ('5m'), so a dumped config loads again.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", max_length=63)]
 
 
@@ -73,6 +86,12 @@ class FilesSource(Strict):
         None,
         description="strftime template of the sub-directories under url, e.g. "
         "'dt=%Y-%m-%d/hour=%H': a window lists only the partitions it overlaps",
+    )
+    late_files: Duration = Field(
+        timedelta(minutes=5),
+        description="a file may be filed in a partition up to this long after its first row "
+        "(loggers file a batch when they write it): a window also lists the partitions that "
+        "begin that long after it ends",
     )
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -456,6 +475,25 @@ class Reports(Strict):
     )
 
 
+class Bundles(Strict):
+    """Incident bundles: on every state change and action, what replays the decision offline."""
+
+    enabled: bool = True
+    path: str | None = Field(
+        None,
+        description="a folder, or an fsspec URL (s3://...); default: `bundles` beside "
+        "daemon.state_dir",
+    )
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    keep: int = Field(1000, ge=1, description="newest bundles kept")
+    max_age: Duration = Field(timedelta(days=30), description="older bundles are deleted")
+    max_reference_cells: int = Field(
+        2_000_000,
+        ge=0,
+        description="a larger reference is recorded by fingerprint and source, not copied",
+    )
+
+
 class Kubernetes(Strict):
     """How the daemon reaches the Kubernetes API (for rollbacks, dry-run reads and the Lease)."""
 
@@ -515,6 +553,7 @@ class DaemonSettings(Strict):
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
     alerts: Alerts = Field(default_factory=Alerts)
     reports: Reports = Field(default_factory=Reports)
+    bundles: Bundles = Field(default_factory=Bundles)
     audit_log: str = Field(
         ".mlwatchdog/audit.jsonl", description="append-only JSON lines, one per action or refusal"
     )

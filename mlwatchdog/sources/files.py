@@ -45,7 +45,8 @@ class FilesReader:
         root = self.root.rstrip("/")
         if self.spec.partitioning and start is not None and end is not None:
             found: dict[str, dict[str, Any]] = {}
-            for directory in partition_dirs(self.spec.partitioning, start, end):
+            late = end + self.spec.late_files  # a batch written at 09:00 holds 08:59's rows
+            for directory in partition_dirs(self.spec.partitioning, start, late):
                 path = f"{root}/{directory}"
                 if self.fs.isdir(path):
                     found.update(self.fs.find(path, detail=True))

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlwatchdog.replay import list_bundles, load_bundle
 from tests.e2e.daemon_process import (
     COMMAND,
     FOR,
@@ -186,6 +187,12 @@ def test_drift_rolls_back_once_in_dry_run_and_a_restart_does_not_repeat_it(
     assert code == 0 and seconds < 5
     assert again.logs()[-1]["event"] == "daemon stopped"
     assert feeder.error is None
+
+    # The incident was recorded as bundles (beside state_dir): the rollback replays exactly.
+    written = list_bundles(str(tmp_path / "bundles"))
+    [rollback] = [b for b in written if b.endswith("-decision-rollback")]
+    assert load_bundle(rollback).replay().same_as_recorded
+    assert any(b.endswith("-decision-escalate") for b in written)
 
 
 def test_dry_run_false_without_kubernetes_is_refused_at_start(tmp_path: Path) -> None:

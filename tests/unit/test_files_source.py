@@ -260,7 +260,12 @@ def spy_opens(source: FilesReader, monkeypatch: pytest.MonkeyPatch) -> list[str]
             ["dt=2026-03-10/hour=23", "dt=2026-03-11/hour=00"],
             [110000.0],
         ),
-        (datetime(2026, 3, 10, 13, 0, tzinfo=UTC), ["dt=2026-03-10/hour=12"], [101245.0]),
+        # The next hour too: its files may hold the last rows of this one (late_files).
+        (
+            datetime(2026, 3, 10, 13, 0, tzinfo=UTC),
+            ["dt=2026-03-10/hour=12", "dt=2026-03-10/hour=13"],
+            [101245.0],
+        ),
     ],
     ids=["inside an hour", "across an hour", "across midnight", "ends on the hour"],
 )
@@ -281,6 +286,19 @@ def test_window_lists_and_opens_only_its_partitions(
     assert read.files == tuple(wanted)
     assert sorted(opened) == wanted  # the 70 corrupt partitions were never opened
     assert read.frame["x"].tolist() == expected_x
+
+
+def test_a_batch_filed_in_the_next_partition_is_read(tmp_path: Path) -> None:
+    """A logger files a batch under the time it writes it: rows of 12:59 in hour=13."""
+    late = tmp_path / "dt=2026-03-10/hour=13/part-0.parquet"
+    late.parent.mkdir(parents=True)
+    rows = [datetime(2026, 3, 10, 12, 59, 30, tzinfo=UTC), datetime(2026, 3, 10, 13, 0, tzinfo=UTC)]
+    write(pd.DataFrame({"timestamp": naive(*rows), "x": [1.0, 2.0]}), late)
+    end = datetime(2026, 3, 10, 13, 0, tzinfo=UTC)
+    read = window_read(reader(tmp_path, partitioning=HOURLY), ["x"], now=end)
+    assert read.status is DataStatus.OK and read.frame["x"].tolist() == [1.0]
+    strict = reader(tmp_path, partitioning=HOURLY, late_files="0s")
+    assert window_read(strict, ["x"], now=end).status is DataStatus.NO_DATA
 
 
 def test_window_in_another_time_zone_prunes_by_utc(tmp_path: Path) -> None:

@@ -1,0 +1,31 @@
+"""Every incident bundle any test of this session wrote replays bit for bit.
+
+This directory sorts last, so it runs after the others: it looks for bundles under the session's
+temporary directory (daemons started by the end-to-end tests, the runner's incident in the
+integration tests, ...). Run alone, it records an incident first, so it never passes on nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mlwatchdog.replay import load_bundle
+from tests.integration.bundle_scenario import run_incident
+
+
+def test_every_bundle_written_in_this_session_replays_bit_for_bit(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    base = tmp_path_factory.getbasetemp()
+    found = sorted(p.parent for p in base.glob("**/manifest.json"))
+    if not found:
+        run_incident(tmp_path_factory.mktemp("incident"))
+        found = sorted(p.parent for p in base.glob("**/manifest.json"))
+    assert found, f"no bundle under {base}"
+    failures = {}
+    for folder in found:
+        differences = load_bundle(str(folder)).replay().differences()
+        if differences:
+            failures[str(folder.relative_to(base))] = differences
+    assert not failures, failures
+    print(f"{len(found)} bundle(s) replayed bit for bit")
