@@ -94,6 +94,16 @@ def test_drift_rolls_back_once_in_dry_run_and_a_restart_does_not_repeat_it(
         )
 
     assert wait_for(daemon, "a dry-run rollback", rolled_back, timeout=60, every=0.1) == 1
+    # The decision is counted before its evaluation's log line is written: wait for that line.
+    wait_for(
+        daemon,
+        "the rollback's evaluation in the log",
+        lambda: all(
+            any(state == "firing" for _, state in evaluated_states(daemon, check))
+            for check in TRIGGER_CHECKS
+        ),
+        timeout=15,
+    )
     for check in TRIGGER_CHECKS:
         states = seen[check]
         assert 1 in states and 2 in states, f"{check}: states seen {states}"

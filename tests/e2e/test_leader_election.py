@@ -18,6 +18,7 @@ from tests.e2e.daemon_process import (
     DaemonProcess,
     Feeder,
     environment,
+    is_ready,
     value,
     wait_for,
     write_config,
@@ -99,6 +100,8 @@ def test_two_replicas_one_patch_and_a_takeover_does_not_repeat_it(
     def leaders() -> list[str]:
         return [n for n, d in replicas.items() if d.events("became the leader: this replica acts")]
 
+    for daemon in replicas.values():
+        wait_for(daemon, "readiness", lambda d=daemon: is_ready(d), timeout=60)
     first = wait_for(replicas["replica-a"], "a leader", leaders, timeout=30)
     assert len(first) == 1, first
     leader, follower = replicas[first[0]], replicas[next(n for n in replicas if n != first[0])]

@@ -355,7 +355,11 @@ def test_daemon_reload_swaps_targets_keeps_state_and_removes_gauges(tmp_path: Pa
     path.write_text(yaml.safe_dump(data))
     # Its own logger: structlog's global config (cached loggers) may be set by other tests.
     capture = structlog.testing.LogCapture()
-    log = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()), processors=[capture])
+    log = structlog.wrap_logger(
+        structlog.PrintLogger(io.StringIO()),
+        processors=[capture],
+        wrapper_class=structlog.BoundLogger,  # not a level filter another test configured
+    )
     daemon = Daemon(config(data), log, clock=lambda: T0, config_path=path)
     for runner in daemon.runners.values():
         runner.run_once()  # Prometheus at 127.0.0.1:1 refuses: error readings, gauges set
