@@ -8,25 +8,39 @@ integration tests, ...). Run alone, it records an incident first, so it never pa
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mlwatchdog.replay import load_bundle
+from mlwatchdog.replay.bundle import FORMAT
 from tests.integration.bundle_scenario import run_incident
+
+
+def bundles_under(base: Path) -> dict[Path, dict[str, Any]]:
+    """Bundle folders and their manifests; other tools' manifest.json (schemathesis's cache) are
+    not bundles."""
+    found = {}
+    for path in sorted(base.glob("**/manifest.json")):
+        manifest = json.loads(path.read_text())
+        if isinstance(manifest, dict) and manifest.get("format") == FORMAT:
+            found[path.parent] = manifest
+    return found
 
 
 def test_every_bundle_written_in_this_session_replays_bit_for_bit(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     base = tmp_path_factory.getbasetemp()
-    found = sorted(p.parent for p in base.glob("**/manifest.json"))
+    found = bundles_under(base)
     if not found:
         run_incident(tmp_path_factory.mktemp("incident"))
-        found = sorted(p.parent for p in base.glob("**/manifest.json"))
+        found = bundles_under(base)
     assert found, f"no bundle under {base}"
     failures, by_reference = {}, []
-    for folder in found:
-        reference = json.loads((folder / "manifest.json").read_text())["observation"]["reference"]
+    for folder, manifest in found.items():
+        reference = manifest["observation"]["reference"]
         if reference["fingerprint"] and not reference["file"]:
             by_reference.append(folder)  # too large to copy, by configuration: not replayable
             continue
