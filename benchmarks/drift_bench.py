@@ -7,8 +7,9 @@ For each shape (columns x reference rows x current rows, float64 normal data, so
 shifted by 0.1 sd) it times one drift check of a current window against a reference:
 
 * mlwatchdog: a `Reference` built once outside the timing (sorted columns, PSI quantile bins);
-  timed `ref.test(cur, "ks")` + `ref.test(cur, "psi")`, the same with the window prepared once,
-  and each test alone.
+  timed `ref.test(cur, "ks")` + `ref.test(cur, "psi")` (by default a window this large is sorted
+  and tested on one thread per CPU, in chunks of columns), the same on one thread (`workers=1`),
+  the same with the window prepared once, and each test alone.
 * scipy loop: `scipy.stats.ks_2samp` per column (auto method), and the same plus a numpy PSI loop
   (`np.histogram` of the current column on reference quantile edges computed outside the timing).
 * evidently: `Report([DataDriftPreset(num_method=...)])` with "ks" and "psi", run once per shape.
@@ -64,6 +65,7 @@ TARGET_VS_EVIDENTLY = 100.0  # ... and than evidently's KS report + PSI report
 FLOOR = "numpy floor (sort + searchsorted)"
 MLW_BOTH = "mlwatchdog KS+PSI"
 MLW_ONE_PREPARE = "mlwatchdog KS+PSI, one prepare"
+MLW_ONE_THREAD = "mlwatchdog KS+PSI, one thread (workers=1)"
 MLW_KS = "mlwatchdog KS"
 MLW_PSI = "mlwatchdog PSI"
 SCIPY_KS = "scipy ks_2samp loop (KS)"
@@ -301,6 +303,10 @@ def bench_shape(
     add(Row(shape, MLW_BOTH, seconds, repeats))
     seconds, _ = measure(one_prepare, repeats)
     add(Row(shape, MLW_ONE_PREPARE, seconds, repeats))
+    seconds, _ = measure(
+        lambda: (ref.test(current, "ks", workers=1), ref.test(current, "psi", workers=1)), repeats
+    )
+    add(Row(shape, MLW_ONE_THREAD, seconds, repeats))
     seconds, _ = measure(lambda: ref.test(current, "ks"), repeats)
     add(Row(shape, MLW_KS, seconds, repeats))
     seconds, _ = measure(lambda: ref.test(current, "psi"), repeats)

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from scipy import special, stats
 
 from mlwatchdog.detectors.sample import FloatArray, IntArray, NumericColumn, Sample
+from mlwatchdog.detectors.threads import run_chunks, thread_count
 from mlwatchdog.errors import InputError
 
 KSMethod = Literal["auto", "exact", "asymp"]
@@ -64,20 +65,28 @@ class KSResult:
     exact: Any
 
 
-def ks_2samp(reference: Any, current: Any, axis: int = 0, method: KSMethod = "auto") -> KSResult:
+def ks_2samp(
+    reference: Any,
+    current: Any,
+    axis: int = 0,
+    method: KSMethod = "auto",
+    *,
+    workers: int | None = None,
+) -> KSResult:
     """Two-sided two-sample KS test of each column of `current` against `reference`.
 
     Matches `scipy.stats.ks_2samp(reference[:, j], current[:, j], method=method)` per column,
     after dropping NaN and inf per column (scipy would propagate them). Samples lie along `axis`.
+    `workers` as in scipy (-1: every CPU); None: more than one thread only for large samples.
     """
-    ref = Sample.from_data(reference, axis=axis)
-    cur = Sample.from_data(current, axis=axis)
+    ref = Sample.from_data(reference, axis=axis, workers=workers)
+    cur = Sample.from_data(current, axis=axis, workers=workers)
     if len(ref) != len(cur):
         raise InputError(
             f"reference has {len(ref)} column(s) and current has {len(cur)}; "
             "both must have the same columns along the non-sample axis."
         )
-    stat, pvalue, exact = ks_columns(_numeric(ref), _numeric(cur), method)
+    stat, pvalue, exact = ks_columns(_numeric(ref), _numeric(cur), method, workers)
     n_ref = np.array([c.n for c in _numeric(ref)], dtype=np.int64)
     n_cur = np.array([c.n for c in _numeric(cur)], dtype=np.int64)
     if np.ndim(reference) == 1:
@@ -96,18 +105,18 @@ def ks_columns(
     reference: Sequence[NumericColumn],
     current: Sequence[NumericColumn],
     method: KSMethod = "auto",
+    workers: int | None = None,
 ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
-    """Statistic, p-value and exact flag per column pair of sorted finite values."""
+    """Statistic, p-value and exact flag per column pair of sorted finite values, in chunks of
+    columns on `workers` threads (`threads.thread_count`; None: by size)."""
     if method not in ("auto", "exact", "asymp"):
         raise InputError(f"unknown KS method {method!r}; use 'auto', 'exact' or 'asymp'.")
     n_columns = len(reference)
+    if len(current) != n_columns:
+        raise InputError(f"{n_columns} reference column(s) but {len(current)} current column(s).")
     statistic = np.full(n_columns, np.nan)
     pvalue = np.full(n_columns, np.nan)
     exact = np.zeros(n_columns, dtype=bool)
-    steps = _StepCache()
-    for j, (ref, cur) in enumerate(zip(reference, current, strict=True)):
-        if ref.n and cur.n:
-            statistic[j] = _statistic(ref.values, cur.values, steps)
     n1 = np.array([c.n for c in reference], dtype=np.int64)
     n2 = np.array([c.n for c in current], dtype=np.int64)
     usable = (n1 > 0) & (n2 > 0)
@@ -117,16 +126,25 @@ def ks_columns(
         want_exact = usable.copy()
     else:
         want_exact = np.zeros(n_columns, dtype=bool)
+    steps = _StepCache()
     exact_cache: dict[tuple[int, int, int], tuple[bool, float, float]] = {}
-    for k in np.flatnonzero(want_exact).tolist():
-        ok, statistic[k], p = _exact(reference[k], current[k], float(statistic[k]), exact_cache)
-        if ok:
-            pvalue[k], exact[k] = p, True
-    asymp = usable & ~exact
-    if asymp.any():
-        m, n = n1[asymp].astype(np.float64), n2[asymp].astype(np.float64)
-        en = m * n / (m + n)
-        pvalue[asymp] = kstwo_sf(statistic[asymp], np.round(en))
+
+    def columns(start: int, stop: int) -> None:
+        # Statistics and p-values of columns [start, stop): each chunk writes only its own.
+        for j in range(start, stop):
+            if usable[j]:
+                statistic[j] = _statistic(reference[j].values, current[j].values, steps)
+        for k in (start + np.flatnonzero(want_exact[start:stop])).tolist():
+            ok, statistic[k], p = _exact(reference[k], current[k], float(statistic[k]), exact_cache)
+            if ok:
+                pvalue[k], exact[k] = p, True
+        asymp = np.zeros(n_columns, dtype=bool)
+        asymp[start:stop] = usable[start:stop] & ~exact[start:stop]
+        if asymp.any():
+            m, n = n1[asymp].astype(np.float64), n2[asymp].astype(np.float64)
+            pvalue[asymp] = kstwo_sf(statistic[asymp], np.round(m * n / (m + n)))
+
+    run_chunks(columns, n_columns, thread_count(int(n2.sum()), workers))
     return statistic, np.clip(pvalue, 0.0, 1.0), exact
 
 

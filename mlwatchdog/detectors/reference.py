@@ -42,6 +42,7 @@ class Reference:
 
     `data` is a DataFrame (columns by name; numbers are numeric, anything else categorical unless
     `kinds` says otherwise) or a 2-D array with samples along `axis` (`columns` names them).
+    `workers`: threads that sort it, as in `test`.
     """
 
     def __init__(
@@ -51,9 +52,10 @@ class Reference:
         columns: Sequence[str] | None = None,
         kinds: Sequence[ColumnKind | str] | None = None,
         axis: int = 0,
+        workers: int | None = None,
     ) -> None:
         self._axis = axis
-        self.sample = Sample.from_data(data, names=columns, kinds=kinds, axis=axis)
+        self.sample = Sample.from_data(data, names=columns, kinds=kinds, axis=axis, workers=workers)
         self.fingerprint = _fingerprint(self.sample)
         # Looked up per column on every test: a dict and a tuple built once, not per lookup.
         self._index = {name: i for i, name in enumerate(self.sample.names)}
@@ -71,10 +73,13 @@ class Reference:
     def __repr__(self) -> str:
         return f"Reference({len(self.columns)} columns, fingerprint={self.fingerprint[:12]})"
 
-    def prepare(self, current: Any, columns: Sequence[str] | None = None) -> Sample:
+    def prepare(
+        self, current: Any, columns: Sequence[str] | None = None, *, workers: int | None = None
+    ) -> Sample:
         """Prepare a current window once for several tests (sorted, counted, checked).
 
-        `columns` limits it to the columns those tests need (default: all of the reference's).
+        `columns` limits it to the columns those tests need (default: all of the reference's);
+        `workers` as in `test`.
         """
         names = list(self.columns if columns is None else columns)
         kinds = [self.kinds[self._position(c)] for c in names]
@@ -86,7 +91,7 @@ class Reference:
                     f"the reference's {[str(k) for k in kinds]}; prepare it with this Reference."
                 )
             return prepared
-        return Sample.from_data(current, names=names, kinds=kinds, axis=self._axis)
+        return Sample.from_data(current, names=names, kinds=kinds, axis=self._axis, workers=workers)
 
     def _position(self, column: str) -> int:
         try:
@@ -118,22 +123,27 @@ class Reference:
         bins: int = 10,
         binning: Binning = "quantile",
         method: KSMethod = "auto",
+        workers: int | None = None,
     ) -> DriftResult:
         """Run one drift test on `columns` (default: every column of a kind the test takes).
 
         `threshold` is alpha for p-value tests (KS, chi2) and the PSI value for PSI; the registry
         gives the defaults. Columns with fewer than `min_samples` usable values on either side are
-        reported as insufficient. `bins`/`binning` are for PSI, `method` for KS.
+        reported as insufficient. `bins`/`binning` are for PSI, `method` for KS. `workers`: threads
+        for sorting the window and the KS statistics, as scipy reads it (1: this thread only, -1:
+        every CPU); None (default) uses more than one only for windows of 200,000 values or more.
         """
         name = _drift_test(test)
         spec = REGISTRY[name]
         chosen = self._columns_for(spec.name, spec.kinds, columns)
         index = [self._position(c) for c in chosen]
         ref_cols = [self.sample.columns[i] for i in index]
-        cur_cols = list(self.prepare(current, chosen).columns)
+        cur_cols = list(self.prepare(current, chosen, workers=workers).columns)
         n_ref = np.array([c.n for c in ref_cols], dtype=np.int64)
         n_cur = np.array([c.n for c in cur_cols], dtype=np.int64)
-        statistic, pvalue = self._run(name, index, ref_cols, cur_cols, bins, binning, method)
+        statistic, pvalue = self._run(
+            name, index, ref_cols, cur_cols, bins, binning, method, workers
+        )
         return DriftResult(
             test=name,
             columns=tuple(chosen),
@@ -171,10 +181,11 @@ class Reference:
         bins: int,
         binning: Binning,
         method: KSMethod,
+        workers: int | None,
     ) -> tuple[FloatArray, FloatArray]:
         no_pvalue = np.full(len(index), np.nan)
         if test is DriftTest.KS:
-            statistic, pvalue, _ = ks_columns(ref_cols, cur_cols, method)
+            statistic, pvalue, _ = ks_columns(ref_cols, cur_cols, method, workers)
             return statistic, pvalue
         if test is DriftTest.PSI:
             bins_for = self.quantile_bins(bins) if binning == "quantile" else None

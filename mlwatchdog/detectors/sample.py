@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
+from mlwatchdog.detectors.threads import run_chunks, thread_count
 from mlwatchdog.errors import InputError
 
 FloatArray: TypeAlias = NDArray[np.float64]
@@ -97,16 +98,18 @@ class Sample:
         names: Sequence[str] | None = None,
         kinds: Sequence[ColumnKind | str] | None = None,
         axis: int = 0,
+        workers: int | None = None,
     ) -> Sample:
         """Prepare `data`: a DataFrame-like (columns by name) or a 1-D/2-D array (`axis` = samples).
 
         `names` selects and orders columns (required by name in a frame, positional in an array);
         `kinds` declares each column's kind, otherwise it follows the dtype (numbers are numeric,
         anything else categorical). A declared kind the data cannot have raises `InputError`.
+        `workers`: threads that sort the columns (`threads.thread_count`; None: by size).
         """
         if hasattr(data, "columns") and hasattr(data, "__getitem__"):
-            return _from_frame(data, names, kinds)
-        return _from_array(np.asarray(data), names, kinds, axis)
+            return _from_frame(data, names, kinds, workers)
+        return _from_array(np.asarray(data), names, kinds, axis, workers)
 
     def select(self, names: Sequence[str]) -> Sample:
         """The same sample restricted to `names`, in that order."""
@@ -146,6 +149,7 @@ def _from_array(
     names: Sequence[str] | None,
     kinds: Sequence[ColumnKind | str] | None,
     axis: int,
+    workers: int | None,
 ) -> Sample:
     if array.ndim not in (1, 2):
         raise InputError(f"expected a 1-D or 2-D array of samples, got shape {array.shape}.")
@@ -167,7 +171,7 @@ def _from_array(
     columns: list[Column | None] = [None] * n_columns
     numeric_block = block.T if len(numeric_at) == n_columns else block[:, numeric_at].T
     integer = block.dtype.kind in "iu"
-    for j, col in zip(numeric_at, _numeric_columns(numeric_block), strict=True):
+    for j, col in zip(numeric_at, _numeric_columns(numeric_block, workers=workers), strict=True):
         columns[j] = replace(col, integer=integer) if integer else col
     for j, kind in enumerate(column_kinds):
         if kind is ColumnKind.CATEGORICAL:
@@ -179,6 +183,7 @@ def _from_frame(
     frame: FrameLike,
     names: Sequence[str] | None,
     kinds: Sequence[ColumnKind | str] | None,
+    workers: int | None,
 ) -> Sample:
     available = [str(c) for c in frame.columns]
     if names is None:
@@ -201,7 +206,8 @@ def _from_frame(
     for row, j in enumerate(numeric_at):
         block[row] = _as_float(series[j])
     columns: list[Column | None] = [None] * len(names)
-    for j, col in zip(numeric_at, _numeric_columns(block, copy=False), strict=True):
+    numeric = _numeric_columns(block, copy=False, workers=workers)
+    for j, col in zip(numeric_at, numeric, strict=True):
         columns[j] = replace(col, integer=True) if dtypes[j].kind in "iu" else col
     for j, kind in enumerate(column_kinds):
         if kind is ColumnKind.CATEGORICAL:
@@ -225,14 +231,20 @@ def _as_float(series: Any) -> FloatArray:
     return np.asarray(series, dtype=np.float64)
 
 
-def _numeric_columns(block: NDArray[Any], *, copy: bool = True) -> list[NumericColumn]:
+def _numeric_columns(
+    block: NDArray[Any], *, copy: bool = True, workers: int | None = None
+) -> list[NumericColumn]:
     """Sort each row of `block` (columns x samples) with its non-finite values dropped."""
     values = np.array(block, dtype=np.float64, order="C") if copy else block
     finite = np.isfinite(values)
     n_valid = np.count_nonzero(finite, axis=1)
     if n_valid.sum() != values.size:
         values[~finite] = np.nan  # NaN sorts last, so each column's finite values lead its row
-    values.sort(axis=1)
+
+    def sort_rows(start: int, stop: int) -> None:
+        values[start:stop].sort(axis=1)
+
+    run_chunks(sort_rows, values.shape[0], thread_count(values.size, workers))
     n_rows = values.shape[1]
     return [
         NumericColumn(values[j, : n_valid[j]], int(n_rows - n_valid[j]))
