@@ -20,6 +20,7 @@ from mlwatchdog.errors import InputError
 MIN_VALUES_PER_THREAD = 100_000
 
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0  # the process that made _pool: a forked child has the object but not its threads
 _pool_lock = threading.Lock()
 
 
@@ -61,8 +62,9 @@ def run_chunks(work: Callable[[int, int], None], n: int, threads: int) -> None:
 
 def _shared_pool() -> ThreadPoolExecutor:
     # One pool for the process, made on first use: threads are not started for small windows.
-    global _pool
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(cpu_count(), thread_name_prefix="mlwatchdog-columns")
+            _pool_pid = os.getpid()
         return _pool

@@ -3,6 +3,8 @@ split; errors of any chunk reach the caller; `workers` is read as scipy reads it
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 
 import numpy as np
@@ -109,3 +111,19 @@ def test_an_error_in_any_chunk_reaches_the_caller_after_every_chunk_ended() -> N
     with pytest.raises(ValueError, match="chunk"):
         run_chunks(work, 9, 3)
     assert ended == [0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_threads_of_its_own(data: tuple[np.ndarray, np.ndarray]) -> None:
+    reference, current = data
+    ref = Reference(reference)
+    expected = ref.test(current, "ks", workers=1).statistic
+    ref.test(current, "ks", workers=2)  # the parent's pool now has its threads
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:  # a child that inherited the pool object, not its threads
+        got = pool.apply_async(_ks_on_two_threads, (reference, current)).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
+
+
+def _ks_on_two_threads(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+    return Reference(reference).test(current, "ks", workers=2).statistic
