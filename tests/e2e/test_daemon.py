@@ -104,6 +104,15 @@ def test_drift_rolls_back_once_in_dry_run_and_a_restart_does_not_repeat_it(
         ),
         timeout=15,
     )
+    # /metrics counts the decision before the evaluation's check states are published (the
+    # action runs in between): keep reading until they are.
+    wait_for(
+        daemon,
+        "the trigger checks firing on /metrics",
+        lambda: rolled_back() is not None and all(2 in seen[c] for c in TRIGGER_CHECKS),
+        timeout=15,
+        every=0.1,
+    )
     for check in TRIGGER_CHECKS:
         states = seen[check]
         assert 1 in states and 2 in states, f"{check}: states seen {states}"
