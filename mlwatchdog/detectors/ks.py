@@ -138,9 +138,8 @@ def ks_columns(
             ok, statistic[k], p = _exact(reference[k], current[k], float(statistic[k]), exact_cache)
             if ok:
                 pvalue[k], exact[k] = p, True
-        asymp = np.zeros(n_columns, dtype=bool)
-        asymp[start:stop] = usable[start:stop] & ~exact[start:stop]
-        if asymp.any():
+        asymp = start + np.flatnonzero(usable[start:stop] & ~exact[start:stop])
+        if asymp.size:
             m, n = n1[asymp].astype(np.float64), n2[asymp].astype(np.float64)
             pvalue[asymp] = kstwo_sf(statistic[asymp], np.round(m * n / (m + n)))
 
