@@ -77,10 +77,10 @@ def serve(config_path: str, port: int, max_batch: int | None) -> None:
     from mlwatchdog.daemon.app import create_app
     from mlwatchdog.daemon.logs import configure_logging
     from mlwatchdog.daemon.service import Daemon
-    from mlwatchdog.sources import kserve
+    from mlwatchdog.sources.kserve import store
 
     if max_batch is not None:
-        kserve._MAX_BATCH = max_batch  # --compare: one fsync per event
+        store._MAX_BATCH = max_batch  # --compare: one fsync per event
     config = parse_config(Path(config_path).read_text())
     daemon = Daemon(config, configure_logging("warning"))
     server = uvicorn.Server(
@@ -230,12 +230,13 @@ def store_only(pairs: int, writers: int, max_batch: int | None) -> dict[str, Any
     fsync; shows what group commit alone sustains."""
     from mlwatchdog.daemon.sink import parse_event
     from mlwatchdog.sources import kserve
+    from mlwatchdog.sources.kserve import store as store_module
 
-    kserve._MAX_BATCH = max_batch or 4096
+    store_module._MAX_BATCH = max_batch or 4096
     now = datetime.now(UTC)
     todo = iter(
         [
-            kserve.event_records(parse_event(headers(kind, ce_id, now), body), now)
+            [kserve.event_record(parse_event(headers(kind, ce_id, now), body), now)]
             for kind, ce_id, body in events(pairs)
         ]
     )

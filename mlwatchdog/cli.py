@@ -15,7 +15,9 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
+from mlwatchdog.core import DataStatus
 from mlwatchdog.daemon.logs import configure_logging
 from mlwatchdog.daemon.service import serve
 from mlwatchdog.demo import PARTITIONING, LiveWriter, backfill, fresh_workdir
@@ -30,7 +32,15 @@ from mlwatchdog.replay import (
     step_times,
 )
 from mlwatchdog.replay import replay as run_replay
-from mlwatchdog.rules import Config, config_issues, load_config, parse_duration
+from mlwatchdog.rules import (
+    Config,
+    config_issues,
+    format_duration,
+    load_config,
+    parse_duration,
+)
+from mlwatchdog.rules.secret import Redactor, SecretUrl, secret_values
+from mlwatchdog.sources.probe import TargetFound, probe
 from mlwatchdog.sources.tables import read_table
 
 app = typer.Typer(
@@ -194,9 +204,24 @@ def _summary(rows: list[ColumnResult]) -> str:
 @app.command()
 def check(
     files: Annotated[list[Path], typer.Argument(help="rules.yaml file(s) to check.")],
+    sources: Annotated[
+        bool,
+        typer.Option(
+            "--sources",
+            help="Also read each target's sources once, as the daemon would (samples window, "
+            "reference, metric checks), and show what was found; exit 1 if any is missing.",
+        ),
+    ] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(help="With --sources: read the window ending then, ISO 8601 (default now)."),
+    ] = None,
 ) -> None:
-    """Check rules files, like `promtool check rules`: exit 0 if all are valid, else 1."""
+    """Check rules files, like `promtool check rules`: exit 0 if all are valid, else 1. With
+    --sources, also read every target's samples window, reference and metric checks once, as
+    the daemon would (nothing is written), and exit 1 if any of them is missing."""
     failed = False
+    moment = _utc(at) if at else datetime.now(UTC)
     for path in files:
         issues = config_issues(path)
         if issues:
@@ -211,7 +236,58 @@ def check(
                 f"Checking {path}\n  SUCCESS: {len(config.targets)} target(s), "
                 f"{n_checks} check(s), {len(config.sources)} source(s)"
             )
+            if sources:
+                try:
+                    found = probe(config, moment)
+                except (MlwatchdogError, ImportError) as exc:  # a reader that cannot start
+                    scrub = Redactor(secret_values(config)).text
+                    typer.echo(f"  error: cannot read the sources: {scrub(str(exc))}", err=True)
+                    failed = True
+                    continue
+                failed = _print_probe(found) or failed
     raise typer.Exit(1 if failed else 0)
+
+
+def _print_probe(found: list[TargetFound]) -> bool:
+    """One table per target of what its sources gave; True when something is missing."""
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    missing = False
+    for target in found:
+        start = target.at - target.window
+        table = Table(
+            title=f"{target.target}: window [{start:%Y-%m-%d %H:%M:%S}, {target.at:%H:%M:%S}) "
+            f"UTC, {format_duration(target.window)}",
+            title_justify="left",
+        )
+        for header in ("input", "source", "status", "rows", "found"):
+            table.add_column(header, justify="right" if header == "rows" else "left")
+        samples, reference = target.samples, target.reference
+        unused = "" if samples.used else " (unused: no drift check)"
+        found_samples = [samples.reason]
+        if samples.first and samples.last:
+            found_samples.insert(0, f"{samples.first:%H:%M:%S} to {samples.last:%H:%M:%S}")
+        if samples.columns_missing:
+            found_samples.append(f"no column(s) {', '.join(samples.columns_missing)}")
+        fingerprint = f"fingerprint {reference.fingerprint[:12]}" if reference.fingerprint else ""
+        rows = [
+            ("samples" + unused, samples.source, samples.status, str(samples.rows),
+             found_samples),
+            ("reference" + unused, reference.source, reference.status, str(reference.rows),
+             [fingerprint, reference.reason]),
+        ]  # fmt: skip
+        for metric in target.metrics:
+            value = "" if metric.value is None else f"value {metric.value:g}"
+            reading = [value, metric.reason]
+            rows.append((f"metric {metric.check}", metric.source, metric.status, "-", reading))
+        for name, source, status, count, parts in rows:
+            mark = str(status) if status is DataStatus.OK else f"{status} !"
+            text = "; ".join(part for part in parts if part)
+            table.add_row(*(Text(cell) for cell in (name, source, mark, count, text)))
+        console.print(table)
+        for problem in target.problems:
+            missing = True
+            console.print(Text(f"  MISSING {target.target}: {problem}"))
+    return missing
 
 
 def _load_or_exit(path: Path) -> Config:
@@ -230,9 +306,10 @@ def run(
 ) -> None:
     """Run the daemon: evaluate every target on its schedule and serve /healthz, /metrics."""
     rules = _load_or_exit(config)
-    log = configure_logging(rules.daemon.log_level)
+    redactor = Redactor(secret_values(rules))
+    log = configure_logging(rules.daemon.log_level, redactor)
     try:
-        serve(rules, log, host, port, config_path=config)
+        serve(rules, log, host, port, config_path=config, redactor=redactor)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -270,6 +347,8 @@ def status(
     for target in targets:
         phase = target["phase"] or "not evaluated"
         styled = f"[{colours.get(phase, 'magenta')}]{phase}[/]"
+        if target.get("blind"):  # its drift checks judge nothing: say so before the phase
+            styled = f"[bold red]blind[/] ({styled})"
         first = True
         for check in target["checks"] or [{}]:
             table.add_row(
@@ -284,7 +363,12 @@ def status(
                 _fmt(check.get("threshold")),
             )
             first = False
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for target in targets:
+        if target.get("blind"):
+            since, why = (target.get("blind_since") or "?")[:19], target.get("blind_reason")
+            console.print(Text(f"{target['name']} is blind since {since}: {why}"))
 
 
 @app.command()
@@ -302,7 +386,7 @@ def demo(
     rules = rules.model_copy(
         update={
             "sources": {**rules.sources, source: rules.sources[source].model_copy(
-                update={"url": str(live), "partitioning": PARTITIONING}
+                update={"url": SecretUrl(str(live)), "partitioning": PARTITIONING}
             )},
             "daemon": rules.daemon.model_copy(update={"state_dir": str(state)}),
         }

@@ -89,7 +89,9 @@ def plan_argo(
         ops = fallback_ops(fallback, "/spec/template", template)
         images = (fallback.image,) if fallback.image else _images(template)
         candidate = Candidate("the fallback of rules.yaml", images=images, from_config=True)
-        details: dict[str, Any] = {"fallback": fallback.model_dump(exclude_defaults=True)}
+        details: dict[str, Any] = {  # as JSON: env values are secrets, shown as ***
+            "fallback": fallback.model_dump(mode="json", exclude_defaults=True)
+        }
         if not ops:
             notes.append("the pod template is already the fallback")
     else:
@@ -157,10 +159,10 @@ def fallback_ops(fallback: Fallback, prefix: str, template: dict[str, Any]) -> l
         for key, value in fallback.env.items():
             entry = next((e for e in env if e.get("name") == key), None)
             if entry is None:
-                env.append({"name": key, "value": value})
+                env.append({"name": key, "value": value.reveal()})
             else:
                 entry.clear()
-                entry.update({"name": key, "value": value})
+                entry.update({"name": key, "value": value.reveal()})
         if env != (first.get("env") or []):
             ops.append({"op": "add", "path": f"{container}/env", "value": env})
     if fallback.args is not None and first.get("args") != fallback.args:

@@ -1,35 +1,36 @@
-"""The audit log: one JSON line per action, dry-run, skip, refusal or failure, appended durably.
+"""The audit log: one JSON record per action, dry-run, skip, refusal or failure, written durably.
 
-Who, what, why, and the object before and after; read it with `jq` or pandas.read_json(lines=True).
+Who, what, why, and the object before and after. A local file of JSON lines (fsynced before the
+action's outcome is reported; read it with `jq` or pandas.read_json(lines=True)), or any fsspec
+URL (one object per record), so the trail can outlive the pod. A record that cannot be written
+now is kept and written once the fault is gone (`JsonLines`).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from mlwatchdog.jsonlines import JsonLines
+from mlwatchdog.rules.secret import Redactor
 
-class AuditLog:
-    """Append-only JSONL at `path`; each line is flushed and fsynced before `append` returns."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
+class AuditLog(JsonLines):
+    """The audit trail at `location` (a path or an fsspec URL)."""
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        with open(self.path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+    def __init__(
+        self,
+        location: str | os.PathLike[str],
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        redactor: Redactor | None = None,
+        on_fault: Callable[[str | None], None] = lambda _: None,
+    ) -> None:
+        super().__init__(
+            location,
+            durable=True,
+            storage_options=storage_options,
+            redactor=redactor,
+            on_fault=on_fault,
+        )

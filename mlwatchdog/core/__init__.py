@@ -5,6 +5,7 @@ same inputs give the same decisions.
 """
 
 from mlwatchdog.core.checks import step
+from mlwatchdog.core.consistency import state_problems
 from mlwatchdog.core.decide import Evaluation, decide, evaluate, record_action
 from mlwatchdog.core.measure import measure
 from mlwatchdog.core.model import (
@@ -47,6 +48,7 @@ __all__ = [
     "from_json",
     "measure",
     "record_action",
+    "state_problems",
     "step",
     "to_json",
 ]

@@ -2,7 +2,8 @@
 escalated, and the decisions it makes on the way. Pure; called by the daemon and by replay.
 
 Safety rules, each enforced here once:
-- a rollback needs the trigger to hold on checks that fire *with data in this evaluation*;
+- a rollback needs the trigger to hold on checks that fire *with data in this evaluation*; a
+  check without data in it is unknown (never quiet), so no `not` holds on it;
 - one incident acts at most once, and a new incident within `cooldown` of the last action
   escalates instead of acting again;
 - after acting, the checks must recover within `verify.window`, with data, or the target escalates
@@ -65,17 +66,23 @@ class _Step:
     workload: WorkloadHealth | None
 
     def holds_on_firing(self) -> bool:
-        """The trigger holds on checks that fire and had data now (never on held state alone)."""
+        """The trigger holds on checks that fire and had data now. A check without data now is
+        unknown, neither firing nor quiet: held state alone never completes the trigger, and a
+        check without data never satisfies a `not` either."""
         return self.trigger.holds(
             {
                 name: record.state is CheckState.FIRING
-                and self.results[name].status is DataStatus.OK
+                if self.results[name].status is DataStatus.OK
+                else None
                 for name, record in self.state.checks.items()
             }
         )
 
     def holds_on_recent_breach(self, since: datetime) -> bool:
-        """The trigger holds on the checks that breached (with data) after `since`."""
+        """The trigger holds on the checks that breached (with data) after `since`. Read only
+        once every check of the trigger has data now (`trigger_has_data`), so none is unknown
+        here; one without data for a while counts as not breaching then, which for a check under
+        `not` can only make the trigger hold (escalate), never declare a recovery."""
         return self.trigger.holds(
             {
                 name: record.last_breach_at is not None and record.last_breach_at > since

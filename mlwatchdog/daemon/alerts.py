@@ -84,13 +84,13 @@ def annotate(
     grafana: Grafana, target: str, text: str, at: datetime, client: httpx.Client | None = None
 ) -> str:
     """Post a Grafana annotation; '' when done, else why not (never raises)."""
-    headers = {"Authorization": f"Bearer {grafana.token}"} if grafana.token else {}
+    headers = {"Authorization": f"Bearer {grafana.token.reveal()}"} if grafana.token else {}
     body = {
         "time": int(at.timestamp() * 1000),
         "tags": [*grafana.tags, f"target:{target}"],
         "text": text,
     }
-    url = grafana.url.rstrip("/") + "/api/annotations"
+    url = grafana.url.reveal().rstrip("/") + "/api/annotations"
     try:
         if client is not None:
             response = client.post(url, json=body, headers=headers)

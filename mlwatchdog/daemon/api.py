@@ -7,9 +7,6 @@ given as null (JSON has no NaN).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,7 +17,7 @@ from pydantic import BaseModel
 
 from mlwatchdog.core import CheckState, to_json
 from mlwatchdog.daemon.alerts import AlertWebhook, annotate, matched_targets, summary
-from mlwatchdog.daemon.journal import incidents
+from mlwatchdog.daemon.journal import for_target, incidents
 from mlwatchdog.daemon.reports import ReportInfo
 from mlwatchdog.rules import MetricCheck
 
@@ -49,6 +46,10 @@ class TargetView(BaseModel):
     since: datetime | None
     incident: str | None
     evaluated_at: datetime | None
+    # Blind: the drift checks' samples or reference missing for longer than the samples window.
+    blind: bool
+    blind_since: datetime | None  # since when the input that blinds it has been missing
+    blind_reason: str  # what is missing and why; "" when not blind
     checks: list[CheckView]
 
 
@@ -118,11 +119,11 @@ def api_router(daemon: Daemon) -> APIRouter:
             raise HTTPException(404, f"no target {name!r}; targets: {sorted(daemon.runners)}")
         return runner
 
-    def report_view(info: ReportInfo, base: str) -> ReportView:
-        return ReportView(**info.__dict__, url=f"{base.rstrip('/')}/reports/{info.id}/")
-
-    def base_url(request: Request) -> str:
-        return daemon.config.daemon.alerts.external_url or str(request.base_url)
+    def report_view(info: ReportInfo) -> ReportView:
+        # external_url, or a link relative to the daemon: never the request's Host header,
+        # which the caller chooses.
+        base = (daemon.config.daemon.alerts.external_url or "").rstrip("/")
+        return ReportView(**info.__dict__, url=f"{base}/reports/{info.id}/")
 
     @router.get("/api/v1/targets", summary="Every target: state and checks")
     def list_targets() -> list[TargetView]:
@@ -139,6 +140,7 @@ def api_router(daemon: Daemon) -> APIRouter:
         report: bool = Query(False, description="also write an investigation report"),
     ) -> EvaluateResult:
         runner = runner_of(name)
+        daemon.log.info("evaluation asked for over HTTP", target=name, by=principal_name(request))
         evaluation = runner.run_once()
         if evaluation is None:
             raise HTTPException(500, "the evaluation failed; the daemon's log says why")
@@ -147,19 +149,29 @@ def api_router(daemon: Daemon) -> APIRouter:
             info = daemon.reports.write(
                 runner.target, evaluation, runner.last_observation, daemon.clock()
             )
-            written = report_view(info, base_url(request))
+            written = report_view(info)
         return EvaluateResult(target=target_detail(runner), report=written)
 
     @router.get("/api/v1/incidents", summary="Incidents, newest first, from the journal")
     def list_incidents(
         target: str | None = None, limit: int = Query(50, ge=1, le=1000)
     ) -> list[IncidentView]:
-        found = incidents(daemon.journal.entries(target))[:limit]
+        found = incidents(daemon.journal.entries(for_target(target)))[:limit]
         return [IncidentView(**_finite(i)) for i in found]
 
+    @router.get(
+        "/api/v1/audit",
+        summary="The audit trail: every rollback, dry-run, refusal and failure, newest first",
+    )
+    def audit_trail(
+        target: str | None = None, limit: int = Query(100, ge=1, le=10_000)
+    ) -> list[dict[str, Any]]:
+        found = daemon.audit.tail(for_target(target), limit=limit)
+        return [_finite(r) for r in reversed(found)]
+
     @router.get("/api/v1/reports", summary="Investigation reports, newest first")
-    def list_reports(request: Request) -> list[ReportView]:
-        return [report_view(info, base_url(request)) for info in daemon.reports.list()]
+    def list_reports() -> list[ReportView]:
+        return [report_view(info) for info in daemon.reports.list()]
 
     @router.get(
         "/reports/{report_id}/",
@@ -187,7 +199,7 @@ def api_router(daemon: Daemon) -> APIRouter:
 
     @router.post("/api/v1/alerts", summary="Grafana or Alertmanager webhook: investigate now")
     def alert_webhook(payload: AlertWebhook, request: Request) -> AlertResult:
-        _authorize(daemon, request)
+        # Credentials were checked by AuthMiddleware before this body was read.
         runners = daemon.runners
         matched = matched_targets((r.target for r in runners.values()), payload.alerts)
         firing = [a for a in payload.alerts if a.status == "firing"]
@@ -203,7 +215,7 @@ def api_router(daemon: Daemon) -> APIRouter:
             info = daemon.reports.write(
                 runner.target, evaluation, runner.last_observation, now, summary(alerts)
             )
-            view = report_view(info, base_url(request))
+            view = report_view(info)
             grafana = daemon.config.daemon.alerts.grafana
             error = None
             if grafana is not None:
@@ -299,6 +311,9 @@ def _view_fields(runner: TargetRunner) -> dict[str, Any]:
         "since": state.since if state else None,
         "incident": state.incident.id if state and state.incident else None,
         "evaluated_at": state.evaluated_at if state else None,
+        "blind": runner.blindness.blind,
+        "blind_since": runner.blindness.since,
+        "blind_reason": runner.blindness.reason,
         "checks": checks,
     }
 
@@ -318,27 +333,7 @@ def _finite(data: Any) -> Any:
     return data
 
 
-def _authorize(daemon: Daemon, request: Request) -> None:
-    """Bearer token or basic auth, when rules.yaml sets one (compared in constant time)."""
-    settings = daemon.config.daemon.alerts
-    header = request.headers.get("authorization", "")
-    if settings.bearer_token is None and settings.username is None:
-        return
-    bearer = settings.bearer_token
-    if bearer is not None and hmac.compare_digest(header.encode(), f"Bearer {bearer}".encode()):
-        return
-    if settings.username is not None and header.startswith("Basic "):
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            user, password = "", ""
-        assert settings.password is not None
-        if hmac.compare_digest(user.encode(), settings.username.encode()) and hmac.compare_digest(
-            password.encode(), settings.password.encode()
-        ):
-            return
-    scheme = "Bearer" if settings.bearer_token is not None else 'Basic realm="mlwatchdog"'
-    raise HTTPException(
-        401, "the alert webhook needs the credentials set in daemon.alerts of rules.yaml",
-        headers={"WWW-Authenticate": scheme},
-    )  # fmt: skip
+def principal_name(request: Request) -> str:
+    """Who made the request (AuthMiddleware's principal), for the log."""
+    principal = request.scope.get("state", {}).get("principal")
+    return str(getattr(principal, "name", "anonymous"))

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlwatchdog.core import to_json
-from mlwatchdog.daemon.api import api_router
+from mlwatchdog.daemon.api import api_router, principal_name
+from mlwatchdog.daemon.auth import AuthMiddleware
+from mlwatchdog.daemon.body_limit import BodyLimitMiddleware, limits
 from mlwatchdog.daemon.sink import sink_router
 
 if TYPE_CHECKING:
@@ -37,9 +39,19 @@ def create_app(daemon: Daemon) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(api_router(daemon))
+    # Added last, so outermost: credentials first (before anything reads the body), then the
+    # body's size.
+    settings = lambda: daemon.config.daemon  # noqa: E731  (read per request: reloads apply)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=limits(
+            lambda: settings().http.max_body_bytes, lambda: settings().sink.max_event_bytes
+        ),
+    )
+    app.add_middleware(AuthMiddleware, authenticator=daemon.authenticator)
 
     if daemon.sink is not None:  # only with a `type: kserve` source to read what it stores
-        app.include_router(sink_router(daemon.sink, daemon.config.daemon.sink))
+        app.include_router(sink_router(daemon.sink, lambda: daemon.config, daemon.metrics))
 
     @app.get("/healthz", summary="Liveness: the scheduler is running")
     def healthz() -> JSONResponse:
@@ -48,17 +60,26 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     ready_once = False
 
-    @app.get("/readyz", summary="Readiness: config loaded and every target evaluated once")
+    @app.get(
+        "/readyz",
+        summary="Readiness: config loaded, every target evaluated once, and no write failing",
+    )
     def readyz() -> JSONResponse:
         # Once ready, a target added by a config reload does not take the pod out of its
         # Service (and the KServe sink with it) until its first evaluation.
         nonlocal ready_once
         waiting = [name for name, runner in daemon.runners.items() if runner.last is None]
-        ready = daemon.running and (ready_once or not waiting)
-        ready_once = ready_once or ready
+        started = daemon.running and (ready_once or not waiting)
+        ready_once = ready_once or started
+        # A state file, the audit trail, the journal or a bundle that cannot be written: the
+        # pod is not fit to act (or to take events) until it can again.
+        failing = daemon.faults.current()
+        ready = started and not failing
         body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
         if waiting:
             body["waiting_for_first_evaluation"] = waiting
+        if failing:
+            body["failing_writes"] = failing
         return JSONResponse(body, 200 if ready else 503)
 
     @app.post(
@@ -66,7 +87,8 @@ def create_app(daemon: Daemon) -> FastAPI:
         summary="Reload rules.yaml now (as SIGHUP); the last good config stays on failure",
         responses={409: {"description": "invalid file, or started without a rules file"}},
     )
-    def reload() -> JSONResponse:
+    def reload(request: Request) -> JSONResponse:
+        daemon.log.info("config reload asked for over HTTP", by=principal_name(request))
         if daemon.config_path is None:
             return JSONResponse(
                 {"status": "error", "errors": ["started without a rules file"]}, 409

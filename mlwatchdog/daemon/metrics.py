@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mlwatchdog.core import ActionOutcome, DataStatus, Decision, Evaluation, Phase
+from mlwatchdog.core.blind import Blindness
 from mlwatchdog.rules import DriftCheck, Target, drift_columns
+from mlwatchdog.sources.base import SetAside
 
 
 class DaemonMetrics:
@@ -77,6 +79,24 @@ class DaemonMetrics:
             ["target", "state"],
             registry=r,
         )
+        self.target_blind = Gauge(
+            "mlwatchdog_target_blind",
+            "1 while the target is blind: its samples or reference have been missing (no data, "
+            "stale, or the source failing) for longer than its samples window, so its drift "
+            "checks judge nothing and it cannot roll back on drift. The log line 'target blind' says "
+            "what is missing and why; `mlwatchdog check --sources rules.yaml` reads each source "
+            "once and shows what it finds. Fix the source (the model's logger, the bucket, the "
+            "database, credentials) or the rules file's url.",
+            ["target"],
+            registry=r,
+        )
+        self.target_blind_since = Gauge(
+            "mlwatchdog_target_blind_since_seconds",
+            "Unix time since when the input that blinds the target has been missing (the first "
+            "evaluation that found it so); 0 while the target is not blind.",
+            ["target"],
+            registry=r,
+        )
         self.decisions = Counter(
             "mlwatchdog_decisions",
             "Decisions made: rollback (with to and dry_run) and escalate.",
@@ -118,6 +138,41 @@ class DaemonMetrics:
         )
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
+        self.write_failures = Counter(
+            "mlwatchdog_write_failures",
+            "Failed writes of state files, the audit trail, the journal and bundles (disk full, "
+            "too many open files, the store down): what was not written is kept and retried.",
+            ["what"],
+            registry=r,
+        )
+        self.writes_failing = Gauge(
+            "mlwatchdog_writes_failing",
+            "Writes failing now, by what (state counts per target); /readyz says which.",
+            ["what"],
+            registry=r,
+        )
+        for what in ("state", "audit", "journal", "bundle"):
+            self.write_failures.labels(what)
+            self.writes_failing.labels(what).set(0)
+        self.sink_events = Counter(
+            "mlwatchdog_sink_events",
+            "Answers of the KServe sink by result (stored, refused) and reason (ok, or why: "
+            "invalid_cloudevent, not_json, too_deep, no_source, column_count, not_numeric, "
+            "clock_skew, too_old, forbidden_service, not_stored, disconnected: the sender went "
+            "away or its body was cut at max_event_bytes, ...).",
+            ["result", "reason"],
+            registry=r,
+        )
+
+        self.source_set_aside = Counter(
+            "mlwatchdog_source_set_aside",
+            "Input a sample read left out so the rest could be tested, counted in items: what "
+            "(file, row, value) and why (corrupt, truncated, empty, missing_column, duplicate, "
+            "unreadable, unknown_format, bad_timestamp, not_numeric, ...). Counted on every read: "
+            "a file that stays corrupt adds 1 each evaluation that reads it.",
+            ["source", "what", "reason"],
+            registry=r,
+        )
 
     def record(self, target: str, evaluation: Evaluation, seconds: float, at: float) -> None:
         """Export one evaluation's results and the target's new state."""
@@ -148,6 +203,12 @@ class DaemonMetrics:
         for each in Phase:
             self.target_phase.labels(target, each).set(each is phase)
 
+    def blind(self, target: str, blindness: Blindness) -> None:
+        """Whether the target is blind, and since when (0 when it is not)."""
+        self.target_blind.labels(target).set(blindness.blind)
+        since = blindness.since.timestamp() if blindness.since is not None else 0
+        self.target_blind_since.labels(target).set(since)
+
     def decision(self, decision: Decision) -> None:
         to = decision.to or ""
         dry_run = str(decision.dry_run).lower() if decision.kind == "rollback" else ""
@@ -163,6 +224,10 @@ class DaemonMetrics:
         else:
             result = "dry_run" if outcome.dry_run else "sent"
         self.actions.labels(target, result).inc()
+
+    def set_aside(self, source: str, item: SetAside) -> None:
+        """A read of `source` set `item` aside (the Observer's on_set_aside)."""
+        self.source_set_aside.labels(source, item.what, item.reason).inc(item.count)
 
     def failed(self, target: str) -> None:
         self.evaluations.labels(target, "error").inc()
@@ -213,7 +278,10 @@ class DaemonMetrics:
             self.check_state,
             self.check_status,
         ]
-        return gauges if check_level else [*gauges, self.last_evaluation, self.target_phase]
+        target_level = [
+            self.last_evaluation, self.target_phase, self.target_blind, self.target_blind_since
+        ]  # fmt: skip
+        return gauges if check_level else [*gauges, *target_level]
 
 
 def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:

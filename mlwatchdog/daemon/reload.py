@@ -61,8 +61,10 @@ class ReloadPlan:
 
 def plan_reload(current: Config, new: Config) -> ReloadPlan:
     """Compare the running config with a new, validated one; pure."""
-    old_daemon = current.daemon.model_dump(mode="json")
-    new_daemon = new.daemon.model_dump(mode="json")
+    # Python mode: secrets compare by value (as JSON they are all `***`, so a rotated token
+    # would look unchanged).
+    old_daemon = current.daemon.model_dump()
+    new_daemon = new.daemon.model_dump()
     restart_only = tuple(
         key
         for name in RESTART_ONLY
@@ -106,11 +108,18 @@ def plan_reload(current: Config, new: Config) -> ReloadPlan:
 
 
 def restart_needed(
-    config: Config, file: str, *, kubernetes: bool, elected: bool, sink: bool
+    config: Config,
+    file: str,
+    *,
+    kubernetes: bool,
+    elected: bool,
+    sink: bool,
+    reviews: bool = True,
 ) -> tuple[list[ConfigIssue], list[str]]:
     """What a daemon started with(out) a Kubernetes API, leader election and the KServe sink
-    cannot do for `config` without a restart: issues that refuse the reload (acting for real),
-    and warnings (a `type: kserve` source without the sink to fill it)."""
+    cannot do for `config` without a restart: issues that refuse the reload (acting for real,
+    TokenReviews without an API client), and warnings (a `type: kserve` source without the sink
+    to fill it)."""
     live = [i for i, t in enumerate(config.targets) if not t.rollback.dry_run]
     if not kubernetes:
         why = "this daemon runs without a Kubernetes API; restart it to act, or keep dry_run: true"
@@ -130,6 +139,16 @@ def restart_needed(
         )
         for i in live
     ]
+    if config.daemon.auth.kubernetes is not None and not reviews:
+        issues.append(
+            ConfigIssue(
+                file,
+                None,
+                "daemon.auth.kubernetes",
+                "ServiceAccount tokens are checked with TokenReviews, but this daemon started "
+                "without a Kubernetes API client: restart it, or use daemon.auth.tokens",
+            )
+        )
     kserve = sorted(n for n, s in config.sources.items() if isinstance(s, KServeSource))
     warnings = []
     if kserve and not sink:

@@ -13,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +22,10 @@ from typing import Any
 
 from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.core import CheckState, Evaluation, Observation, to_json
-from mlwatchdog.daemon.journal import Journal
+from mlwatchdog.daemon.journal import Journal, for_target
 from mlwatchdog.rules import MetricCheck, Target
 from mlwatchdog.rules.schema import Reports
+from mlwatchdog.rules.secret import Redactor
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -40,7 +43,13 @@ class ReportWriter:
     """Writes and lists reports; keeps the newest `settings.keep`."""
 
     def __init__(
-        self, settings: Reports, journal: Journal, audit: AuditLog, observer: Any, log: Any
+        self,
+        settings: Reports,
+        journal: Journal,
+        audit: AuditLog,
+        observer: Any,
+        log: Any,
+        redactor: Redactor | None = None,
     ) -> None:
         self.settings = settings
         self.directory = Path(settings.path)
@@ -48,6 +57,9 @@ class ReportWriter:
         self.audit = audit
         self.observer = observer
         self.log = log
+        self.redactor = redactor if redactor is not None else Redactor()
+        # Publishing a report (the rename into place) and pruning old ones never overlap.
+        self._publish = threading.Lock()
 
     def write(
         self,
@@ -58,8 +70,33 @@ class ReportWriter:
         alerts: list[dict[str, Any]] | None = None,
     ) -> ReportInfo:
         report_id = f"{target.name}-{now:%Y%m%dT%H%M%S%fZ}"
-        folder = self.directory / report_id
-        folder.mkdir(parents=True, exist_ok=True)
+        # Written in a hidden folder and renamed into place when whole: a reader never sees half
+        # a report, and pruning (which lists only published ones) never deletes one being written.
+        folder = self.directory / f".writing-{report_id}-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True)
+        try:
+            info = self._write(folder, report_id, target, evaluation, observation, now, alerts)
+            with self._publish:
+                final = self.directory / report_id
+                if final.exists():  # the same target and microsecond: keep the newer
+                    shutil.rmtree(final, ignore_errors=True)
+                os.replace(folder, final)
+                self._prune()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.log.info("investigation report written", report=report_id, target=target.name)
+        return info
+
+    def _write(
+        self,
+        folder: Path,
+        report_id: str,
+        target: Target,
+        evaluation: Evaluation,
+        observation: Observation | None,
+        now: datetime,
+        alerts: list[dict[str, Any]] | None,
+    ) -> ReportInfo:
         evidently_error = self._evidently(target, observation, folder / "evidently.html")
         phase = str(evaluation.state.phase)
         info = ReportInfo(report_id, target.name, now.isoformat(), phase, not evidently_error)
@@ -75,21 +112,23 @@ class ReportWriter:
             target,
             evaluation,
             observation,
-            history=list(self.journal.entries(target.name))[-50:],
-            actions=[a for a in self.audit.read() if a.get("target") == target.name][-20:],
+            history=self.journal.tail(for_target(target.name), limit=50),
+            actions=self.audit.tail(for_target(target.name), limit=20),
             alerts=alerts or [],
             evidently_error=evidently_error,
             created_at=now,
         )
-        _write_atomic(folder / "index.html", page)
-        _write_atomic(folder / "report.json", json.dumps(summary, indent=2, default=str))
-        self._prune()
-        self.log.info("investigation report written", report=report_id, target=target.name)
+        scrub = self.redactor.text
+        (folder / "index.html").write_text(scrub(page), encoding="utf-8")
+        summary_text = json.dumps(self.redactor.data(summary), indent=2, default=str)
+        (folder / "report.json").write_text(summary_text, encoding="utf-8")
         return info
 
     def list(self) -> list[ReportInfo]:
         infos = []
         for path in self.directory.glob("*/report.json"):
+            if not _ID.match(path.parent.name):
+                continue  # a report still being written
             try:
                 data = json.loads(path.read_text())
                 infos.append(ReportInfo(**{k: data[k] for k in ReportInfo.__dataclass_fields__}))
@@ -136,21 +175,17 @@ class ReportWriter:
         return ""
 
     def _prune(self) -> None:
-        folders = sorted(
-            (p for p in self.directory.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime
+        """Delete the oldest published reports beyond `keep` (by id: target, then time)."""
+        published = sorted(
+            (p for p in self.directory.iterdir() if p.is_dir() and _ID.match(p.name)),
+            key=lambda p: p.name.rsplit("-", 1)[-1],
         )
-        for old in folders[: max(0, len(folders) - self.settings.keep)]:
+        for old in published[: max(0, len(published) - self.settings.keep)]:
             shutil.rmtree(old, ignore_errors=True)
 
 
 def _sample(frame: Any, rows: int) -> Any:
     return frame.sample(rows, random_state=0) if len(frame) > rows else frame
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------ the page

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -25,6 +26,8 @@ from mlwatchdog.core import (
     evaluate,
     record_action,
 )
+from mlwatchdog.core.blind import Blindness, blindness
+from mlwatchdog.daemon.faults import Faults
 from mlwatchdog.daemon.journal import Journal
 from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.reload import carry_state
@@ -32,6 +35,9 @@ from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.replay.bundle import BundleWriter, Recorded
 from mlwatchdog.rules import Target
 from mlwatchdog.sources.observe import Observer
+
+# Bundles kept in memory while their store fails (each holds a window): the newest few.
+UNWRITTEN_BUNDLES = 16
 
 
 class Actuator(Protocol):
@@ -55,6 +61,7 @@ class TargetRunner:
         journal: Journal | None = None,
         bundles: BundleWriter | None = None,
         audit: AuditLog | None = None,
+        faults: Faults | None = None,
     ) -> None:
         # What it evaluates: swapped whole (`rebind`, after a config reload) between evaluations.
         self._binding = (target, observer)
@@ -71,9 +78,13 @@ class TargetRunner:
         self.bundles = bundles  # incident bundles, on state changes and decisions
         self.audit = audit  # the actions' requests and responses, for the bundles
         self._outcomes: list[ActionOutcome] = []  # of the evaluation under way
+        self.faults = faults  # failing writes: counted, logged, shown by /readyz
+        self._unwritten: deque[tuple[Recorded, str]] = deque()  # bundles to write again
         self.state: TargetState | None = store.load(target.name)
         self.last: Evaluation | None = None
         self.last_observation: Observation | None = None  # for investigation reports
+        # In memory, rebuilt from the next evaluations after a restart (see `_watch_sight`).
+        self.blindness = Blindness()
         # The scheduler never runs one target twice at a time; an evaluation asked for over
         # HTTP (API, alert webhook) waits for a running one instead of overlapping it.
         self.lock = threading.Lock()
@@ -153,6 +164,7 @@ class TargetRunner:
             if self.state is not None and self.state.phase is Phase.ROLLING_BACK:
                 self._resume(now)
             observation = self.observer.observe(self.target, now)
+            self._watch_sight(observation, now)
             if self._verifying_a_sent_rollback():
                 observation = replace(observation, workload=self.actuator.health(self.target))
             state_before = self.state
@@ -165,7 +177,18 @@ class TargetRunner:
         self.metrics.reference_builds.inc(self.observer.reference_builds - builds)
         self.last_observation = observation
         state = evaluation.state
-        self._save(state)  # before acting: a restart never repeats a decision already made
+        # Saved before acting, so a restart never repeats a decision already carried out. If it
+        # cannot be saved, nothing of this evaluation is kept or done: the next one decides
+        # again from the state before, once the disk takes it.
+        if not self._save(state):
+            self.metrics.failed(self.target.name)
+            self.log.error(
+                "state not saved: this evaluation is dropped and its decisions not carried out; "
+                "the next evaluation decides again",
+                decisions=[str(d.kind) for d in evaluation.decisions],
+            )
+            self._write_bundles()
+            return None
         self._outcomes = []
         for decision in evaluation.decisions:
             state = self._carry_out(decision, state, now)
@@ -197,6 +220,24 @@ class TargetRunner:
         )
         return evaluation
 
+    def _watch_sight(self, observation: Observation, now: datetime) -> None:
+        """Whether the target is blind (its drift checks' inputs missing for longer than the
+        samples window): exported on every evaluation, a warning when it changes. Kept in
+        memory only: after a restart, a target still blind is found so again one window later."""
+        before = self.blindness
+        after = self.blindness = blindness(self.target, observation, before, now)
+        self.metrics.blind(self.target.name, after)
+        if after.blind and not before.blind:
+            assert after.since is not None
+            missing = [w for w in ("samples", "reference") if getattr(after, w) is not None]
+            self.log.warning(
+                "target blind", since=after.since.isoformat(), missing=missing,
+                reason=after.reason, window_seconds=self.target.samples.window.total_seconds(),
+            )  # fmt: skip
+        elif before.blind and not after.blind:
+            assert before.since is not None
+            self.log.warning("target sees again", blind_since=before.since.isoformat())
+
     def _carry_out(self, decision: Decision, state: TargetState, now: datetime) -> TargetState:
         self.metrics.decision(decision)
         self._record(
@@ -217,7 +258,7 @@ class TargetRunner:
         self.metrics.action(self.target.name, outcome)
         self._record(now, "action", state, ok=outcome.ok, detail=outcome.detail)
         state, follow_ups = record_action(self.target, state, outcome, now)
-        self._save(state)
+        self._save(state, acted=True)
         self.log.info("action outcome", ok=outcome.ok, detail=outcome.detail, state=state.phase)
         for follow_up in follow_ups:
             state = self._carry_out(follow_up, state, now)
@@ -242,7 +283,7 @@ class TargetRunner:
         outcome = self.actuator.rollback(self.target, decision)
         self.metrics.action(self.target.name, outcome)
         state, follow_ups = record_action(self.target, self.state, outcome, now)
-        self._save(state)
+        self._save(state, acted=True)
         for follow_up in follow_ups:
             self._carry_out(follow_up, state, now)
 
@@ -257,13 +298,18 @@ class TargetRunner:
         """An incident bundle when the phase or a check's state changed, or on a decision."""
         event = bundle_event(before, evaluation, after)
         if self.bundles is None or not event:
+            self._write_bundles()
             return
         try:
             incidents = {d.incident for d in evaluation.decisions}
-            actions = [
-                a for a in (self.audit.read() if self.audit and self._outcomes else [])
-                if a.get("incident") in incidents and a.get("at", "") >= now.isoformat()
-            ]  # fmt: skip
+            since = now.isoformat()
+            actions = (
+                self.audit.tail(
+                    lambda a: a.get("incident") in incidents, stop=lambda a: a.get("at", "") < since
+                )
+                if self.audit and self._outcomes
+                else []
+            )
             recorded = Recorded(
                 target=self.target,
                 config=self.observer.config,
@@ -276,9 +322,30 @@ class TargetRunner:
                 actions=tuple(actions),
                 reference_frame=self._reference_rows(observation),
             )
-            self.bundles.write(recorded, event)
-        except Exception:  # a bundle is a record; failing to write one must not stop the loop
-            self.log.exception("incident bundle not written", bundle_event=event)
+        except Exception:  # a bug: a bundle is a record; failing to make one must not stop
+            self.log.exception("incident bundle not made", bundle_event=event)
+            return
+        self._write_bundles((recorded, event))
+
+    def _write_bundles(self, new: tuple[Recorded, str] | None = None) -> None:
+        """Write `new` after the bundles a failing store left unwritten (oldest first); what
+        still fails is kept for the next evaluation, the newest UNWRITTEN_BUNDLES of it."""
+        if self.bundles is None:
+            return
+        if new is not None:
+            self._unwritten.append(new)
+            while len(self._unwritten) > UNWRITTEN_BUNDLES:
+                lost = self._unwritten.popleft()
+                self.log.error("incident bundle dropped: too many unwritten", bundle_event=lost[1])
+        while self._unwritten:
+            recorded, event = self._unwritten[0]
+            try:
+                self.bundles.write(recorded, event)
+            except Exception as exc:  # OSError, or the store's own errors (s3fs, gcsfs)
+                self._fault("bundle", f"{type(exc).__name__}: {exc}")
+                return
+            self._unwritten.popleft()
+        self._fault("bundle", None)
 
     def _reference_rows(self, observation: Observation) -> Any:
         reference = observation.reference
@@ -304,9 +371,24 @@ class TargetRunner:
             and not self.target.rollback.dry_run
         )
 
-    def _save(self, state: TargetState) -> None:
+    def _save(self, state: TargetState, *, acted: bool = False) -> bool:
+        """Save `state` and make it the runner's; False when the disk refused it. After an
+        action (`acted`) the state is kept in memory anyway, since the world has changed; the
+        next evaluation's save writes it."""
+        try:
+            self.store.save(state)
+        except OSError as exc:
+            self._fault("state", f"{type(exc).__name__}: {exc}")
+            if acted:
+                self.state = state
+            return False
+        self._fault("state", None)
         self.state = state
-        self.store.save(state)
+        return True
+
+    def _fault(self, what: str, error: str | None) -> None:
+        if self.faults is not None:
+            self.faults.report(what, self.target.name, error)
 
 
 def bundle_event(before: TargetState | None, evaluation: Evaluation, after: TargetState) -> str:

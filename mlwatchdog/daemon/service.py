@@ -21,6 +21,9 @@ from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.actions.dryrun import DryRunActuator
 from mlwatchdog.actions.kube_api import KubeApi, load_api_client
 from mlwatchdog.daemon.app import create_app
+from mlwatchdog.daemon.auth import Authenticator, kubernetes_reviewer
+from mlwatchdog.daemon.faults import Faults
+from mlwatchdog.daemon.http_server import uvicorn_options
 from mlwatchdog.daemon.journal import Journal
 from mlwatchdog.daemon.leader import LeaderElector, default_identity
 from mlwatchdog.daemon.metrics import DaemonMetrics
@@ -31,6 +34,8 @@ from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.errors import ConfigError
 from mlwatchdog.replay.bundle import BundleWriter
 from mlwatchdog.rules import Config, ConfigIssue, KServeSource, Target, load_config
+from mlwatchdog.rules.schema import exposed_without_auth
+from mlwatchdog.rules.secret import Redactor, secret_values
 from mlwatchdog.sources.kserve import SinkStore
 from mlwatchdog.sources.observe import Observer
 
@@ -50,30 +55,57 @@ class Daemon:
         workers: int = 4,
         *,
         config_path: str | os.PathLike[str] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.config = config
+        # Scrubs the config's secrets (and token files' contents) from logs, files and answers.
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.redactor.update(secret_values(config))
         # The rules file `config` came from: watched and reloaded (None: no reload).
         self.config_path = Path(config_path) if config_path is not None else None
         self.log = log
         self.clock = clock
         self.metrics = DaemonMetrics()
-        self.store = StateStore(config.daemon.state_dir, log)
-        self.observer = Observer(config)
+        self.faults = Faults(self.metrics, log)  # failing writes: /metrics, the log, /readyz
+        self.store = StateStore(config.daemon.state_dir, log, self.redactor)
+        self.observer = Observer(config, on_set_aside=self.metrics.set_aside)
         # What KServe's logger sends to POST /sink/kserve, when a `type: kserve` source reads it.
         kserve = any(isinstance(s, KServeSource) for s in config.sources.values())
         self.sink = SinkStore(config.daemon.sink) if kserve else None
         self.elector: LeaderElector | None = None
-        self.audit = AuditLog(config.daemon.audit_log)
+        audit_log = config.daemon.audit_log
+        self.audit = AuditLog(
+            audit_log.reveal(),
+            storage_options=config.daemon.audit_storage_options,
+            redactor=self.redactor,
+            on_fault=self.faults.reporter("audit", str(audit_log)),
+        )
         # Phase changes, decisions and outcomes of every target: incidents over HTTP, reports.
-        self.journal = Journal(self.store.directory / "journal.jsonl")
+        journal = self.store.directory / "journal.jsonl"
+        self.journal = Journal(
+            journal, redactor=self.redactor, on_fault=self.faults.reporter("journal", str(journal))
+        )
         self.reports = ReportWriter(
-            config.daemon.reports, self.journal, self.audit, self.observer, log
+            config.daemon.reports, self.journal, self.audit, self.observer, log, self.redactor
         )
         bundles = config.daemon.bundles
         # Beside the state folder unless given: .mlwatchdog/state -> .mlwatchdog/bundles.
-        where = bundles.path or str(Path(config.daemon.state_dir).parent / "bundles")
-        self.bundles = BundleWriter(bundles, where, log) if bundles.enabled else None
+        where = (
+            bundles.path.reveal()
+            if bundles.path
+            else str(Path(config.daemon.state_dir).parent / "bundles")
+        )
+        self.bundles = BundleWriter(bundles, where, log, self.redactor) if bundles.enabled else None
+        self.api_client = self._api_client()
         self.actuator = self._actuator()
+        review = None
+        if self.api_client is not None:
+            kube = config.daemon.kubernetes
+            api = KubeApi(self.api_client, kube.timeout.total_seconds(), kube.attempts)
+            review = kubernetes_reviewer(api)
+        self.authenticator = Authenticator(
+            lambda: self.config.daemon.auth, review, on_secret=self.redactor.add, log=log
+        )
         self.runners = {t.name: self._runner(t, self.observer) for t in config.targets}
         self.scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
@@ -102,7 +134,25 @@ class Daemon:
             self.journal,
             bundles=self.bundles,
             audit=self.audit,
+            faults=self.faults,
         )
+
+    def _api_client(self) -> Any:
+        """The Kubernetes API client, when a target acts on a workload or callers prove who
+        they are with ServiceAccount tokens; else None (nothing is read from a cluster)."""
+        settings = self.config.daemon
+        acting = any(t.workload.kind != "none" for t in self.config.targets)
+        if not acting and settings.auth.kubernetes is None:
+            return None
+        api_client = load_api_client(settings.kubernetes)
+        if api_client is None and settings.auth.kubernetes is not None:
+            raise ConfigError(
+                "daemon.auth.kubernetes checks ServiceAccount tokens with a TokenReview, but "
+                f"there is no Kubernetes API (daemon.kubernetes.mode: {settings.kubernetes.mode}, "
+                "no in-cluster ServiceAccount, no kubeconfig): run in the cluster, give "
+                "daemon.kubernetes.kubeconfig, or use daemon.auth.tokens instead"
+            )
+        return api_client
 
     def _actuator(self) -> KubeActuator | DryRunActuator:
         """The Kubernetes actuator (with leader election when acting for real), or the offline
@@ -111,7 +161,7 @@ class Daemon:
         audit = self.audit
         live = [t.name for t in self.config.targets if not t.rollback.dry_run]
         acting = [t for t in self.config.targets if t.workload.kind != "none"]
-        api_client = load_api_client(settings.kubernetes) if acting else None
+        api_client = self.api_client if acting else None
         if api_client is None:
             if live:
                 raise ConfigError(
@@ -173,6 +223,8 @@ class Daemon:
                 id=":sink-retention",
                 next_run_time=self.clock(),
             )
+        # What the audit trail and the journal could not write (disk full) goes out once it can.
+        self.scheduler.add_job(self.flush_pending, "interval", seconds=5, id=":flush-pending")
         if self.elector is not None:
             self.elector.start()
         self.scheduler.start()
@@ -185,6 +237,11 @@ class Daemon:
             config_file=str(self.config_path) if self.config_path else None,
         )
 
+    def flush_pending(self) -> None:
+        """Write the audit records and journal entries kept while their writes failed."""
+        self.audit.flush()
+        self.journal.flush()
+
     def stop(self) -> None:
         """Stop scheduling; wait for running evaluations to finish."""
         if self.watcher is not None:
@@ -195,6 +252,11 @@ class Daemon:
             self.elector.stop()  # after the last evaluation: release the Lease for the next
         if self.sink is not None:
             self.sink.close()  # after the HTTP server answered its last event
+        self.flush_pending()
+        for name, records in (("audit", self.audit), ("journal", self.journal)):
+            if records.pending:
+                self.log.error(f"{name} records lost at exit: they could not be written",
+                               count=records.pending, error=records.failing)  # fmt: skip
         self.log.info("daemon stopped")
 
     # ------------------------------------------------------------------------------ reload
@@ -214,13 +276,16 @@ class Daemon:
             return False
         with self._reload_lock:
             try:
-                plan = plan_reload(self.config, load_config(file))
+                new = load_config(file)
+                self.redactor.add(secret_values(new))  # before anything can print its values
+                plan = plan_reload(self.config, new)
                 issues, warnings = restart_needed(
                     plan.config,
                     str(file),
                     kubernetes=not isinstance(self.actuator, DryRunActuator),
                     elected=self.elector is not None,
                     sink=self.sink is not None,
+                    reviews=self.authenticator.review is not None,
                 )
                 if issues:
                     raise ConfigError(f"{file}: cannot apply without a restart", issues=issues)
@@ -228,7 +293,7 @@ class Daemon:
                     self._apply(plan)
             except ConfigError as exc:
                 issues = exc.issues or [ConfigIssue(str(file), None, "", str(exc))]
-                self.reload_errors = [str(i) for i in issues]
+                self.reload_errors = [self.redactor.text(str(i)) for i in issues]
                 self.metrics.config_failed()
                 self.log.error("config reload failed", file=str(file), errors=self.reload_errors)
                 for i in issues:
@@ -237,7 +302,7 @@ class Daemon:
                     )
                 return False
             except Exception as exc:  # a bug: the running config stays, as for an invalid file
-                self.reload_errors = [f"{file}: {type(exc).__name__}: {exc}"]
+                self.reload_errors = [self.redactor.text(f"{file}: {type(exc).__name__}: {exc}")]
                 self.metrics.config_failed()
                 self.log.exception("config reload failed", file=str(file))
                 return False
@@ -265,7 +330,7 @@ class Daemon:
     def _apply(self, plan: ReloadPlan) -> None:
         """Swap in the new config: everything that can fail is built before anything changes."""
         config, now = plan.config, self.clock()
-        observer = Observer(config, previous=self.observer)
+        observer = Observer(config, previous=self.observer, on_set_aside=self.metrics.set_aside)
         fresh = {n: self._runner(config.target(n), observer) for n in plan.added}
         for target in config.targets:
             if target.name not in fresh:
@@ -275,6 +340,8 @@ class Daemon:
             with suppress(JobLookupError):
                 self.scheduler.remove_job(name)
         self.runners = {t.name: fresh.get(t.name) or self.runners[t.name] for t in config.targets}
+        # Old secrets stay scrubbed too: a rotated token is still somebody's secret.
+        self.redactor.add(secret_values(config))
         self.config, self.observer = config, observer
         self.reports.observer = observer  # it reads references for reports
         for name in plan.added:
@@ -294,10 +361,14 @@ def serve(
     port: int | None = None,
     *,
     config_path: str | os.PathLike[str] | None = None,
+    redactor: Redactor | None = None,
 ) -> None:
     """Run the daemon and its HTTP server until SIGTERM or SIGINT. With `config_path` (the file
     `config` was loaded from), a changed file or SIGHUP reloads it."""
-    daemon = Daemon(config, log, config_path=config_path)
+    exposed = exposed_without_auth(host or config.daemon.http.host, config.daemon.auth)
+    if exposed:  # --host given on the command line: the same rule as in rules.yaml
+        raise ConfigError(exposed.replace("daemon.http.host", "--host"))
+    daemon = Daemon(config, log, config_path=config_path, redactor=redactor)
     settings = config.daemon.http
     server = uvicorn.Server(
         uvicorn.Config(
@@ -307,6 +378,7 @@ def serve(
             log_config=None,
             access_log=False,
             lifespan="on",
+            **uvicorn_options(settings, log),  # daemon.http's limits on every connection
         )
     )
     log.info("http listening", host=host or settings.host, port=server.config.port)

@@ -1,17 +1,22 @@
-"""POST /sink/kserve: where KServe's payload logger sends each inference's request and response.
+"""POST /sink/kserve (and /sink/kserve/<secret>): where KServe's payload logger sends each
+inference's request and response; `app.py` mounts it.
 
 Each event is a CloudEvent: binary mode (ce-* headers, the body as the model got or gave it), as
-KServe sends it, or structured mode (application/cloudevents+json). The answer is 200 only once
-the event's rows are on disk (`SinkStore` fsyncs them, batched with concurrent events), so an
-acknowledged event survives a crash. 200 rather than 202: KServe logs any other status as an
-error (pkg/logger/worker.go). It does not retry, so a rejection says exactly what was wrong.
+KServe sends it, or structured mode (application/cloudevents+json). Credentials and the body's
+size are checked before this route runs (`auth.py`, `body_limit.py`); a path secret is good for
+its own InferenceService's events only. An event is stored only if a target can use it (checked
+against the current config: `sources/kserve/validate.py`), and the answer is 200 only once it is
+on disk (`SinkStore` fsyncs it, batched with concurrent events), so an acknowledged event
+survives a crash. 200 rather than 202: KServe logs any other status as an error
+(pkg/logger/worker.go). It does not retry, so a refusal says exactly what was wrong; every
+answer is counted in mlwatchdog_sink_events_total.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from cloudevents.core.base import BaseCloudEvent
@@ -19,37 +24,115 @@ from cloudevents.core.bindings.common import get_event_factory_for_version
 from cloudevents.core.bindings.http import CE_PREFIX, HTTPMessage, from_http
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
-from mlwatchdog.rules import Sink
-from mlwatchdog.sources.kserve import InvalidEvent, SinkClosed, SinkStore, event_records, utc_now
+from mlwatchdog.daemon.auth import Principal
+from mlwatchdog.daemon.metrics import DaemonMetrics
+from mlwatchdog.rules import Config
+from mlwatchdog.sources.kserve import (
+    InvalidEvent,
+    SinkClosed,
+    SinkStore,
+    check_event,
+    event_record,
+    utc_now,
+)
+from mlwatchdog.sources.kserve.events import attribute, too_deep
 
 _REQUIRED = ("specversion", "id", "type", "source")
 _FORMAT = JSONFormat()
+_REFUSED = {
+    400: "the event is malformed",
+    403: "the event is not for this credential",
+    422: "the event does not fit",
+}
 
 
-def sink_router(store: SinkStore, settings: Sink) -> APIRouter:
-    """The sink's route, storing into `store` under the limits and token of `settings`."""
+def sink_router(
+    store: SinkStore,
+    config: Callable[[], Config],
+    metrics: DaemonMetrics,
+    clock: Callable[[], datetime] = utc_now,
+) -> APIRouter:
+    """The sink's routes, storing into `store` what fits the current `config()`."""
     router = APIRouter()
-    token = settings.bearer_token.encode() if settings.bearer_token else None
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"description": text} for status, text in _REFUSED.items()
+    }
+    responses[503] = {"description": "not stored (the disk failed, or the daemon is stopping)"}
 
-    @router.post("/sink/kserve", summary="KServe payload-logger events (CloudEvents)")
-    async def kserve_event(request: Request) -> JSONResponse:
-        if token is not None:  # before reading a byte of the body
-            _authorize(request.headers.get("authorization"), token)
-        body = await _read_body(request, settings.max_event_bytes)
+    async def receive(request: Request) -> JSONResponse:
         try:
-            records = event_records(parse_event(request.headers, body), utc_now())
+            rows = await _store(request, store, config(), clock())
         except InvalidEvent as exc:
-            raise HTTPException(exc.status, str(exc)) from None
-        try:
-            await asyncio.wrap_future(store.write(records))
-        except (OSError, SinkClosed) as exc:
-            raise HTTPException(503, f"the event was not stored: {exc}") from None
-        return JSONResponse({"stored_rows": len(records)})
+            metrics.sink_events.labels("refused", exc.reason).inc()
+            return JSONResponse({"detail": str(exc)}, exc.status)
+        except ClientDisconnect:  # gone, or cut off over max_event_bytes (answered 413)
+            metrics.sink_events.labels("refused", "disconnected").inc()
+            return JSONResponse({"detail": "the sender went away"}, 400)
+        except Exception:
+            metrics.sink_events.labels("refused", "internal_error").inc()
+            raise
+        metrics.sink_events.labels("stored", "ok").inc()
+        return JSONResponse({"stored_rows": rows})
+
+    @router.post(
+        "/sink/kserve",
+        summary="KServe payload-logger events (CloudEvents)",
+        responses=responses,
+    )
+    async def kserve_event(request: Request) -> JSONResponse:
+        return await receive(request)
+
+    @router.post(
+        "/sink/kserve/{secret}",
+        summary="KServe payload-logger events, with the InferenceService's secret in the path "
+        "(daemon.auth.sink_paths): KServe's logger cannot send headers",
+        responses=responses,
+    )
+    async def kserve_event_with_secret(secret: str, request: Request) -> JSONResponse:
+        del secret  # checked by AuthMiddleware; never echoed
+        return await receive(request)
 
     return router
+
+
+async def _store(request: Request, store: SinkStore, config: Config, now: datetime) -> int:
+    """Parse, check and store one event; returns its row count. Raises InvalidEvent."""
+    body = await request.body()  # within max_event_bytes: BodyLimitMiddleware saw to it
+    event = parse_event(request.headers, body)
+    _authorized(event, request.scope.get("state", {}).get("principal"))
+    try:
+        record = event_record(event, now, config.daemon.sink)
+        check_event(record, config)
+        done = store.write([record])
+    except RecursionError:  # values nested deep enough to exhaust the stack
+        raise too_deep() from None
+    except SinkClosed as exc:
+        raise InvalidEvent(f"the event was not stored: {exc}", 503, "not_stored") from None
+    try:
+        await asyncio.wrap_future(done)
+    except OSError as exc:
+        raise InvalidEvent(f"the event was not stored: {exc}", 503, "not_stored") from None
+    return len(record.rows)
+
+
+def _authorized(event: BaseCloudEvent, principal: Principal | None) -> None:
+    """A path secret's caller may send its own InferenceService's events only."""
+    if principal is None or principal.inference_service is None:
+        return
+    namespace, name = principal.inference_service
+    sent = (attribute(event, "namespace"), attribute(event, "inferenceservicename"))
+    if sent != (namespace, name):
+        raise InvalidEvent(
+            f"this sink path is for InferenceService {namespace}/{name}, but the event comes "
+            f"from {sent[0]}/{sent[1]} (ce-namespace / ce-inferenceservicename); give each "
+            "InferenceService's logger its own URL (daemon.auth.sink_paths)",
+            403,
+            "forbidden_service",
+        )
 
 
 def parse_event(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
@@ -59,13 +142,18 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
         return from_http(HTTPMessage(dict(headers), body), _FORMAT, _complete_event)
     except InvalidEvent:
         raise
+    except RecursionError:  # the SDK parses JSON bodies: 100,000 nested brackets
+        raise too_deep() from None
     except (BaseCloudEventException, ValueError, TypeError, AttributeError) as exc:
         if binary:
-            raise InvalidEvent(f"not a valid CloudEvent: {exc}", 400) from None
+            raise InvalidEvent(
+                f"not a valid CloudEvent: {exc}", 400, "invalid_cloudevent"
+            ) from None
         raise InvalidEvent(
             "not a CloudEvent: no ce-* headers (binary mode), and the body is not a JSON "
             f"CloudEvent (structured mode, application/cloudevents+json): {exc}",
             400,
+            "invalid_cloudevent",
         ) from None
 
 
@@ -74,42 +162,8 @@ def _complete_event(attributes: dict[str, Any], data: Any) -> BaseCloudEvent:
     missing = [name for name in _REQUIRED if not attributes.get(name)]
     if missing:
         raise InvalidEvent(
-            f"not a CloudEvent: no {', '.join(missing)} (ce-{missing[0]} in binary mode)", 400
+            f"not a CloudEvent: no {', '.join(missing)} (ce-{missing[0]} in binary mode)",
+            400,
+            "invalid_cloudevent",
         )
     return get_event_factory_for_version(str(attributes["specversion"]))(attributes, data)
-
-
-def _authorize(header: str | None, token: bytes) -> None:
-    scheme, _, given = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise HTTPException(
-            401,
-            "this sink needs `Authorization: Bearer <daemon.sink.bearer_token>`",
-            headers={"WWW-Authenticate": 'Bearer realm="mlwatchdog"'},
-        )
-    if not hmac.compare_digest(given.strip().encode(), token):  # constant time
-        raise HTTPException(
-            401,
-            "the bearer token is wrong",
-            headers={"WWW-Authenticate": 'Bearer realm="mlwatchdog", error="invalid_token"'},
-        )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, int(declared))
-    body = bytearray()
-    async for chunk in request.stream():  # a chunked body has no Content-Length to trust
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
-    return bytes(body)
-
-
-def _too_large(limit: int, size: int | None = None) -> HTTPException:
-    what = f"{size} bytes, over" if size is not None else "over"
-    return HTTPException(
-        413, f"the event is {what} the limit of {limit} bytes (daemon.sink.max_event_bytes)"
-    )

@@ -49,6 +49,7 @@ from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import MlwatchdogError
 from mlwatchdog.rules import Config, Target
 from mlwatchdog.rules.schema import Bundles
+from mlwatchdog.rules.secret import Redactor
 
 FORMAT = "mlwatchdog-bundle"
 VERSION = 1
@@ -79,11 +80,16 @@ class BundleWriter:
     """Writes bundles under `settings.path` and keeps the newest `keep`, none older than
     `max_age`."""
 
-    def __init__(self, settings: Bundles, path: str, log: Any) -> None:
+    def __init__(
+        self, settings: Bundles, path: str, log: Any, redactor: Redactor | None = None
+    ) -> None:
         self.settings = settings
         self.path = path
         self.fs, self.root = fsspec.core.url_to_fs(path, **settings.storage_options)
         self.log = log
+        # The manifest's config has its secrets as *** already; this also catches one quoted
+        # in a reason or an action's request body.
+        self.redactor = redactor if redactor is not None else Redactor()
 
     def write(self, recorded: Recorded, event: str) -> str:
         """Write one bundle; its path (or URL) is returned."""
@@ -99,7 +105,7 @@ class BundleWriter:
         if reference is not None and frame is not None and _same_reference(reference, frame):
             self._parquet(folder, "reference.parquet", frame)
             reference_file = "reference.parquet"
-        manifest = manifest_of(recorded, event, reference_file)
+        manifest = self.redactor.data(manifest_of(recorded, event, reference_file))
         with self.fs.open(posixpath.join(folder, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1)  # key order is meaning: columns, checks
         self._prune(recorded.at)

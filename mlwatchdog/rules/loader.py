@@ -1,5 +1,8 @@
 """Loading rules.yaml: YAML with line numbers, ${ENV} interpolation, schema and cross-checks.
 
+The YAML is read within bounds first (`yaml_bounds`: size, alias expansion, nesting), so nothing
+below walks more than a bounded number of values.
+
 Every problem becomes a `ConfigIssue` with file, line, key path and what to change; `load_config`
 raises one `ConfigError` listing all of them (the daemon then keeps its last good config), and
 `mlwatchdog check` prints them like `promtool check rules`.
@@ -21,8 +24,17 @@ from pydantic import BaseModel, ValidationError
 from mlwatchdog.errors import ConfigError
 from mlwatchdog.rules import schema
 from mlwatchdog.rules.references import partial_reference_problems, reference_problems
+from mlwatchdog.rules.secret import is_secret_key
+from mlwatchdog.rules.yaml_bounds import (
+    MAX_BYTES,
+    YamlRefused,
+    check_size,
+    compose_yaml,
+    construct_yaml,
+)
 
 KeyPath = tuple[str | int, ...]
+_MERGE = "tag:yaml.org,2002:merge"  # the tag of a `<<` key
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -44,7 +56,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> schem
     """The validated config in `path`; raises ConfigError listing every issue."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)  # never more, whatever the file holds
+        check_size(len(raw))
+        text = raw.decode("utf-8")
+    except YamlRefused as exc:
+        issue = ConfigIssue(str(path), None, "", exc.message)
+        raise ConfigError(f"{path}: {exc.message}", issues=[issue]) from None
     except (OSError, UnicodeDecodeError) as exc:
         if isinstance(exc, OSError):
             why = exc.strerror or str(exc)
@@ -81,13 +99,14 @@ def config_issues(path: str | Path, env: Mapping[str, str] | None = None) -> lis
 def _parse(
     text: str, file: str, env: Mapping[str, str]
 ) -> tuple[schema.Config | None, list[ConfigIssue]]:
+    lines: dict[KeyPath, int] = {}
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
+        node = compose_yaml(text)
+        # Indexed before construction, which applies merge keys (`<<`) to the nodes in place.
+        duplicates = _index(node, (), lines) if node is not None else []
+        data = construct_yaml(node) if node is not None else None
+    except YamlRefused as exc:
+        return None, [ConfigIssue(file, exc.line, "", exc.message)]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -96,8 +115,7 @@ def _parse(
     if node is None or not isinstance(data, dict):
         message = "the file must be a mapping with `sources:` and `targets:`"
         return None, [ConfigIssue(file, 1, "", message)]
-    lines: dict[KeyPath, int] = {}
-    issues = [ConfigIssue(file, line, _dotted(p), m) for p, line, m in _index(node, (), lines)]
+    issues = [ConfigIssue(file, line, _dotted(p), m) for p, line, m in duplicates]
     data, env_problems = _interpolate(data, (), env)
     issues += [ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in env_problems]
     # Validate even after the problems above, so one run lists everything to fix.
@@ -121,9 +139,21 @@ def _index(
     lines[path] = node.start_mark.line + 1
     problems: list[tuple[KeyPath, int, str]] = []
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        # Keys merged with `<<` first, the earlier mappings winning, then the mapping's own keys,
+        # which override merged ones (not duplicates). A merged key's line is where it is written.
+        entries = [(k, v) for k, v in node.value if k.tag != _MERGE]
         for key_node, value_node in node.value:
-            key = str(key_node.value)
+            if key_node.tag == _MERGE:
+                merged = (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
+                for mapping in reversed(merged):
+                    if isinstance(mapping, yaml.MappingNode):  # else construction says why
+                        _index(mapping, path, lines)  # its duplicates: reported where written
+        lines[path] = node.start_mark.line + 1
+        seen: set[str] = set()
+        for key_node, value_node in entries:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
             line = key_node.start_mark.line + 1
             if key in seen:
                 problems.append((path + (key,), line, f"key {key!r} appears twice; keep one"))
@@ -190,7 +220,8 @@ def _issue(
     else:
         message = str(error["msg"]).removeprefix("Value error, ")
         given = error.get("input")
-        if isinstance(given, str | int | float | bool) and kind not in ("value_error",):
+        shown = isinstance(given, str | int | float | bool) and kind not in ("value_error",)
+        if shown and not _holds_secrets(path):  # a wrong password is still a password
             message += f" (got {given!r})"
     return ConfigIssue(file, _line(lines, path), _dotted(path), message)
 
@@ -236,3 +267,12 @@ def _vocabulary() -> list[str]:
             for name, field in model.model_fields.items():
                 words.add(field.alias or name)
     return sorted(words)
+
+
+def _holds_secrets(path: KeyPath) -> bool:
+    """Whether the value at `path` may be a credential (never echoed in a message): tokens,
+    passwords, URLs, env values of a fallback, headers and storage options."""
+    words = {str(p) for p in path if isinstance(p, str)}
+    return bool(words & {"url", "env", "headers", "storage_options", "path", "audit_log"}) or any(
+        is_secret_key(w) for w in words
+    )

@@ -7,6 +7,7 @@ or a column that does not exist) are checked in `rules.references`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from mlwatchdog.detectors import Correction, DriftTest
+from mlwatchdog.rules.secret import Secret, SecretUrl, mask_options
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -62,6 +64,11 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", max_length=63)]
+# Mappings that may hold credentials (fsspec storage_options, HTTP headers): as JSON, the values
+# of credential-like keys (key, secret, token, password, Authorization, ...) are `***`.
+SecretOptions = Annotated[
+    dict[str, Any], PlainSerializer(mask_options, return_type=dict[str, Any], when_used="json")
+]
 
 
 class Strict(BaseModel):
@@ -75,7 +82,7 @@ class FilesSource(Strict):
     """Samples in files: a local path, a glob, or an fsspec URL (s3://, gs://, ...)."""
 
     type: Literal["files"]
-    url: str
+    url: SecretUrl = Field(description="a path, a glob, or an fsspec URL (credentials masked)")
     format: Literal["parquet", "csv", "jsonl"] | None = Field(
         None, description="default: from each file's extension"
     )
@@ -93,7 +100,7 @@ class FilesSource(Strict):
         "(loggers file a batch when they write it): a window also lists the partitions that "
         "begin that long after it ends",
     )
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    storage_options: SecretOptions = Field(default_factory=dict)
 
     @field_validator("partitioning")
     @classmethod
@@ -107,7 +114,9 @@ class SqlSource(Strict):
     """Samples from a SQL database (SQLAlchemy URL): a table, or a query with :start and :end."""
 
     type: Literal["sql"]
-    url: str = Field(description="e.g. postgresql+psycopg://user:${PGPASSWORD}@host:5432/db")
+    url: SecretUrl = Field(
+        description="e.g. postgresql+psycopg://user:${PGPASSWORD}@host:5432/db (password masked)"
+    )
     table: str | None = Field(None, description="schema.table or table; or give `query`")
     query: str | None = Field(
         None, description="SELECT ... WHERE ts >= :start AND ts < :end (bound, never formatted)"
@@ -149,14 +158,16 @@ class PrometheusSource(Strict):
     """Metric values from a Prometheus-compatible HTTP API."""
 
     type: Literal["prometheus"]
-    url: str
+    url: SecretUrl
     timeout: Duration = timedelta(seconds=10)
-    bearer_token: str | None = None
+    bearer_token: Secret | None = None
     username: str | None = None
-    password: str | None = None
+    password: Secret | None = None
     verify_tls: bool = True
     ca_file: str | None = Field(None, description="CA bundle for a private TLS certificate")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: SecretOptions = Field(
+        default_factory=dict, description="extra headers; Authorization and the like are masked"
+    )
 
 
 Source = Annotated[
@@ -286,7 +297,9 @@ class Fallback(Strict):
     """What 'rollback to fallback' installs: a pod template change (Argo) or a model (KServe)."""
 
     image: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, Secret] = Field(
+        default_factory=dict, description="values are secrets: shown as *** everywhere"
+    )
     args: list[str] | None = None
     storage_uri: str | None = None
     runtime: str | None = None
@@ -418,8 +431,49 @@ class Target(Strict):
 
 
 class Http(Strict):
+    """The HTTP server: where it listens, and the limits every connection lives within."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    max_header_bytes: int = Field(
+        65_536, ge=1024, le=1_048_576, description="request line and headers; more gets 431"
+    )
+    header_timeout: Duration = Field(
+        timedelta(seconds=10), description="the request line and headers must arrive within this"
+    )
+    body_timeout: Duration = Field(
+        timedelta(seconds=30), description="the whole body must arrive within this"
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="API and webhook bodies (the sink: sink.max_event_bytes)"
+    )
+    max_connections: int = Field(
+        512, ge=8, description="open connections at most; more are answered 503 and closed"
+    )
+    keep_alive: Duration = Field(
+        timedelta(seconds=5), description="an idle kept-alive connection is closed after this"
+    )
+
+    @field_validator("header_timeout", "body_timeout", "keep_alive")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive, e.g. 10s")
+        return value
+
+
+_MOVED_TO_AUTH = (
+    "{keys} moved to daemon.auth, the one place for credentials: write e.g. daemon.auth.tokens: "
+    "[{{name: grafana, token: '${{GRAFANA_WEBHOOK_TOKEN}}', roles: [{role}]}}]"
+)
+
+
+def _refuse_moved(data: Any, keys: tuple[str, ...], role: str) -> Any:
+    if isinstance(data, dict):
+        moved = [k for k in keys if k in data]
+        if moved:
+            raise ValueError(_MOVED_TO_AUTH.format(keys=", ".join(moved), role=role))
+    return data
 
 
 class Sink(Strict):
@@ -427,41 +481,173 @@ class Sink(Strict):
     the request and response events it receives, for `type: kserve` sources to read."""
 
     path: str = Field(".mlwatchdog/sink", description="where events are stored (partitioned)")
-    bearer_token: str | None = Field(None, description="required as `Authorization: Bearer ...`")
     max_event_bytes: int = Field(1_048_576, ge=1, description="larger events get a 413")
     retention: Duration = Field(timedelta(days=7), description="older partitions are deleted")
     pair_timeout: Duration = Field(
         timedelta(minutes=5),
         description="a request without its response (or the reverse) older than this is used alone",
     )
+    max_clock_skew: Duration = Field(
+        timedelta(minutes=5),
+        description="an event whose ce-time is further ahead of the daemon's clock is refused",
+    )
+    max_event_age: Duration = Field(
+        timedelta(hours=1),
+        description="an event whose ce-time is older than this is refused (a wrong clock, or a "
+        "sender that held it back)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        return _refuse_moved(data, ("bearer_token",), "sink")
 
 
 class Grafana(Strict):
     """Where investigations are announced as Grafana annotations (POST /api/annotations)."""
 
-    url: str = Field(description="e.g. https://grafana.example.com")
-    token: str | None = Field(None, description="a service account token: ${GRAFANA_TOKEN}")
+    url: SecretUrl = Field(description="e.g. https://grafana.example.com")
+    token: Secret | None = Field(None, description="a service account token: ${GRAFANA_TOKEN}")
     timeout: Duration = timedelta(seconds=5)
     tags: list[str] = Field(default_factory=lambda: ["mlwatchdog"])
 
 
 class Alerts(Strict):
-    """POST /api/v1/alerts: Grafana or Alertmanager webhooks that start an investigation."""
+    """POST /api/v1/alerts: Grafana or Alertmanager webhooks that start an investigation (who
+    may call it is set in daemon.auth)."""
 
-    bearer_token: str | None = Field(None, description="required as `Authorization: Bearer ...`")
-    username: str | None = Field(None, description="basic auth, with `password`")
-    password: str | None = None
     external_url: str | None = Field(
         None,
-        description="base of report links, e.g. https://mlwatchdog.example.com (default: "
-        "the address the webhook was sent to)",
+        description="base of report links, e.g. https://mlwatchdog.example.com (default: links "
+        "relative to the daemon, never taken from the request's Host header)",
     )
     grafana: Grafana | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        return _refuse_moved(data, ("bearer_token", "username", "password"), "alerts")
+
+
+# What a credential may do: read (targets, incidents, reports, the audit trail, the API docs),
+# alerts (POST /api/v1/alerts), operate (evaluate now, reload), sink (POST /sink/kserve).
+Role = Literal["read", "alerts", "operate", "sink"]
+ROLES: tuple[Role, ...] = ("read", "alerts", "operate", "sink")
+MIN_TOKEN_LENGTH = 16
+
+
+def _all_roles() -> list[Role]:
+    return list(ROLES)
+
+
+def _long_enough(value: Secret | None, what: str) -> Secret | None:
+    if value is not None and len(value) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"{what} needs at least {MIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 24`)"
+        )
+    return value
+
+
+class TokenCredential(Strict):
+    """A bearer token (`Authorization: Bearer <token>`), given inline (from ${ENV}) or as a
+    file (a mounted Secret: re-read when it changes, so a rotated token needs no restart)."""
+
+    name: Name = Field(description="who: shown in the log and the audit trail")
+    token: Secret | None = None
+    file: str | None = Field(None, description="a file holding the token (surrounding space cut)")
+    roles: list[Role] = Field(default_factory=_all_roles, min_length=1)
+
     @model_validator(mode="after")
-    def _pair(self) -> Alerts:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("basic auth needs both `username` and `password`")
+    def _one_source(self) -> TokenCredential:
+        if (self.token is None) == (self.file is None):
+            raise ValueError("give exactly one of `token` or `file`")
+        _long_enough(self.token, "a token")
+        return self
+
+
+class BasicCredential(Strict):
+    """HTTP Basic auth (Alertmanager's and Grafana's webhooks can send it)."""
+
+    username: Name
+    password: Secret
+    roles: list[Role] = Field(default_factory=_all_roles, min_length=1)
+
+    @field_validator("password")
+    @classmethod
+    def _strong(cls, value: Secret) -> Secret:
+        _long_enough(value, "a password")
+        return value
+
+
+class ServiceAccountRule(Strict):
+    """Callers in the cluster that prove who they are with their ServiceAccount token."""
+
+    service_account: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?:(\*|[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$",
+        description="namespace:name, or namespace:* for every ServiceAccount of a namespace",
+    )
+    roles: list[Role] = Field(min_length=1)
+
+
+class KubernetesAuth(Strict):
+    """ServiceAccount tokens checked with a TokenReview against the Kubernetes API, so a Grafana
+    or Alertmanager in the cluster needs no shared secret (RBAC: create tokenreviews)."""
+
+    service_accounts: list[ServiceAccountRule] = Field(min_length=1)
+    audiences: list[str] = Field(
+        default_factory=list,
+        description="audiences the token must be for (default: the API server's own)",
+    )
+    cache: Duration = Field(
+        timedelta(seconds=60), description="a reviewed token is trusted this long"
+    )
+
+
+class SinkPath(Strict):
+    """KServe's payload logger cannot send headers: a secret in its URL instead,
+    `.../sink/kserve/<secret>`, good for this one InferenceService's events only."""
+
+    inference_service: str
+    namespace: str
+    secret: Secret
+
+    @field_validator("secret")
+    @classmethod
+    def _strong(cls, value: Secret) -> Secret:
+        _long_enough(value, "a sink path secret")
+        if not all(ch.isalnum() or ch in "-_." for ch in value.reveal()):
+            raise ValueError("a sink path secret may hold letters, digits, '-', '_' and '.' only")
+        return value
+
+
+class Auth(Strict):
+    """How callers prove who they are. Once any credential is set, every endpoint that acts or
+    reveals needs one (checked before the body is read); /healthz, /readyz and /metrics stay
+    open."""
+
+    tokens: list[TokenCredential] = Field(default_factory=list)
+    basic: list[BasicCredential] = Field(default_factory=list)
+    kubernetes: KubernetesAuth | None = None
+    sink_paths: list[SinkPath] = Field(default_factory=list)
+    anonymous: bool = Field(
+        False,
+        description="serve without credentials on an address other hosts can reach (refused "
+        "unless this is true)",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens or self.basic or self.kubernetes or self.sink_paths)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Auth:
+        names = [t.name for t in self.tokens] + [b.username for b in self.basic]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"credential name(s) {twice} are used twice; names say who acted")
+        secrets = [p.secret for p in self.sink_paths]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("two sink_paths share a secret; give each InferenceService its own")
         return self
 
 
@@ -479,12 +665,12 @@ class Bundles(Strict):
     """Incident bundles: on every state change and action, what replays the decision offline."""
 
     enabled: bool = True
-    path: str | None = Field(
+    path: SecretUrl | None = Field(
         None,
         description="a folder, or an fsspec URL (s3://...); default: `bundles` beside "
         "daemon.state_dir",
     )
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    storage_options: SecretOptions = Field(default_factory=dict)
     keep: int = Field(1000, ge=1, description="newest bundles kept")
     max_age: Duration = Field(timedelta(days=30), description="older bundles are deleted")
     max_reference_cells: int = Field(
@@ -551,11 +737,18 @@ class DaemonSettings(Strict):
     sink: Sink = Field(default_factory=Sink)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
+    auth: Auth = Field(default_factory=Auth)
     alerts: Alerts = Field(default_factory=Alerts)
     reports: Reports = Field(default_factory=Reports)
     bundles: Bundles = Field(default_factory=Bundles)
-    audit_log: str = Field(
-        ".mlwatchdog/audit.jsonl", description="append-only JSON lines, one per action or refusal"
+    audit_log: SecretUrl = Field(
+        SecretUrl(".mlwatchdog/audit.jsonl"),
+        description="the audit trail, one JSON record per action or refusal: a local file "
+        "(JSON lines, fsynced; put it on a volume that outlives the pod) or an fsspec URL "
+        "(s3://bucket/audit/: one object per record)",
+    )
+    audit_storage_options: SecretOptions = Field(
+        default_factory=dict, description="fsspec options for an audit_log URL"
     )
 
     @field_validator("reload_interval")
@@ -564,6 +757,35 @@ class DaemonSettings(Strict):
         if timedelta(0) < value < timedelta(milliseconds=100):
             raise ValueError("reload_interval is 0s (no polling) or at least 100ms")
         return value
+
+    @model_validator(mode="after")
+    def _closed_by_default(self) -> DaemonSettings:
+        problem = exposed_without_auth(self.http.host, self.auth)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name (or 0.0.0.0, ::): other hosts may reach it
+
+
+def exposed_without_auth(host: str, auth: Auth) -> str:
+    """Why serving on `host` with `auth` is refused ('' when it is not): an address other hosts
+    can reach needs credentials, unless anonymous access is asked for by name."""
+    if is_loopback(host) or auth.enabled or auth.anonymous:
+        return ""
+    return (
+        f"daemon.http.host {host} can be reached from other hosts, and daemon.auth sets no "
+        "credential: anyone who reaches it could evaluate, reload and read every target. Set "
+        "daemon.auth (tokens, basic, kubernetes), or write daemon.auth.anonymous: true to "
+        "serve it open on purpose"
+    )
 
 
 class Config(Strict):

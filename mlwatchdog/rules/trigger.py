@@ -2,7 +2,15 @@
 
 An expression uses check names with `and`, `or`, `not` and parentheses, e.g.
 `drift and (error_rate or latency)`. Parsed once with Python's own grammar and a whitelist of node
-types, so nothing but boolean logic over names can be written.
+types, so nothing but boolean logic over names can be written. Parsed by the loader's cross-checks
+(`check`, reload) and by the core's `decide`.
+
+A check is firing (True), quiet (False) or unknown (None: it has no data now), and the expression
+is evaluated in Kleene's three-valued logic: `not` unknown is unknown, `and` is false if any part
+is false, `or` is true if any part is true, else unknown wins over the other value. A trigger holds
+only when it is definitely true, so a check without data can never make it hold, whether it is
+written plainly or after a `not`. A trigger that would hold with every check quiet is refused:
+with no check firing it could only roll back a healthy model.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ from dataclasses import dataclass
 
 
 class TriggerSyntaxError(ValueError):
-    """A trigger that is not any/all or a boolean expression over check names."""
+    """A trigger that is not any/all or a boolean expression over check names, or one that would
+    hold while no check fires."""
 
 
 @dataclass(frozen=True)
@@ -24,9 +33,10 @@ class Trigger:
     tree: ast.expr
     names: frozenset[str]
 
-    def holds(self, firing: Mapping[str, bool]) -> bool:
-        """Whether the trigger is true when `firing[name]` says which checks fire."""
-        return _eval(self.tree, firing)
+    def holds(self, firing: Mapping[str, bool | None]) -> bool:
+        """Whether the trigger is definitely true when `firing[name]` says whether each check
+        fires (True), is quiet (False) or is unknown (None); a name missing from it is unknown."""
+        return _eval(self.tree, firing) is True
 
 
 def parse_trigger(text: str, checks: Iterable[str]) -> Trigger:
@@ -53,6 +63,18 @@ def parse_trigger(text: str, checks: Iterable[str]) -> Trigger:
         raise TriggerSyntaxError(
             f"trigger names unknown check(s) {unknown}; the checks are {names}"
         )
+    # With every check quiet it must not hold. That covers every evaluation in which no check
+    # fires: Kleene's logic is monotone (a definite result stays whatever the unknowns turn out
+    # to be), so what holds with some checks unknown and the rest quiet holds with all quiet.
+    quiet = dict.fromkeys(used, False)
+    if _eval(tree, quiet) is True:
+        negation = _culprit(tree, quiet)
+        raise TriggerSyntaxError(
+            f"a trigger must not hold when no check fires, and {keyword!r} does: "
+            f"`{ast.unparse(negation)}` would roll back whenever "
+            f"`{ast.unparse(negation.operand)}` is quiet; write the checks that must fire, with "
+            "`not` only beside them (e.g. 'drift and not maintenance')"
+        )
     return Trigger(keyword, tree, frozenset(used))
 
 
@@ -68,11 +90,24 @@ def _check_nodes(node: ast.expr) -> set[str]:
     )
 
 
-def _eval(node: ast.expr, firing: Mapping[str, bool]) -> bool:
+def _eval(node: ast.expr, firing: Mapping[str, bool | None]) -> bool | None:
+    """Kleene's three-valued logic; None is unknown."""
     if isinstance(node, ast.Name):
-        return bool(firing.get(node.id, False))
+        return firing.get(node.id)
     if isinstance(node, ast.BoolOp):
-        results = (_eval(v, firing) for v in node.values)
-        return all(results) if isinstance(node.op, ast.And) else any(results)
+        results = [_eval(v, firing) for v in node.values]
+        decisive = isinstance(node.op, ast.Or)  # the value that settles it: True for `or`
+        if decisive in results:
+            return decisive
+        return None if None in results else not decisive
     assert isinstance(node, ast.UnaryOp)
-    return not _eval(node.operand, firing)
+    operand = _eval(node.operand, firing)
+    return None if operand is None else not operand
+
+
+def _culprit(node: ast.expr, firing: Mapping[str, bool | None]) -> ast.UnaryOp:
+    """A `not` that makes `node` true under `firing` (where `node` is true)."""
+    if isinstance(node, ast.BoolOp):
+        return _culprit(next(v for v in node.values if _eval(v, firing) is True), firing)
+    assert isinstance(node, ast.UnaryOp)  # a name is not true with every check quiet
+    return node

@@ -20,6 +20,33 @@ from mlwatchdog.rules import MetricCheck, Target
 Filters = Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class SetAside:
+    """Input a read left out so the rest could be tested: a corrupt, half-written or duplicate
+    file, or rows and values that were not what the columns declare. `reason` is a short token
+    for the metric label (corrupt, duplicate, bad_timestamp, not_numeric, ...); `detail` names
+    the file or column for the reason text."""
+
+    what: str  # "file", "row" or "value"
+    reason: str
+    count: int
+    detail: str = ""
+
+
+def describe_set_aside(items: Sequence[SetAside], shown: int = 5) -> str:
+    """What was set aside, for a reason text: "1 file set aside (corrupt: <path>: <why>); 3 rows
+    set aside (bad_timestamp: <path>)". The first `shown` items, then how many more (a
+    thousand broken files must not make a reason of a megabyte)."""
+    described = []
+    for item in items[:shown]:
+        noun = item.what if item.count == 1 else f"{item.what}s"
+        detail = f": {item.detail}" if item.detail else ""
+        described.append(f"{item.count} {noun} set aside ({item.reason}{detail})")
+    if len(items) > shown:
+        described.append(f"{len(items) - shown} more set aside")
+    return "; ".join(described)
+
+
 @dataclass(frozen=True, eq=False)
 class SourceRead:
     """A read from a source: the rows (or None), their status and why, and what was read."""
@@ -28,6 +55,7 @@ class SourceRead:
     status: DataStatus
     reason: str = ""
     files: tuple[str, ...] = ()
+    set_aside: tuple[SetAside, ...] = ()
 
 
 class SampleReader(Protocol):

@@ -2,24 +2,28 @@
 
 A window [start, end) reads only the partitions it overlaps when the source declares its layout
 (`partitioning: "dt=%Y-%m-%d/hour=%H"`), keeps the rows whose timestamp falls inside, and applies
-equality filters. Failures come back as a status with the reason, never as an exception.
+equality filters. Failures come back as a status with the reason, never as an exception; a file
+that cannot be used is set aside (named in the reason and `SourceRead.set_aside`) and the others
+are read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import fsspec
+import fsspec  # type: ignore[import-untyped]
 import pandas as pd
 
 from mlwatchdog.core import DataStatus
-from mlwatchdog.errors import InputError
 from mlwatchdog.rules import FilesSource
-from mlwatchdog.sources.base import Filters, SourceRead
-from mlwatchdog.sources.tables import read_table
+from mlwatchdog.sources.base import Filters, SetAside, SourceRead, describe_set_aside
+from mlwatchdog.sources.tables import TableError, first_line, parse_table, table_format
 
 
 class FilesReader:
@@ -30,10 +34,11 @@ class FilesReader:
     def __init__(self, name: str, spec: FilesSource) -> None:
         self.name = name
         self.spec = spec
-        self.fs, self.root = fsspec.core.url_to_fs(spec.url, **spec.storage_options)
+        self.fs, self.root = fsspec.core.url_to_fs(spec.url.reveal(), **spec.storage_options)
         # Files already read, by (path, columns, timestamp column), least recently used first.
-        self._cache: OrderedDict[tuple[Any, ...], tuple[str, pd.DataFrame, int]] = OrderedDict()
-        self._cache_bytes = 0
+        self._cache: OrderedDict[tuple[Any, ...], _Parsed] = OrderedDict()
+        self._cache_bytes = 0  # the sum of their sizes
+        self._lock = threading.Lock()  # the scheduler's threads share this reader
 
     def files(self, start: datetime | None = None, end: datetime | None = None) -> list[str]:
         """The data files that can hold rows of [start, end) (all of them without a window)."""
@@ -74,7 +79,10 @@ class FilesReader:
         end: datetime | None = None,
         filters: Filters | None = None,
     ) -> SourceRead:
-        """Rows of [start, end) (every row without a window) with `columns`, filtered."""
+        """Rows of [start, end) (every row without a window) with `columns`, filtered. A file
+        that cannot be used (corrupt, cut short, a column missing, a copy of another) is set
+        aside and named, and the other files are read; only when every file is set aside is
+        the read an error."""
         ts = self.spec.timestamp_column
         windowed = start is not None and end is not None
         if windowed and ts is None:
@@ -90,49 +98,113 @@ class FilesReader:
             return SourceRead(None, DataStatus.NO_DATA, f"no files under {self.spec.url}" + (
                 f" for [{start:%Y-%m-%d %H:%M:%S}, {end:%Y-%m-%d %H:%M:%S})" if windowed else ""
             ))  # fmt: skip
-        wanted = list(dict.fromkeys([*columns, *(filters or {}), *([ts] if windowed else [])]))
-        frames = []
-        try:
-            for path in paths:
-                frame = self._cached_read(path, listing[path], wanted, ts if windowed else None)
-                if windowed:
-                    assert ts is not None
-                    stamps = frame[ts]
-                    frame = frame[(stamps >= start) & (stamps < end)]
-                frames.append(frame)
-        except InputError as exc:
-            return SourceRead(None, DataStatus.ERROR, str(exc), tuple(paths))
-        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=wanted)
+        stamp = [ts] if windowed and ts is not None else []
+        wanted = list(dict.fromkeys([*columns, *(filters or {}), *stamp]))
+        frames: list[pd.DataFrame] = []
+        aside: list[SetAside] = []
+        first_with: dict[str | None, str] = {}  # content digest -> the first file with it
+        for path in paths:
+            parsed = self._parsed(path, listing[path], wanted, ts if windowed else None)
+            if parsed.frame is None:
+                assert parsed.problem is not None
+                aside.append(parsed.problem)
+                continue
+            first = first_with.setdefault(parsed.digest, path)
+            if first != path and len(parsed.frame):  # a retried upload, a file copied twice
+                aside.append(SetAside("file", "duplicate", 1, f"{path}: same bytes as {first}"))
+                continue
+            if parsed.bad_rows:
+                aside.append(SetAside("row", "bad_timestamp", parsed.bad_rows, path))
+            frame = parsed.frame
+            if windowed:
+                assert ts is not None
+                stamps = frame[ts]
+                frame = frame[(stamps >= start) & (stamps < end)]
+            frames.append(frame)
+        note = f"; {describe_set_aside(aside)}" if aside else ""
+        if not frames:
+            reason = f"no file under {self.spec.url} could be used{note}"
+            return SourceRead(None, DataStatus.ERROR, reason, tuple(paths), tuple(aside))
+        rows = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
         rows = apply_filters(rows, filters or {})
         if rows.empty:
             where = f" in [{start:%H:%M:%S}, {end:%H:%M:%S})" if windowed else ""
-            reason = f"no rows{where} in {len(paths)} file(s)"
-            return SourceRead(None, DataStatus.NO_DATA, reason, tuple(paths))
-        return SourceRead(rows, DataStatus.OK, f"{len(rows)} rows", tuple(paths))
+            reason = f"no rows{where} in {len(paths)} file(s){note}"
+            return SourceRead(None, DataStatus.NO_DATA, reason, tuple(paths), tuple(aside))
+        reason = f"{len(rows)} rows{note}"
+        return SourceRead(rows, DataStatus.OK, reason, tuple(paths), tuple(aside))
 
-    def _cached_read(
+    def _parsed(
         self, path: str, info: dict[str, Any], wanted: list[str], ts: str | None
-    ) -> pd.DataFrame:
-        """A file's `wanted` columns (timestamps as UTC), read once while the file is unchanged:
-        a window that moves by one interval reuses every file but the newest."""
+    ) -> _Parsed:
+        """A file's `wanted` columns (timestamps as UTC), or why it was set aside; read once
+        while the file is unchanged: a window that moves by one interval reuses every file but
+        the newest. Targets share this reader from several threads: the lock guards the cache,
+        never a read from disk (two threads missing one file may both read it)."""
         key = (path, tuple(wanted), ts)
         fingerprint = _fingerprint(info)
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] == fingerprint:
-            self._cache.move_to_end(key)
-            return cached[1]
-        frame = read_table(path, wanted, fs=self.fs, format=self.spec.format)
-        if ts is not None:
-            frame = frame.assign(**{ts: to_utc(frame[ts], path, ts)})
-        if cached is not None:
-            self._cache_bytes -= cached[2]
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached.fingerprint == fingerprint:
+                self._cache.move_to_end(key)
+                return cached
+        parsed = self._parse(path, fingerprint, wanted, ts)
+        if parsed.problem is not None and parsed.problem.reason == "unreadable":
+            return parsed  # may pass (a network error): tried again next read
+        with self._lock:
+            replaced = self._cache.pop(key, None)
+            if replaced is not None:
+                self._cache_bytes -= replaced.size
+            self._cache[key] = parsed
+            self._cache_bytes += parsed.size
+            while self._cache_bytes > self.cache_bytes and len(self._cache) > 1:
+                _, evicted = self._cache.popitem(last=False)
+                self._cache_bytes -= evicted.size
+        return parsed
+
+    def _parse(self, path: str, fingerprint: str, wanted: list[str], ts: str | None) -> _Parsed:
+        """Read and parse one file (its bytes hashed on the way, for duplicates)."""
+        try:
+            kind = table_format(path, self.spec.format)
+            with self.fs.open(path, "rb") as handle:
+                content = handle.read()
+        except TableError as exc:
+            return _Parsed.set_aside(fingerprint, None, path, exc.reason, exc.why)
+        except OSError as exc:  # vanished since the listing, no permission, a network error
+            return _Parsed.set_aside(fingerprint, None, path, "unreadable", first_line(exc))
+        digest = hashlib.sha256(content).hexdigest()
+        try:
+            frame = parse_table(content, path, wanted, kind)
+            bad_rows = 0
+            if ts is not None:
+                frame = frame.assign(**{ts: to_utc(frame[ts], path, ts)})
+                placed = frame[ts].notna()
+                bad_rows = int(len(frame) - placed.sum())
+                if bad_rows:  # rows that cannot be put in any window
+                    frame = frame[placed]
+        except TableError as exc:
+            return _Parsed.set_aside(fingerprint, digest, path, exc.reason, exc.why)
         size = int(frame.memory_usage(deep=True).sum())
-        self._cache[key] = (fingerprint, frame, size)
-        self._cache_bytes += size
-        while self._cache_bytes > self.cache_bytes and len(self._cache) > 1:
-            _, (_, _, evicted) = self._cache.popitem(last=False)
-            self._cache_bytes -= evicted
-        return frame
+        return _Parsed(fingerprint, digest, frame, None, bad_rows, size)
+
+
+@dataclass(frozen=True, eq=False)
+class _Parsed:
+    """One file version as the reader keeps it: its rows, or why it was set aside."""
+
+    fingerprint: str  # the listing's details of the version read
+    digest: str | None  # sha256 of its bytes (None: they could not be read)
+    frame: pd.DataFrame | None
+    problem: SetAside | None  # why it was set aside (frame is None)
+    bad_rows: int  # rows dropped: their timestamp is missing or not a timestamp
+    size: int  # bytes it holds in the cache
+
+    @classmethod
+    def set_aside(
+        cls, fingerprint: str, digest: str | None, path: str, reason: str, why: str
+    ) -> _Parsed:
+        problem = SetAside("file", reason, 1, f"{path}: {why}")
+        return cls(fingerprint, digest, None, problem, 0, len(problem.detail) + 200)
 
 
 def _fingerprint(info: dict[str, Any]) -> str:
@@ -142,18 +214,39 @@ def _fingerprint(info: dict[str, Any]) -> str:
 
 
 def to_utc(values: pd.Series, path: str, column: str) -> pd.Series:
-    """Timestamps as tz-aware UTC; naive ones are taken as UTC, numbers as Unix seconds."""
+    """Timestamps as tz-aware UTC; naive ones are taken as UTC, numbers as Unix seconds. A value
+    that is not a timestamp becomes NaT (its row cannot be placed in a window); a column where
+    no value is one raises TableError (reason bad_timestamp)."""
+    if pd.api.types.is_bool_dtype(values):
+        stamps = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    elif pd.api.types.is_numeric_dtype(values):
+        # Beyond pandas' years 1677-2262 is no timestamp (and would raise, not give NaT).
+        seconds = values.where(values.abs() < _LIMIT_SECONDS)
+        stamps = pd.to_datetime(seconds, unit="s", utc=True)
+    else:
+        stamps = _parsed_stamps(values)
+    if stamps.isna().all() and values.notna().any():
+        shown = values[values.notna()].iloc[0]
+        why = f"column {column!r} is not a timestamp (e.g. {str(shown)[:40]!r})"
+        raise TableError(path, "bad_timestamp", why)
+    return stamps
+
+
+_LIMIT_SECONDS = 9.2e9  # pd.Timestamp.max is 9.22e9 s after 1970
+
+
+def _parsed_stamps(values: pd.Series) -> pd.Series:
     try:
-        if pd.api.types.is_numeric_dtype(values):
-            return pd.to_datetime(values, unit="s", utc=True)
-        try:
-            return pd.to_datetime(values, utc=True)
-        except ValueError:
-            # pandas infers one format from the first value, but Python's isoformat() leaves out
-            # the fraction when it is 0: parse each value on its own (slower, only then).
-            return pd.to_datetime(values, utc=True, format="mixed")
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path}: column {column!r} is not a timestamp: {exc}") from exc
+        return pd.to_datetime(values, utc=True)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    try:
+        # pandas infers one format from the first value, but Python's isoformat() leaves out
+        # the fraction when it is 0: parse each value on its own (slower, only then).
+        return pd.to_datetime(values, utc=True, format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        # Some value is no timestamp at all: it alone becomes NaT.
+        return pd.to_datetime(values, utc=True, format="mixed", errors="coerce")
 
 
 def apply_filters(frame: pd.DataFrame, filters: Filters) -> pd.DataFrame:

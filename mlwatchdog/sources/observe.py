@@ -1,13 +1,23 @@
 """Observe: gather one target's Observation at `now` from its sources (the shell's step 1).
 
 One Observer serves every target of a config: it owns a reader per source and keeps each built
-Reference until its files change, so the reference is sorted once, not every evaluation.
+Reference until its files change, so the reference is sorted once, not every evaluation. Every
+sample read (files, SQL, the KServe sink; window and reference) passes `as_declared` here: a
+value that is not a number in a `numeric` column is set aside, not a reason to refuse the window.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from mlwatchdog.core import DataStatus, MetricReading, Observation
 from mlwatchdog.detectors import Reference
@@ -21,7 +31,14 @@ from mlwatchdog.rules import (
     SqlSource,
     Target,
 )
-from mlwatchdog.sources.base import MetricReader, SampleReader, SourceRead
+from mlwatchdog.rules.secret import Redactor, secret_values
+from mlwatchdog.sources.base import (
+    MetricReader,
+    SampleReader,
+    SetAside,
+    SourceRead,
+    describe_set_aside,
+)
 from mlwatchdog.sources.files import FilesReader
 
 
@@ -55,11 +72,22 @@ def same_source(old: Config, new: Config, name: str) -> bool:
 class Observer:
     """Builds Observations for the targets of one config."""
 
-    def __init__(self, config: Config, previous: Observer | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        previous: Observer | None = None,
+        *,
+        on_set_aside: Callable[[str, SetAside], None] | None = None,
+    ) -> None:
         """`previous` is the Observer of the config before a reload: the readers of sources
         defined exactly as before, and the References built from them, are kept (with their
-        caches and connections); sources added or changed get new readers."""
+        caches and connections); sources added or changed get new readers. `on_set_aside` is
+        called with the source's name for every item a read set aside (window and reference
+        reads; the daemon counts them in a metric)."""
         self.config = config
+        # Reasons quote what the sources said (a URL, a driver's error): never their secrets.
+        self.redactor = Redactor(secret_values(config))
+        self.on_set_aside = on_set_aside
         self.readers: dict[str, SampleReader] = {}
         self.metric_readers: dict[str, MetricReader] = {}
         kept = {n for n in config.sources if previous and same_source(previous.config, config, n)}
@@ -73,7 +101,8 @@ class Observer:
                 self.readers[name] = previous.readers[name]
             else:
                 self.readers[name] = sample_reader(name, spec, config)
-        self._references: dict[tuple[Any, ...], tuple[tuple[Any, ...], Reference]] = {}
+        # By (source, start, end, kinds): the files' signature, the Reference, what was set aside.
+        self._references: dict[tuple[Any, ...], tuple[tuple[Any, ...], Reference, str]] = {}
         if previous is not None:  # dict() copies at once, while evaluations may add entries
             cached = dict(previous._references)
             self._references = {key: v for key, v in cached.items() if key[0] in kept}
@@ -83,21 +112,22 @@ class Observer:
         """The window [now - samples.window, now), the reference and the metric readings."""
         columns = list(target.columns.all)
         read = self._read_samples(target, columns, now)
+        read = self._as_declared(target.samples.source, read, target.columns.all)
         reference, ref_status, ref_reason = self.reference(target)
+        scrub = self.redactor.text
+        metrics = {
+            c.name: self.metric(c, target, now) for c in target.checks if isinstance(c, MetricCheck)
+        }
         return Observation(
             target=target.name,
             at=now,
             samples=read.frame,
             samples_status=read.status,
-            samples_reason=read.reason,
+            samples_reason=scrub(read.reason),
             reference=reference,
             reference_status=ref_status,
-            reference_reason=ref_reason,
-            metrics={
-                c.name: self.metric(c, target, now)
-                for c in target.checks
-                if isinstance(c, MetricCheck)
-            },
+            reference_reason=scrub(ref_reason),
+            metrics={n: replace(m, reason=scrub(m.reason)) for n, m in metrics.items()},
         )
 
     def _read_samples(self, target: Target, columns: list[str], now: datetime) -> SourceRead:
@@ -120,7 +150,10 @@ class Observer:
         """The reference rows themselves (a DataFrame, or None), read again: for reports only,
         the cached Reference keeps sorted columns, not rows."""
         spec = target.reference
-        return self.readers[spec.source].read(list(target.columns.all), spec.start, spec.end).frame
+        kinds = target.columns.all
+        frame = self.readers[spec.source].read(list(kinds), spec.start, spec.end).frame
+        # As the Reference was built from (bundles check its fingerprint); counted then, not now.
+        return None if frame is None else as_declared(frame, kinds)[0]
 
     def reference(self, target: Target) -> tuple[Reference | None, DataStatus, str]:
         """The target's Reference, rebuilt only when the files behind it changed."""
@@ -134,14 +167,87 @@ class Observer:
             return None, DataStatus.ERROR, f"cannot read source {spec.source!r}: {exc}"
         cached = self._references.get(key)
         if cached is not None and cached[0] == signature:
-            return cached[1], DataStatus.OK, ""
-        read = reader.read(list(kinds), spec.start, spec.end)
+            return cached[1], DataStatus.OK, cached[2]
+        read = self._as_declared(spec.source, reader.read(list(kinds), spec.start, spec.end), kinds)
         if read.frame is None:
             return None, read.status, read.reason
         try:
             built = Reference(read.frame, columns=list(kinds), kinds=list(kinds.values()))
         except InputError as exc:
             return None, DataStatus.ERROR, str(exc)
-        self._references[key] = (signature, built)
+        note = describe_set_aside(read.set_aside)  # "" when nothing was
+        self._references[key] = (signature, built, note)
         self.reference_builds += 1
-        return built, DataStatus.OK, ""
+        return built, DataStatus.OK, note
+
+    def _as_declared(self, source: str, read: SourceRead, kinds: Mapping[str, str]) -> SourceRead:
+        """`read` with its values as `kinds` declares them (`as_declared`), what that set aside
+        added to the reader's own, and every item reported to `on_set_aside`."""
+        values: list[SetAside] = []
+        frame = read.frame
+        if frame is not None:
+            frame, values = as_declared(frame, kinds)
+        aside = (*read.set_aside, *values)
+        if self.on_set_aside is not None:
+            for item in aside:
+                self.on_set_aside(source, item)
+        if not values:
+            return read
+        reason = f"{read.reason}; {describe_set_aside(values)}"
+        return replace(read, frame=frame, reason=reason, set_aside=aside)
+
+
+def as_declared(
+    frame: pd.DataFrame, kinds: Mapping[str, str]
+) -> tuple[pd.DataFrame, list[SetAside]]:
+    """`frame` with every `numeric` column as float64 numbers, and what that set aside: a value
+    that is not a number (text that does not read as one, a boolean, a list, an object, an
+    integer beyond float's range) becomes missing (NaN, which the detectors drop per column) and
+    is counted, so one bad value never makes the drift tests refuse the window. Numbers are
+    converted as they are (never through text); text that reads as a number is that number
+    (a csv column holds text when one of its values is not a number). Columns already of a
+    number dtype are left as they are (integers stay integers)."""
+    converted: dict[str, Any] = {}
+    aside: list[SetAside] = []
+    for column, kind in kinds.items():
+        if kind != "numeric" or column not in frame.columns:
+            continue
+        values = frame[column]
+        if _number_dtype(values.dtype):
+            continue
+        floats = np.empty(len(values), dtype=np.float64)
+        lost = 0
+        for i, value in enumerate(values.to_numpy(dtype=object)):
+            number = _number(value)
+            floats[i] = math.nan if number is None else number
+            lost += number is None
+        converted[column] = pd.Series(floats, index=values.index, name=column)
+        if lost:
+            aside.append(SetAside("value", "not_numeric", lost, column))
+    return (frame.assign(**converted) if converted else frame), aside
+
+
+def _number_dtype(dtype: Any) -> bool:
+    """Integers or floats, as numpy or as a pandas extension dtype (Int64, Float64)."""
+    numpy = dtype if isinstance(dtype, np.dtype) else getattr(dtype, "numpy_dtype", None)
+    return isinstance(numpy, np.dtype) and numpy.kind in "iuf"
+
+
+def _number(value: Any) -> float | None:
+    """`value` as a float (NaN when it is missing), or None when it is not a number. Booleans
+    are not numbers (JSON's true is a category; the KServe sink refuses it too)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return math.nan
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, numbers.Real | Decimal):
+        try:
+            return float(value)
+        except (OverflowError, ValueError):  # an integer no float holds; Decimal("sNaN")
+            return None
+    if isinstance(value, str) and "_" not in value:  # float() would take "1_000"
+        try:
+            return float(value)  # correctly rounded, as the csv reader's round_trip
+        except ValueError:
+            return None
+    return None

@@ -50,16 +50,16 @@ class PrometheusReader:
         self.timeout = spec.timeout.total_seconds()
         session = requests.Session()  # shared by the daemon's worker threads (GETs only)
         session.verify = spec.ca_file or spec.verify_tls  # a CA bundle path, or on/off
-        headers = dict(spec.headers)
+        headers = {str(k): str(v) for k, v in spec.headers.items()}
         if spec.bearer_token:  # wins over an Authorization in `headers` and over basic auth
-            headers["Authorization"] = f"Bearer {spec.bearer_token}"
+            headers["Authorization"] = f"Bearer {spec.bearer_token.reveal()}"
         # The library's hints say int seconds and a non-optional auth tuple; requests takes both
         # a float and None, so the options go in untyped.
         options: dict[str, Any] = {"headers": headers, "session": session, "timeout": self.timeout}
         if spec.username is not None and not spec.bearer_token:
-            options["auth"] = (spec.username, spec.password or "")
+            options["auth"] = (spec.username, spec.password.reveal() if spec.password else "")
         self.client = PrometheusConnect(
-            url=spec.url.rstrip("/"),
+            url=spec.url.reveal().rstrip("/"),
             # No retries (requests' own default): the library's retries a failing server for ~6 s,
             # but a reading must come back within `timeout`; the next evaluation is the retry.
             retry=Retry(total=0, read=False),

@@ -73,7 +73,7 @@ class SqlReader:
         self._lock = threading.Lock()
         self._what = f"table {spec.table}" if spec.table else "query"
         try:
-            url = make_url(spec.url)
+            url = make_url(spec.url.reveal())
             self._masked = url.render_as_string(hide_password=True)
             self._secrets = (
                 [str(url.password), quote_plus(str(url.password))] if url.password else []
@@ -150,7 +150,7 @@ class SqlReader:
         """The source's engine, made on first use (a config can name a server not up yet)."""
         with self._lock:
             if self._engine is None:
-                url = make_url(self.spec.url)
+                url = make_url(self.spec.url.reveal())
                 self._engine = sa.create_engine(
                     url,
                     pool_pre_ping=True,  # a connection broken by a server restart is replaced

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,34 @@ def test_several_files_are_each_reported_and_any_failure_fails(tmp_path: Path) -
     assert f"Checking {broken}\n  FAILED: 1 problem(s):" in done.stderr
     assert "Traceback" not in done.stderr
     assert check(RULES, RULES).returncode == 0
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    # Billion laughs: a few hundred bytes whose aliases expand to over a million values (it took
+    # seconds and hundreds of MB before; at 9 levels, minutes and gigabytes).
+    bomb = ["l0: &l0 [" + ", ".join(["lol"] * 10) + "]"]
+    bomb += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(RULES.read_text() + "\n".join(bomb) + "\n")
+    started = time.monotonic()
+    done = check(path)
+    assert time.monotonic() - started < 30  # the process start included
+    assert_clean_failure(done)
+    line = line_of(path.read_text(), "l4: &l4")
+    assert f"{path}:{line}: (top): YAML aliases expand to more than 100,000 values" in done.stderr
+    assert "FAILED: 1 problem(s)" in done.stderr
+
+
+def test_a_trigger_that_holds_with_no_check_firing_is_refused(tmp_path: Path) -> None:
+    path = broken_copy(
+        tmp_path,
+        ("trigger: prediction_drift and (feature_drift or channel_mix)",
+         "trigger: prediction_drift or not channel_mix"),
+    )  # fmt: skip
+    done = check(path)
+    assert_clean_failure(done)
+    line = line_of(path.read_text(), "trigger:")
+    assert f"{path}:{line}: targets[0].trigger: a trigger must not hold when no check fires" in (
+        done.stderr
+    )
+    assert "`not channel_mix` would roll back whenever `channel_mix` is quiet" in done.stderr

@@ -41,6 +41,7 @@ FEATURES = ("age", "income", "credit_score", "tenure_months", "n_products")
 TARGETS = ("sql-model", "sink-model")
 ROWS_PER_TICK = 40  # per source, every TICK seconds
 TICK = 0.5
+SINK_TOKEN = "e2e-sink-token-0123456789"  # daemon.auth.tokens, role sink
 
 
 def write_config(tmp_path: Path, port: int, db_url: str, prometheus_url: str) -> Path:
@@ -69,6 +70,8 @@ daemon:
   state_dir: {tmp_path / "state"}
   jitter: 0s
   sink: {{path: {tmp_path / "sink"}, pair_timeout: 5s}}
+  auth:
+    tokens: [{{name: kserve-logger, token: "{SINK_TOKEN}", roles: [sink]}}]
 sources:
   reference: {{type: sql, url: "{db_url}", table: reference_rows, timestamp_column: null}}
   live_db: {{type: sql, url: "{db_url}", table: live_rows, timestamp_column: logged_at,
@@ -143,6 +146,7 @@ class Feeder(threading.Thread):
                     "ce-component": "predictor",
                     "ce-endpoint": "default",
                     "content-type": "application/json",
+                    "authorization": f"Bearer {SINK_TOKEN}",
                 },
             )
             if answer.status_code != 200:

@@ -4,8 +4,10 @@ The events are shaped exactly as KServe's payload logger sends them (pkg/logger/
 binary-mode CloudEvents with ce-id shared by a request and its response, ce-type
 org.kubeflow.serving.inference.request/response, the inferenceservicename, namespace, component
 and endpoint extensions, and the body the model got (v1 `instances`, v2 `inputs`) or gave.
-Most tests share one daemon served by uvicorn in a thread, each on its own InferenceService
-name; the kill -9 test runs `mlwatchdog run` as a process and SIGKILLs it mid-stream.
+Most tests share one daemon served by uvicorn in a thread (its app built as the daemon builds
+it, so credentials and body limits are checked by its middleware), each on its own
+InferenceService name; the kill -9 test runs `mlwatchdog run` as a process and SIGKILLs it
+mid-stream.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pandas as pd
 import pytest
 import uvicorn
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from mlwatchdog.core import DataStatus
 from mlwatchdog.daemon.app import create_app
@@ -45,8 +48,10 @@ from tests.servers.ports import free_port
 
 COMMAND = shutil.which("mlwatchdog") or str(Path(sys.executable).parent / "mlwatchdog")
 ISVC, NAMESPACE, COMPONENT = "credit", "models", "predictor"
-TOKEN = "s3cret-token"
-LIMIT = 16_384  # max_event_bytes
+TENSORS = "vision"  # the namespace of a target whose model takes and gives 2-D tensors
+TOKEN = "sink-token-0123456789abcdef"  # daemon.auth.tokens, role sink
+PATH_ISVC, PATH_SECRET = "credit-by-path", "path-secret-0123456789abcdef"  # daemon.auth.sink_paths
+LIMIT = 524_288  # max_event_bytes
 PAIR_TIMEOUT = timedelta(minutes=1)
 COLUMNS = ["age", "income", "channel", "score"]  # features, then predictions: what targets ask
 REQUEST = "org.kubeflow.serving.inference.request"
@@ -59,9 +64,10 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def write_config(tmp_path: Path, port: int) -> Path:
-    """A config whose target's samples come from a `type: kserve` source."""
-    reference = tmp_path / "reference.csv"
+    """A config whose targets' samples come from `type: kserve` sources: `credit-model` reads
+    every InferenceService of namespace `models`, `vision-model` those of namespace `vision`."""
     rng = np.random.default_rng(7)
+    reference, tensors = tmp_path / "reference.csv", tmp_path / "tensors.csv"
     pd.DataFrame(
         {
             "age": rng.normal(40, 10, 200),
@@ -70,6 +76,13 @@ def write_config(tmp_path: Path, port: int) -> Path:
             "score": rng.uniform(0, 1, 200),
         }
     ).to_csv(reference, index=False)
+    pd.DataFrame(rng.uniform(0, 1, (200, 5)), columns=["x", "y", "z", "p_no", "p_yes"]).to_csv(
+        tensors, index=False
+    )
+    target = {
+        "interval": "1h",
+        "checks": [{"name": "features", "type": "drift", "test": "ks", "columns": "features"}],
+    }
     rules: dict[str, Any] = {
         "version": 1,
         "daemon": {
@@ -77,37 +90,48 @@ def write_config(tmp_path: Path, port: int) -> Path:
             "state_dir": str(tmp_path / "state"),
             "log_level": "warning",
             "jitter": "0s",
+            "auth": {
+                "tokens": [{"name": "kserve-logger", "token": TOKEN, "roles": ["sink"]}],
+                "sink_paths": [
+                    {"inference_service": PATH_ISVC, "namespace": NAMESPACE, "secret": PATH_SECRET}
+                ],
+            },
             "sink": {
                 "path": str(tmp_path / "sink"),
-                "bearer_token": TOKEN,
                 "max_event_bytes": LIMIT,
                 "retention": "1d",
                 "pair_timeout": "1m",
+                "max_clock_skew": "5m",
+                "max_event_age": "3h",
             },
         },
         "sources": {
-            "inferences": {
-                "type": "kserve",
-                "inference_service": ISVC,
-                "namespace": NAMESPACE,
-                "component": COMPONENT,
-            },
+            "inferences": {"type": "kserve", "namespace": NAMESPACE, "component": COMPONENT},
+            "tensors": {"type": "kserve", "namespace": TENSORS, "component": COMPONENT},
             "training": {"type": "files", "url": str(reference), "timestamp_column": None},
+            "tensor_training": {"type": "files", "url": str(tensors), "timestamp_column": None},
         },
         "targets": [
             {
                 "name": "credit-model",
-                "interval": "1h",
                 "samples": {"source": "inferences", "window": "5m", "min_samples": 10},
                 "reference": {"source": "training"},
                 "columns": {
                     "features": {"age": "numeric", "income": "numeric", "channel": "categorical"},
                     "predictions": {"score": "numeric"},
                 },
-                "checks": [
-                    {"name": "features", "type": "drift", "test": "ks", "columns": "features"}
-                ],
-            }
+                **target,
+            },
+            {
+                "name": "vision-model",
+                "samples": {"source": "tensors", "window": "5m", "min_samples": 10},
+                "reference": {"source": "tensor_training"},
+                "columns": {
+                    "features": {"x": "numeric", "y": "numeric", "z": "numeric"},
+                    "predictions": {"p_no": "numeric", "p_yes": "numeric"},
+                },
+                **target,
+            },
         ],
     }
     path = tmp_path / "rules.yaml"
@@ -121,21 +145,28 @@ def ce_time(moment: datetime) -> str:
 
 
 def headers(
-    kind: str, ce_id: str, at: datetime, isvc: str = ISVC, token: str | None = TOKEN
+    kind: str,
+    ce_id: str,
+    at: datetime | None,
+    isvc: str = ISVC,
+    token: str | None = TOKEN,
+    namespace: str = NAMESPACE,
 ) -> dict[str, str]:
+    """A logger event's headers (without ce-time when `at` is None)."""
     sent = {
         "ce-specversion": "1.0",
         "ce-id": ce_id,
         "ce-type": REQUEST if kind == "request" else RESPONSE,
         "ce-source": "http://localhost:9081/",
-        "ce-time": ce_time(at),
         "ce-inferenceservicename": isvc,
-        "ce-namespace": NAMESPACE,
+        "ce-namespace": namespace,
         "ce-component": COMPONENT,
         "ce-endpoint": "default",
         "ce-metadata": "{}",
         "content-type": "application/json",
     }
+    if at is not None:
+        sent["ce-time"] = ce_time(at)
     if token is not None:
         sent["authorization"] = f"Bearer {token}"
     return sent
@@ -152,30 +183,44 @@ class Served:
         kind: str,
         ce_id: str,
         body: Any,
-        at: datetime,
+        at: datetime | None,
         isvc: str,
         expect: int = 200,
+        path: str = "/sink/kserve",
         **kwargs: Any,
     ) -> httpx.Response:
         """POSTs one logger event and checks the status it got."""
         answer = self.client.post(
-            "/sink/kserve",
-            content=json.dumps(body).encode(),
+            path,
+            content=body if isinstance(body, bytes) else json.dumps(body).encode(),
             headers=headers(kind, ce_id, at, isvc, **kwargs),
         )
         assert answer.status_code == expect, answer.text
         return answer
 
-    def reader(self, isvc: str, now: datetime | None = None, **spec: Any) -> KServeReader:
+    def reader(
+        self, isvc: str, now: datetime | None = None, namespace: str = NAMESPACE, **spec: Any
+    ) -> KServeReader:
         source = KServeSource(
             type="kserve",
             inference_service=isvc,
-            namespace=NAMESPACE,
+            namespace=namespace,
             component=COMPONENT,
             **spec,
         )
         sink = self.config.daemon.sink
         return KServeReader("inferences", source, sink, clock=lambda: now or utc_now())
+
+    def counted(self, result: str, reason: str) -> float:
+        """mlwatchdog_sink_events_total{result, reason} as /metrics shows it."""
+        for family in text_string_to_metric_families(self.client.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == "mlwatchdog_sink_events_total" and sample.labels == {
+                    "result": result,
+                    "reason": reason,
+                }:
+                    return float(sample.value)
+        return 0.0
 
 
 def utc_now() -> datetime:
@@ -300,27 +345,29 @@ def test_v2_one_2d_tensor_is_positional(served: Served) -> None:
     probabilities = {
         "outputs": [{"name": "probs", "shape": [2, 2], "datatype": "FP32", "data": nested}]
     }
-    served.post("request", "d1", {"inputs": [tensor]}, at, isvc)
-    served.post("response", "d1", probabilities, at, isvc)
+    served.post("request", "d1", {"inputs": [tensor]}, at, isvc, namespace=TENSORS)
+    served.post("response", "d1", probabilities, at, isvc, namespace=TENSORS)
     span = window(at)
 
     # By default the inputs fill the declared features in order, the outputs the predictions.
-    read = served.reader(isvc).read(["x", "y", "z", "p_no", "p_yes"], *span)
+    read = served.reader(isvc, namespace=TENSORS).read(["x", "y", "z", "p_no", "p_yes"], *span)
     assert read.status is DataStatus.OK, read.reason
     assert records(read.frame.drop(columns="timestamp")) == [
         {"x": 1.0, "y": 2.0, "z": 3.0, "p_no": 0.9, "p_yes": 0.1},
         {"x": 4.0, "y": 5.0, "z": 6.0, "p_no": 0.4, "p_yes": 0.6},
     ]
     # input_names / output_names name the positions, so a target may test only some of them.
-    named = served.reader(isvc, input_names=["x", "y", "z"], output_names=["p_no", "p_yes"])
+    named = served.reader(
+        isvc, namespace=TENSORS, input_names=["x", "y", "z"], output_names=["p_no", "p_yes"]
+    )
     read = named.read(["z", "p_yes"], *span)
     assert records(read.frame.drop(columns="timestamp")) == [
         {"z": 3.0, "p_yes": 0.1},
         {"z": 6.0, "p_yes": 0.6},
     ]
-    # Without names, 3 positional inputs cannot fill 1 feature: the reason says what to set.
-    read = served.reader(isvc).read(["z", "p_no", "p_yes"], *span)
-    assert read.status is DataStatus.ERROR
+    # Without names, 3 positional inputs cannot fill 1 feature: set aside, saying what to set.
+    read = served.reader(isvc, namespace=TENSORS).read(["z", "p_no", "p_yes"], *span)
+    assert [(a.reason, a.count) for a in read.set_aside] == [("column_count", 2)]
     assert "input_names" in read.reason
 
 
@@ -437,22 +484,51 @@ def test_the_daemon_evaluates_a_target_on_kserve_samples(served: Served) -> None
     assert seen.samples is not None and len(seen.samples) >= 20
 
 
-# -------------------------------------------------------------------------------- refusals
+# ----------------------------------------------------------------------------- credentials
 
 
-def test_a_bearer_token_is_required(served: Served) -> None:
+def test_credentials_are_checked_before_the_sink(served: Served) -> None:
     isvc, at = unique(), utc_now()
     body = {"instances": [[1, 2.0, "web"]]}
     missing = served.post("request", "x", body, at, isvc, expect=401, token=None)
     assert missing.headers["www-authenticate"].startswith("Bearer ")
-    wrong = served.post("request", "x", body, at, isvc, expect=401, token="not-the-token")
-    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
+    served.post("request", "x", body, at, isvc, expect=401, token="not-the-token-0123456789")
+    wrong_path = "/sink/kserve/not-the-secret-0123456789"
+    served.post("request", "x", body, at, isvc, expect=401, token=None, path=wrong_path)
     assert served.reader(isvc).read(COLUMNS, *window(at)).status is DataStatus.NO_DATA
+
+
+def test_a_path_secret_takes_its_own_inference_services_events_only(served: Served) -> None:
+    """KServe's logger cannot send headers: its URL holds a secret for one InferenceService."""
+    at, path = utc_now(), f"/sink/kserve/{PATH_SECRET}"
+    ce_id = unique("p")
+    served.post(
+        "request", ce_id, {"instances": [[33, 40.0, "app"]]}, at, PATH_ISVC, path=path, token=None
+    )
+    served.post("response", ce_id, {"predictions": [0.3]}, at, PATH_ISVC, path=path, token=None)
+    read = served.reader(PATH_ISVC).read(COLUMNS, *window(at))
+    assert records(read.frame.drop(columns="timestamp")) == [
+        {"age": 33.0, "income": 40.0, "channel": "app", "score": 0.3}
+    ]
+
+    before = served.counted("refused", "forbidden_service")
+    other, body = unique(), {"instances": [[1, 2.0, "web"]]}
+    refused = served.post("request", "p2", body, at, other, 403, path=path, token=None)
+    assert f"for InferenceService {NAMESPACE}/{PATH_ISVC}" in refused.json()["detail"]
+    assert f"from {NAMESPACE}/{other}" in refused.json()["detail"]
+    # The same name in another namespace is another InferenceService.
+    served.post("request", "p3", body, at, PATH_ISVC, 403, path=path, token=None, namespace=TENSORS)
+    assert served.counted("refused", "forbidden_service") == before + 2
+    assert served.reader(other).read(COLUMNS, *window(at)).status is DataStatus.NO_DATA
+    assert PATH_SECRET not in served.client.get("/metrics").text
+
+
+# -------------------------------------------------------------------------------- refusals
 
 
 def test_oversized_events_get_413_with_the_limit(served: Served) -> None:
     isvc, at = unique(), utc_now()
-    big = json.dumps({"instances": [[i, float(i), "web"] for i in range(2000)]}).encode()
+    big = json.dumps({"instances": [[i, float(i), "web"] for i in range(40_000)]}).encode()
     assert len(big) > LIMIT
     declared = served.client.post(
         "/sink/kserve", content=big, headers=headers("request", "big", at, isvc)
@@ -461,32 +537,35 @@ def test_oversized_events_get_413_with_the_limit(served: Served) -> None:
     assert str(LIMIT) in declared.json()["detail"]
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the size shows only while reading
-        for start in range(0, len(big), 4096):
-            yield big[start : start + 4096]
+        for start in range(0, len(big), 65_536):
+            yield big[start : start + 65_536]
 
+    cut = served.counted("refused", "disconnected")
     chunked = served.client.post(
         "/sink/kserve", content=chunks(), headers=headers("request", "big", at, isvc)
     )
     assert chunked.status_code == 413
     assert str(LIMIT) in chunked.json()["detail"]
+    assert served.counted("refused", "disconnected") == cut + 1  # the sink saw it cut short
     assert served.reader(isvc).read(COLUMNS, *window(at)).status is DataStatus.NO_DATA
 
 
-MALFORMED: list[tuple[str, dict[str, str | None], bytes, int, str]] = [
-    ("no ce headers", {"ce-": None}, b'{"instances": [[1]]}', 400, "not a CloudEvent"),
-    ("no ce-id", {"ce-id": None}, b'{"instances": [[1]]}', 400, "no id"),
-    ("bad specversion", {"ce-specversion": "0.9"}, b'{"instances": [[1]]}', 400, "specversion"),
-    ("bad JSON", {}, b'{"instances": [[1, 2,', 400, "not JSON"),
-    ("empty body", {}, b"", 400, "no body"),
-    ("unknown type", {"ce-type": "com.example.other"}, b"{}", 422, "unknown ce-type"),
-    ("not v1 nor v2", {}, b'{"rows": [[1]]}', 422, "`instances` (v1) or `inputs` (v2"),
-    ("a JSON list", {}, b"[[1, 2]]", 422, "JSON list"),
+MALFORMED: list[tuple[str, dict[str, str | None], bytes, int, str, str]] = [
+    ("no ce headers", {"ce-": None}, b'{"instances": [[1]]}', 400, "not a CloudEvent", ""),
+    ("no ce-id", {"ce-id": None}, b'{"instances": [[1]]}', 400, "no id", ""),
+    ("bad specversion", {"ce-specversion": "0.9"}, b'{"instances": [[1]]}', 400, "specversion", ""),
+    ("bad JSON", {}, b'{"instances": [[1, 2,', 400, "not JSON", "not_json"),
+    ("empty body", {}, b"", 400, "no body", "not_json"),
+    ("unknown type", {"ce-type": "com.example.other"}, b"{}", 422, "unknown ce-type", ""),
+    ("not v1 nor v2", {}, b'{"rows": [[1]]}', 422, "`instances` (v1) or `inputs` (v2", ""),
+    ("a JSON list", {}, b"[[1, 2]]", 422, "JSON list", "invalid_payload"),
     (
         "v2 data and shape disagree",
         {},
         b'{"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1,2,3,4,5]}]}',
         422,
         "inputs[0] ('x'): shape [2, 3] holds 6 values, but its data has 5",
+        "invalid_payload",
     ),
     (
         "v2 batch sizes disagree",
@@ -495,18 +574,40 @@ MALFORMED: list[tuple[str, dict[str, str | None], bytes, int, str]] = [
         b' {"name": "b", "shape": [3], "data": [1, 2, 3]}]}',
         422,
         "inputs[1] ('b') has 3 rows but inputs[0] has 2",
+        "",
     ),
-    ("v2 tensor without shape", {}, b'{"inputs": [{"name": "a", "data": [1]}]}', 422, "`shape`"),
+    (
+        "v2 tensor without shape",
+        {},
+        b'{"inputs": [{"name": "a", "data": [1]}]}',
+        422,
+        "`shape`",
+        "",
+    ),
+    ("a 1 KB ce-id", {"ce-id": "i" * 1024}, b'{"instances": [[1]]}', 400, "ce-id has 1024", ""),
+    (
+        "a long extension",
+        {"ce-endpoint": "e" * 300},
+        b'{"instances": [[1]]}',
+        400,
+        "ce-endpoint has 300 characters; the sink takes at most 256",
+        "long_attribute",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("change", "body", "status", "says"),
+    ("change", "body", "status", "says", "reason"),
     [case[1:] for case in MALFORMED],
     ids=[case[0] for case in MALFORMED],
 )
 def test_malformed_events_are_refused_with_the_reason(
-    served: Served, change: dict[str, str | None], body: bytes, status: int, says: str
+    served: Served,
+    change: dict[str, str | None],
+    body: bytes,
+    status: int,
+    says: str,
+    reason: str,
 ) -> None:
     isvc, at = unique(), utc_now()
     sent = headers("request", "m1", at, isvc)
@@ -515,9 +616,12 @@ def test_malformed_events_are_refused_with_the_reason(
             sent = {k: v for k, v in sent.items() if not k.startswith(name)}
         else:
             sent[name] = value
+    before = served.counted("refused", reason) if reason else 0.0
     answer = served.client.post("/sink/kserve", content=body, headers=sent)
     assert answer.status_code == status, answer.text
     assert says in answer.json()["detail"]
+    if reason:
+        assert served.counted("refused", reason) == before + 1
     assert served.reader(isvc).read(COLUMNS, *window(at)).status is DataStatus.NO_DATA
 
 
@@ -534,27 +638,311 @@ def test_a_structured_body_that_is_not_an_event_is_400(served: Served) -> None:
     assert "structured mode" in answer.json()["detail"]
 
 
+# What the target reading the event could not use: (id, kind, body, namespace, reason, says).
+DOES_NOT_FIT: list[tuple[str, str, Any, str, str, str]] = [
+    (
+        "4 positional inputs for 3 features",
+        "request",
+        {"instances": [[31, 52.5, "web", 7]]},
+        NAMESPACE,
+        "column_count",
+        "request row 0 has 4 positional value(s), but target 'credit-model' (source "
+        "'inferences') declares 3 features ['age', 'income', 'channel']",
+    ),
+    (
+        "2 positional outputs for 1 prediction",
+        "response",
+        {"predictions": [[0.1, 0.9]]},
+        NAMESPACE,
+        "column_count",
+        "set output_names on the source",
+    ),
+    (
+        "a 2-D input tensor of the wrong width",
+        "request",
+        {"inputs": [{"name": "input-0", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]},
+        TENSORS,
+        "column_count",
+        "target 'vision-model' (source 'tensors') declares 3 features ['x', 'y', 'z']",
+    ),
+    (
+        "instances naming no declared column",
+        "request",
+        {"instances": [{"height": 1.8, "weight": 80}]},
+        NAMESPACE,
+        "unknown_column",
+        "names ['height', 'weight'], none of the columns",
+    ),
+    (
+        "a string for a numeric column",
+        "request",
+        {"instances": [[31, "52.5", "web"]]},
+        NAMESPACE,
+        "not_numeric",
+        "column 'income' of target 'credit-model' is numeric, but the value is a string ('52.5')",
+    ),
+    (
+        "a list for a numeric column",
+        "request",
+        {"instances": [{"age": [31], "income": 5.0, "channel": "web"}]},
+        NAMESPACE,
+        "not_numeric",
+        "column 'age' of target 'credit-model' is numeric, but the value is a list",
+    ),
+    (
+        "true for a numeric column",
+        "response",
+        {"predictions": [True]},
+        NAMESPACE,
+        "not_numeric",
+        "column 'score' of target 'credit-model' is numeric, but the value is a boolean",
+    ),
+    (
+        "an object for a categorical column",
+        "request",
+        {"instances": [[31, 52.5, {"name": "web"}]]},
+        NAMESPACE,
+        "not_categorical",
+        "column 'channel' of target 'credit-model' is categorical, but the value is an object",
+    ),
+    (
+        "an integer no float holds",
+        "request",
+        b'{"instances": [[1' + b"0" * 400 + b', 2.0, "web"]]}',
+        NAMESPACE,
+        "not_numeric",
+        "column 'age' of target 'credit-model' is numeric, but the value is an integer",
+    ),
+    (
+        "an event no source reads",
+        "request",
+        {"instances": [[31, 52.5, "web"]]},
+        "elsewhere",
+        "no_source",
+        "no `type: kserve` source reads inference_service",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "namespace", "reason", "says"),
+    [case[1:] for case in DOES_NOT_FIT],
+    ids=[case[0] for case in DOES_NOT_FIT],
+)
+def test_events_a_target_cannot_use_get_422_naming_the_column(
+    served: Served, kind: str, body: Any, namespace: str, reason: str, says: str
+) -> None:
+    isvc, at = unique(), utc_now()
+    before = served.counted("refused", reason)
+    refused = served.post(kind, "n1", body, at, isvc, 422, namespace=namespace)
+    assert says in refused.json()["detail"]
+    assert served.counted("refused", reason) == before + 1
+    read = served.reader(isvc, now=at + PAIR_TIMEOUT * 2, namespace=namespace)
+    assert read.read(COLUMNS, *window(at)).status is DataStatus.NO_DATA
+
+
+def test_refused_events_leave_the_window_testable(served: Served) -> None:
+    """What a sloppy or hostile sender posts among good events: the window is still tested."""
+    isvc, now = unique(), utc_now()
+    rng = np.random.default_rng(11)
+    for i in range(30):
+        at = now - timedelta(seconds=60 - i)
+        row = [float(rng.normal(40, 10)), float(rng.normal(50, 5)), "web"]
+        served.post("request", f"g{i}", {"instances": [row]}, at, isvc)
+        served.post("response", f"g{i}", {"predictions": [0.5]}, at, isvc)
+    answers = [
+        served.client.post(
+            "/sink/kserve",
+            content=body if isinstance(body, bytes) else json.dumps(body).encode(),
+            headers=headers(kind, "bad", now - timedelta(seconds=10), isvc),
+        ).status_code
+        for _, kind, body, namespace, _, _ in DOES_NOT_FIT
+        if namespace == NAMESPACE
+    ]
+    read = served.reader(isvc).read(COLUMNS, now - timedelta(minutes=2), now)
+    assert read.status is DataStatus.OK, read.reason
+    assert len(read.frame) == 30 and not read.set_aside
+    assert [str(t) for t in read.frame.dtypes[["age", "income", "score"]]] == ["float64"] * 3
+    seen = served.daemon.observer.observe(served.config.targets[0], utc_now())
+    assert seen.samples_status is DataStatus.OK, seen.samples_reason
+    assert set(answers) == {422}
+
+
+def test_ce_time_far_from_the_daemons_clock_is_refused(served: Served) -> None:
+    """Refused, not clamped: a clamped time would file the rows in the wrong window."""
+    isvc, now = unique(), utc_now()
+    body = {"instances": [[1, 2.0, "web"]]}
+    skewed, old = served.counted("refused", "clock_skew"), served.counted("refused", "too_old")
+    ahead = served.post("request", "f1", body, now + timedelta(minutes=10), isvc, 422)
+    assert "ahead of the daemon's clock" in ahead.json()["detail"]
+    assert "daemon.sink.max_clock_skew (5m)" in ahead.json()["detail"]
+    served.post("request", "f2", body, datetime(2999, 1, 1, tzinfo=UTC), isvc, 422)
+    late = served.post("request", "f3", body, now - timedelta(hours=4), isvc, 422)
+    assert "old, older than daemon.sink.max_event_age (3h)" in late.json()["detail"]
+    served.post("request", "f4", body, datetime(1999, 1, 1, tzinfo=UTC), isvc, 422)
+    assert served.counted("refused", "clock_skew") == skewed + 2
+    assert served.counted("refused", "too_old") == old + 2
+
+    # Within the limits an event keeps its ce-time; without one it takes the time received.
+    served.post("request", "f5", body, now + timedelta(minutes=2), isvc)
+    served.post("request", "f6", body, None, isvc)
+    received = utc_now()
+    reader = served.reader(isvc, now=now + timedelta(minutes=10))
+    read = reader.read(COLUMNS, now - timedelta(minutes=1), now + timedelta(minutes=5))
+    times = sorted(read.frame["timestamp"])
+    assert len(times) == 2
+    assert now <= times[0] <= received
+    assert times[1] == pd.Timestamp(now + timedelta(minutes=2)).floor("us")
+
+
+def test_deep_nesting_is_400_and_the_daemon_keeps_serving(served: Served) -> None:
+    isvc, at = unique(), utc_now()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    deep_value = b"[" * 100_000 + b"1" + b"]" * 100_000
+    tensor = {"name": "age", "shape": [1], "datatype": "FP32", "data": [1]}
+    for _ in range(40):  # parses in the route, but far deeper than a tensor's dimensions
+        tensor["data"] = [tensor["data"]]
+    structured = {
+        "specversion": "1.0",
+        "id": "deep",
+        "type": REQUEST,
+        "source": "http://localhost:9081/",
+        "inferenceservicename": isvc,
+        "namespace": NAMESPACE,
+        "component": COMPONENT,
+    }
+    text = {**headers("request", "d3", at, isvc), "content-type": "text/plain"}
+    cases = [
+        (headers("request", "d1", at, isvc), b'{"instances": ' + deep + b"}"),
+        (text, b'{"instances": ' + deep + b"}"),
+        (
+            {"content-type": "application/cloudevents+json", "authorization": f"Bearer {TOKEN}"},
+            json.dumps(structured).encode()[:-1] + b', "data": ' + deep + b"}",
+        ),
+        (
+            headers("request", "d4", at, isvc),
+            b'{"inputs": [{"name": "age", "shape": [1], "data": ' + deep_value + b"}]}",
+        ),
+        (headers("request", "d5", at, isvc), json.dumps({"inputs": [tensor]}).encode()),
+    ]
+    before = served.counted("refused", "too_deep")
+    for sent, body in cases:
+        assert len(body) < LIMIT
+        answer = served.client.post("/sink/kserve", content=body, headers=sent)
+        assert answer.status_code == 400, answer.text
+        assert "deep" in answer.json()["detail"]
+    assert served.counted("refused", "too_deep") == before + len(cases)
+
+    assert served.client.get("/healthz").status_code == 200
+    served.post("request", "ok", {"instances": [[3, 4.0, "app"]]}, at, isvc)
+    served.post("response", "ok", {"predictions": [0.2]}, at, isvc)
+    read = served.reader(isvc).read(COLUMNS, *window(at))
+    assert records(read.frame.drop(columns="timestamp")) == [
+        {"age": 3.0, "income": 4.0, "channel": "app", "score": 0.2}
+    ]
+
+
+def test_every_answer_is_counted(served: Served) -> None:
+    isvc, at = unique(), utc_now()
+    stored = served.counted("stored", "ok")
+    served.post("request", "c1", {"instances": [[1, 2.0, "web"]]}, at, isvc)
+    served.post("response", "c1", {"predictions": [0.5]}, at, isvc)
+    assert served.counted("stored", "ok") == stored + 2
+
+
 # ---------------------------------------------------------------------------- store upkeep
 
 
-def test_retention_deletes_old_partitions(served: Served) -> None:
-    isvc, now = unique(), utc_now()
-    old = now - timedelta(days=3)
-    for ce_id, at in (("old", old), ("new", now)):
-        served.post("request", ce_id, {"instances": [[1, 2.0, "web"]]}, at, isvc)
-    root = Path(served.config.daemon.sink.path)
-    old_partition = old.strftime(PARTITIONING)
-    assert (root / old_partition).is_dir()
-    assert served.daemon.scheduler.get_job(":sink-retention") is not None
+def sink_bytes(served: Served) -> int:
+    return sum(f.stat().st_size for f in Path(served.config.daemon.sink.path).rglob("*.jsonl"))
 
-    assert served.daemon.sink is not None
-    removed = served.daemon.sink.prune()
-    assert old_partition in removed
-    assert not (root / old_partition).exists()
-    assert not (root / old.strftime(PARTITIONING)).parent.exists()  # the emptied day too
-    assert (root / now.strftime(PARTITIONING)).is_dir()
-    kept = served.reader(isvc, now=now + PAIR_TIMEOUT * 2).read(COLUMNS, *window(now))
-    assert len(kept.frame) == 1
+
+def test_an_event_is_stored_once_not_once_per_row(served: Served) -> None:
+    """A 300 KB event with the longest ce-id takes about its own size on disk."""
+    isvc, at = unique(), utc_now()
+    ce_id = "i" * 256
+    instances = [[i % 97, i / 7, "web" if i % 2 else "app"] for i in range(9_000)]
+    body = json.dumps({"instances": instances}).encode()
+    assert 250_000 < len(body) < LIMIT
+    before = sink_bytes(served)
+    served.post("request", ce_id, body, at, isvc)
+    assert sink_bytes(served) - before < len(body) + 1024
+    read = served.reader(isvc, now=at + PAIR_TIMEOUT * 2).read(COLUMNS, *window(at))
+    assert len(read.frame) == 9_000
+    assert read.frame["income"].iloc[-1] == 8_999 / 7
+
+
+def test_stored_lines_that_do_not_fit_are_set_aside(served: Served) -> None:
+    """Lines of the previous format still read; lines that no longer fit (the config changed,
+    a crash, a hand edit) are set aside and counted, and the rest of the window is tested."""
+    isvc, at = unique(), utc_now()
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    meta = {"inference_service": isvc, "namespace": NAMESPACE, "component": COMPONENT}
+
+    def line(kind: str, ce_id: str, values: Any, row: int = 0) -> bytes:  # the old format
+        record = {"time": stamp, "kind": kind, "id": ce_id, "row": row, **meta, "values": values}
+        return json.dumps(record).encode() + b"\n"
+
+    lines = [
+        line("request", "old", [41, 50.0, "app"]),
+        line("request", "old", [42, 51.0, "web"], row=1),
+        line("response", "old", [0.7]),
+        line("response", "old", [0.8], row=1),
+        b'{"time": "' + stamp.encode() + b'", "kind": "request", "id": \n',  # corrupt
+        line("response", "wide", [0.1, 0.2, 0.3, 0.4, 0.5]),  # more outputs than columns
+        line("request", "wide", [43, 52.0, "app", 1.0]),  # a feature the target dropped
+        line("request", "nested", [[44], 53.0, "web"]),  # a list for a number
+        line("response", "nested", [0.9]),
+    ]
+    directory = Path(served.config.daemon.sink.path) / at.strftime(PARTITIONING)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"previous-version-{isvc}.jsonl").write_bytes(b"".join(lines))
+
+    read = served.reader(isvc, now=at + PAIR_TIMEOUT * 2).read(COLUMNS, *window(at))
+    assert read.status is DataStatus.OK, read.reason
+    assert sorted(records(read.frame.drop(columns="timestamp")), key=str) == sorted(
+        [
+            {"age": 41.0, "income": 50.0, "channel": "app", "score": 0.7},
+            {"age": 42.0, "income": 51.0, "channel": "web", "score": 0.8},
+            {"age": None, "income": 53.0, "channel": "web", "score": 0.9},
+        ],
+        key=str,
+    )
+    assert sorted((a.what, a.reason, a.count) for a in read.set_aside) == [
+        ("row", "column_count", 1),  # the request with 4 inputs
+        ("row", "column_count", 1),  # the response with 5 outputs
+        ("row", "corrupt", 1),
+        ("value", "not_scalar", 1),
+    ]
+    assert "input_names" in read.reason and "output_names" in read.reason
+
+
+def test_retention_removes_every_partition_past_it(served: Served) -> None:
+    """Times outside the limits are refused, so every partition the sink holds ages out."""
+    assert served.daemon.scheduler.get_job(":sink-retention") is not None
+    store, root = served.daemon.sink, Path(served.config.daemon.sink.path)
+    assert store is not None
+    now, body = utc_now(), {"instances": [[1, 2.0, "web"]]}
+    for hours in range(3):  # the last three hours
+        served.post("request", f"r{hours}", body, now - timedelta(hours=hours, minutes=1), unique())
+    for year in (1999, 2999):  # a partition retention would never (or not for ages) reach
+        served.post("request", "y", body, datetime(year, 1, 1, tzinfo=UTC), unique(), 422)
+    for days in (2, 3, 4):  # days ago, written by the previous version
+        directory = root / (now - timedelta(days=days)).strftime(PARTITIONING)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "previous.jsonl").write_text("{}\n")
+
+    removed = store.prune(now + timedelta(days=1, hours=3))  # past even max_clock_skew
+    assert {(now - timedelta(days=d)).strftime(PARTITIONING) for d in (2, 3, 4)} <= set(removed)
+    assert now.strftime(PARTITIONING) in removed
+    assert list(root.iterdir()) == []
+    # The sink goes on storing.
+    isvc = unique()
+    served.post("request", "after", body, utc_now(), isvc)
+    assert (
+        served.reader(isvc, now=now + PAIR_TIMEOUT * 2).read(COLUMNS, *window(now)).frame
+        is not None
+    )
 
 
 def test_a_torn_last_line_is_skipped(served: Served) -> None:
@@ -564,11 +952,11 @@ def test_a_torn_last_line_is_skipped(served: Served) -> None:
     directory = Path(served.config.daemon.sink.path) / at.strftime(PARTITIONING)
     # What a crash mid-write leaves: a file of an earlier process ending in half a line.
     (directory / "crashed-writer.jsonl").write_bytes(
-        f'{{"time":"{at:%Y-%m-%dT%H:%M:%S.%f}Z","kind":"request","id":"t2","row":0,"infer'.encode()
+        f'{{"time":"{at:%Y-%m-%dT%H:%M:%S.%f}Z","kind":"request","id":"t2","infer'.encode()
     )
     read = served.reader(isvc).read(COLUMNS, *window(at))
     assert read.status is DataStatus.OK
-    assert "1 torn lines" in read.reason
+    assert [(a.reason, a.count) for a in read.set_aside] == [("torn", 1)]
     assert records(read.frame.drop(columns="timestamp")) == [
         {"age": 5.0, "income": 6.0, "channel": "app", "score": 0.4}
     ]

@@ -147,7 +147,7 @@ def test_canary_at_step_2_of_4_is_aborted_and_undone_to_the_stable_revision(
     assert event["reason"] == "MlwatchdogRollback" and event["type"] == "Normal"
     assert event["involvedObject"]["kind"] == "Rollout"
     assert event["involvedObject"]["uid"] == after["metadata"]["uid"]
-    [line] = audit.read()
+    [line] = list(audit.entries())
     assert line["result"] == "sent" and line["who"] == "mlwatchdog-0"
     assert line["reasons"] == ["drift fired: 3 of 4 columns drifted"]
     assert line["before"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("1.5.0")
@@ -172,7 +172,7 @@ def test_the_same_incident_never_acts_twice(api: FakeKubeAPI, audit: AuditLog) -
     other = act.rollback(target, decision(target, "fraud-20261125T115600Z"))
     assert other.ok and "less than cooldown ago" in other.detail
     assert len(api.writes()) == writes
-    assert [line["result"] for line in audit.read()] == ["sent", "skipped", "skipped"]
+    assert [line["result"] for line in list(audit.entries())] == ["sent", "skipped", "skipped"]
 
 
 def test_blue_green_is_aborted_and_undone(api: FakeKubeAPI, audit: AuditLog) -> None:
@@ -208,7 +208,7 @@ def test_an_already_aborted_rollout_gets_no_second_abort(api: FakeKubeAPI, audit
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     assert [p.path for p in api.patches()] == [ROLLOUT]  # the undo only
-    assert audit.read()[0]["notes"] == ["already aborted: no abort sent"]
+    assert list(audit.entries())[0]["notes"] == ["already aborted: no abort sent"]
 
 
 def test_after_full_promotion_the_second_highest_revision_comes_back(
@@ -299,7 +299,7 @@ def test_a_403_fails_at_once_naming_the_rbac_rule(api: FakeKubeAPI, audit: Audit
     state, follow_ups = record_action(target, rolling_back(target), outcome, NOW)
     assert state.phase is Phase.ESCALATED
     assert follow_ups[0].reasons[0].startswith("rollback failed: PATCH rollouts.argoproj.io")
-    assert audit.read()[-1]["result"] == "failed"
+    assert list(audit.entries())[-1]["result"] == "failed"
     assert events(api)[-1]["reason"] == "MlwatchdogRollbackFailed"
 
 
@@ -350,7 +350,7 @@ def test_dry_run_reads_and_logs_the_exact_patch_but_sends_nothing(
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok and outcome.dry_run
     assert api.writes() == []
-    [line] = audit.read()
+    [line] = list(audit.entries())
     assert line["result"] == "dry_run"
     undo = line["requests"][1]["body"]
     template = next(op for op in undo if op["path"] == "/spec/template")["value"]
@@ -367,7 +367,7 @@ def test_policy_refuses_a_candidate_not_allowed(api: FakeKubeAPI, audit: AuditLo
     assert not outcome.ok and outcome.refused
     assert "image registry.example.com/fraud:1.4.0 matches none of" in outcome.detail
     assert api.patches() == []
-    assert audit.read()[0]["result"] == "refused"
+    assert list(audit.entries())[0]["result"] == "refused"
     assert events(api)[0]["reason"] == "MlwatchdogRollbackRefused"
     state, follow_ups = record_action(target, rolling_back(target), outcome, NOW)
     assert state.phase is Phase.ESCALATED
@@ -420,7 +420,7 @@ def test_kserve_canary_at_10_percent_goes_back_to_the_previous_revision(
     assert {t["revisionName"]: t["percent"] for t in traffic}["fraud-model-predictor-00001"] == 100
     health = act.health(target)
     assert health.status is Health.HEALTHY and "fraud-model-predictor-00001" in health.reason
-    assert audit.read()[0]["candidate"]["storage_uri"] == "s3://models/fraud/v1"
+    assert list(audit.entries())[0]["candidate"]["storage_uri"] == "s3://models/fraud/v1"
     api.assert_all_valid()
 
 

@@ -13,6 +13,8 @@ What it keeps from the real thing, because safe rollbacks depend on it:
 Tests steer it: fault injection (`fail`, `drop_response`, `conflict_once`), controller-like
 reactors (`on_write`), direct store access (`create`, `get`, `mutate`, ...), a request log and a
 log of every validation. `down()` / `up()` stop and resume listening on the same port.
+TokenReview answers as the API server does for the tokens a test issues with `add_token`
+(tests/kube/tokenreviews.py).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 from kubernetes.client import ApiClient, Configuration
 
-from tests.kube import events, patches, schemas, selectors
+from tests.kube import events, patches, schemas, selectors, tokenreviews
 from tests.kube.faults import Fault, fault_error
 from tests.kube.resources import (
     EVENTS,
@@ -153,6 +155,7 @@ class FakeKubeAPI:
         self.reactor_errors: list[BaseException] = []
         self.internal_errors: list[BaseException] = []  # bugs in the fake itself
         self._tls = threading.local()  # per request thread: the warnings of the current write
+        self.token_reviews = tokenreviews.TokenReviews()  # tokens TokenReview authenticates
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -274,6 +277,19 @@ class FakeKubeAPI:
         self._faults.append(
             Fault(method.upper(), re.compile(path_regex), 0, times, None, None, drop=True)
         )
+
+    def add_token(
+        self,
+        token: str,
+        username: str,
+        audiences: list[str] | None = None,
+        uid: str | None = None,
+        groups: list[str] | None = None,
+    ) -> tokenreviews.IssuedToken:
+        """A token TokenReview authenticates as `username` for `audiences` (default: the API
+        server's own, as a pod's ServiceAccount token), e.g.
+        `add_token(t, "system:serviceaccount:monitoring:grafana")`."""
+        return self.token_reviews.issue(token, username, audiences, uid, groups)
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -709,6 +725,12 @@ class FakeKubeAPI:
         method, path, query = record.method, record.path, record.query
         if method == "GET" and (discovered := discovery(path)) is not None:
             return 200, discovered
+        if path == tokenreviews.PATH:  # not a stored kind: reviewed and answered, nothing kept
+            if raw and record.body is None:
+                raise bad_request("error decoding body: the body is not valid JSON")
+            status, review, warnings = self.token_reviews.create(method, record.body)
+            self._tls.warnings = warnings
+            return status, review
         target = parse_path(path)
         if target is None:
             raise not_found_path()

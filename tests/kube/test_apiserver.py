@@ -17,18 +17,24 @@ from kubernetes import config as kube_config
 from kubernetes.client import (
     ApiClient,
     AppsV1Api,
+    AuthenticationV1Api,
     Configuration,
     CoordinationV1Api,
     CoreV1Api,
     CustomObjectsApi,
     EventsV1Api,
+    V1TokenReview,
+    V1TokenReviewSpec,
 )
 from kubernetes.client.exceptions import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
+from mlwatchdog.actions.kube_api import KubeApi
+from mlwatchdog.daemon.auth import Review, kubernetes_reviewer
 from tests.kube import objects
 from tests.kube.apiserver import FakeKubeAPI
+from tests.kube.tokenreviews import API_AUDIENCES
 from tests.kube.crds import vendor
 
 GROUP, VERSION, NS = "argoproj.io", "v1alpha1", "models"
@@ -959,3 +965,106 @@ def test_client_and_configuration_helpers_agree(kube_api: FakeKubeAPI) -> None:
     plain = ApiClient(Configuration(host=kube_api.url))
     listed = CustomObjectsApi(plain).list_namespaced_custom_object(GROUP, VERSION, NS, "rollouts")
     assert listed["items"] == []
+
+
+# --- TokenReview -----------------------------------------------------------------------------------
+
+GRAFANA = "system:serviceaccount:monitoring:grafana"
+ALERTMANAGER = "system:serviceaccount:monitoring:alertmanager"
+
+
+def token_review(token: str, audiences: list[str] | None = None) -> V1TokenReview:
+    return V1TokenReview(
+        api_version="authentication.k8s.io/v1",
+        kind="TokenReview",
+        spec=V1TokenReviewSpec(token=token, audiences=audiences),
+    )
+
+
+def test_token_review_through_the_kubernetes_client(kube_api: FakeKubeAPI) -> None:
+    issued = kube_api.add_token("pod.token.grafana", GRAFANA)
+    kube_api.add_token("scoped.token.am", ALERTMANAGER, audiences=["mlwatchdog"])
+    auth = AuthenticationV1Api(kube_api.api_client())
+
+    review, code, _ = auth.create_token_review_with_http_info(token_review("pod.token.grafana"))
+    assert code == 201
+    assert review.kind == "TokenReview" and review.spec.token == "pod.token.grafana"  # echoed
+    assert review.status.authenticated is True and review.status.error is None
+    assert review.status.user.username == GRAFANA and review.status.user.uid == issued.uid
+    assert review.status.user.groups == [
+        "system:serviceaccounts",
+        "system:serviceaccounts:monitoring",
+        "system:authenticated",
+    ]
+    assert review.status.audiences == list(API_AUDIENCES)  # none asked: the API server's own
+    assert kube_api.requests[-1].body == {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": "pod.token.grafana"},
+    }
+
+    # A token issued for other audiences is not authenticated, and the error says why.
+    scoped = auth.create_token_review(token_review("scoped.token.am"))
+    assert not scoped.status.authenticated and scoped.status.user.username is None
+    assert scoped.status.error == (
+        '[invalid bearer token, token audiences ["mlwatchdog"] is invalid for the target '
+        f'audiences ["{API_AUDIENCES[0]}"]]'
+    )
+    asked = auth.create_token_review(token_review("scoped.token.am", ["other", "mlwatchdog"]))
+    assert asked.status.authenticated and asked.status.audiences == ["mlwatchdog"]
+    grafana_elsewhere = auth.create_token_review(token_review("pod.token.grafana", ["mlwatchdog"]))
+    assert not grafana_elsewhere.status.authenticated
+
+    unknown = auth.create_token_review(token_review("forged.token.x"))
+    assert not unknown.status.authenticated and "invalid bearer token" in unknown.status.error
+    # On the wire a false `authenticated` is absent (Go's omitempty), as kube-apiserver sends it.
+    assert "authenticated" not in kube_api.requests[-1].response["status"]
+
+    # Validated as the API server validates it; create only, cluster-scoped, nothing stored.
+    rv = kube_api.resource_version
+    with pytest.raises(ApiException) as caught:
+        auth.create_token_review(token_review(""))
+    assert caught.value.status == 400
+    assert status_of(caught.value)["message"] == (
+        "token is required for TokenReview in authentication"
+    )
+    wrong = token_review("pod.token.grafana")
+    wrong.api_version = "authentication.k8s.io/v1beta1"
+    with pytest.raises(ApiException) as caught:
+        auth.create_token_review(wrong)
+    assert caught.value.status == 400 and "does not match" in status_of(caught.value)["message"]
+    for method, path in (
+        ("GET", "/apis/authentication.k8s.io/v1/tokenreviews"),
+        ("POST", "/apis/authentication.k8s.io/v1/namespaces/monitoring/tokenreviews"),
+    ):
+        answer = urllib3.request(method, kube_api.url + path, json={"spec": {"token": "a.b.c"}})
+        assert answer.status == (405 if method == "GET" else 404), (method, path)
+    assert kube_api.resource_version == rv
+
+
+def test_token_review_through_the_daemons_reviewer(kube_api: FakeKubeAPI) -> None:
+    kube_api.add_token("pod.token.grafana", GRAFANA)
+    kube_api.add_token("scoped.token.am", ALERTMANAGER, audiences=["mlwatchdog"])
+    kube = KubeApi(kube_api.api_client(), timeout=5, attempts=2, sleep=lambda s: None)
+    review = kubernetes_reviewer(kube)
+
+    assert review("pod.token.grafana", []) == Review(True, username=GRAFANA)
+    assert kube_api.requests[-1].body == {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": "pod.token.grafana"},
+    }
+    assert kube_api.requests[-1].status == 201
+    assert review("scoped.token.am", ["mlwatchdog"]) == Review(True, username=ALERTMANAGER)
+    assert kube_api.requests[-1].body["spec"] == {
+        "token": "scoped.token.am",
+        "audiences": ["mlwatchdog"],
+    }
+    assert review("scoped.token.am", []) == Review(False)  # issued for another audience
+    assert review("pod.token.grafana", ["mlwatchdog"]) == Review(False)
+    assert review("forged.token.x", []) == Review(False)
+
+    # The API cannot answer: an error (the caller gets 503 and retries), never "authenticated".
+    kube_api.fail("POST", r"/tokenreviews$", 503, times=None)
+    failed = review("pod.token.grafana", [])
+    assert not failed.authenticated and failed.error.startswith("TokenReview failed")

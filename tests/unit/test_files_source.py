@@ -4,8 +4,11 @@ and the Observer's reference cache."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -216,7 +219,7 @@ DAYS = [datetime(2026, 3, d, tzinfo=UTC) for d in (9, 10, 11)]
 
 def hourly_tree(root: Path, valid: set[str]) -> dict[str, str]:
     """Three days of hourly partitions; only the `valid` ones hold readable parquet, every other
-    one a corrupt file, so reading any of those would fail the read."""
+    one a corrupt file, so reading any of those would show (in the opens and set-asides)."""
     files = {}
     for day in DAYS:
         for hour in range(24):
@@ -404,24 +407,232 @@ def test_empty_folder_is_no_data_naming_the_url(tmp_path: Path) -> None:
     assert str(tmp_path) in read.reason
 
 
-CORRUPT: dict[str, bytes] = {
-    "parquet": b"PAR1\x00\x01 truncated",
-    "csv": b"",
-    "jsonl": b'{"timestamp": "2026-03-10T11:50:00", "x": 1.0}\n{"timestamp": \n',
+CORRUPT: dict[str, tuple[bytes, str]] = {  # content, the reason it is set aside for
+    "parquet": (b"PAR1\x00\x01 truncated", "corrupt"),
+    "csv": (b"", "empty"),
+    "jsonl": (b'{"timestamp": "2026-03-10T11:50:00", "x": 1.0}\n{"timestamp": \n', "corrupt"),
 }
 
 
+def set_aside(read: Any) -> list[tuple[str, str, int]]:
+    return [(a.what, a.reason, a.count) for a in read.set_aside]
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_corrupt_file_in_window_is_an_error_naming_it(tmp_path: Path, fmt: str) -> None:
+def test_a_corrupt_file_is_set_aside_and_named_and_the_rest_is_read(
+    tmp_path: Path, fmt: str
+) -> None:
     good = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [1.0]})
     write(good, tmp_path / f"a-good.{fmt}")
     bad = tmp_path / f"b-bad.{fmt}"
-    bad.write_bytes(CORRUPT[fmt])
+    content, reason = CORRUPT[fmt]
+    bad.write_bytes(content)
+    write(good.assign(x=[2.0]), tmp_path / f"c-good.{fmt}")
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.0, 2.0]  # every good file, none of the bad one
+    assert set_aside(read) == [("file", reason, 1)]
+    assert read.set_aside[0].detail.startswith(f"{bad}: ")
+    assert read.reason.startswith(f"2 rows; 1 file set aside ({reason}: {bad}: ")
+    assert "\n" not in read.reason
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_window_of_only_corrupt_files_is_an_error_naming_each(tmp_path: Path, fmt: str) -> None:
+    content, reason = CORRUPT[fmt]
+    first, second = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
+    first.write_bytes(content)
+    second.write_bytes(content + b"\n")  # not a copy of the first
     read = window_read(reader(tmp_path), ["x"])
     assert read.status is DataStatus.ERROR
     assert read.frame is None  # not half a window
-    assert str(bad) in read.reason
-    assert fmt in read.reason
+    assert [a.what for a in read.set_aside] == ["file", "file"]
+    assert str(first) in read.reason and str(second) in read.reason
+    assert fmt in read.reason or reason == "empty"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "cut_at"),
+    [("csv", b"2026-03-1"), ("csv", b"2026-03-10T11:59:00"), ("jsonl", b'{"timestamp": "20')],
+    ids=["csv in a timestamp", "csv before a field", "jsonl"],
+)
+def test_a_file_cut_mid_line_is_set_aside_until_it_is_complete(
+    tmp_path: Path, fmt: str, cut_at: bytes
+) -> None:
+    """A file being written: its last line cut short. pandas would read "2026-03-1" as 1 March
+    and a row without its last field with NaN: no row of it is read until it is whole."""
+    write(
+        pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=2)), "x": [1.0]}),
+        tmp_path / f"a.{fmt}",
+    )
+    stamps = naive(*(NOW - timedelta(minutes=m) for m in (5, 4, 1)))
+    whole = tmp_path / ".scratch" / f"whole.{fmt}"  # a hidden folder: not read
+    write(pd.DataFrame({"timestamp": stamps, "x": [7.0, 8.0, 9.0]}), whole)
+    content = whole.read_bytes()
+    last = content.rstrip(b"\n").rfind(b"\n") + 1
+    assert content[last:].startswith(cut_at[:4])
+    being_written = tmp_path / f"b.{fmt}"
+    being_written.write_bytes(content[:last] + cut_at)
+    source = reader(tmp_path)
+    read = window_read(source, ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.0]
+    assert set_aside(read) == [("file", "truncated", 1)]
+    assert str(being_written) in read.reason and "cut short" in read.reason
+    being_written.write_bytes(content)  # the writer finished
+    read = window_read(source, ["x"])
+    assert read.frame["x"].tolist() == [1.0, 7.0, 8.0, 9.0] and read.set_aside == ()
+
+
+def test_a_last_line_without_newline_but_whole_is_read(tmp_path: Path) -> None:
+    """Hand-written files often end without a newline: a whole last record is kept."""
+    (tmp_path / "a.csv").write_bytes(
+        b"timestamp,x\n2026-03-10T11:50:00,1.5\n2026-03-10T11:51:00,2.5"
+    )
+    (tmp_path / "b.jsonl").write_bytes(b'{"timestamp": "2026-03-10T11:52:00", "x": 3.5}')
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.5, 2.5, 3.5] and read.set_aside == ()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_duplicate_file_is_counted_once_naming_both(tmp_path: Path, fmt: str) -> None:
+    stamps = naive(*(NOW - timedelta(minutes=m) for m in (3, 2, 1)))
+    original = write(
+        pd.DataFrame({"timestamp": stamps, "x": [1.0, 2.0, 3.0]}), tmp_path / f"a.{fmt}"
+    )
+    copy = tmp_path / "retry" / f"a-copy.{fmt}"  # a retried upload, elsewhere in the tree
+    copy.parent.mkdir()
+    shutil.copyfile(original, copy)
+    other = write(pd.DataFrame({"timestamp": stamps[:1], "x": [1.0]}), tmp_path / f"c.{fmt}")
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.0, 2.0, 3.0, 1.0]  # the copy once; equal rows stay
+    assert set_aside(read) == [("file", "duplicate", 1)]
+    assert read.set_aside[0].detail == f"{copy}: same bytes as {original}"
+    assert str(copy) in read.reason and original in read.reason
+    assert other in read.files
+
+
+def test_files_without_rows_are_no_duplicates(tmp_path: Path) -> None:
+    """Empty hours of a logger are the same bytes (a header): nothing to count twice."""
+    empty = pd.DataFrame({"timestamp": pd.Series([], dtype=str), "x": pd.Series([], dtype=float)})
+    write(empty, tmp_path / "dt=2026-03-10/hour=10/part.csv")
+    write(empty, tmp_path / "dt=2026-03-10/hour=11/part.csv")
+    row = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [4.0]})
+    write(row, tmp_path / "dt=2026-03-10/hour=11/more.csv")
+    read = reader(tmp_path).read(["x"])
+    assert read.status is DataStatus.OK and read.set_aside == ()
+
+
+def test_a_file_is_hashed_once_per_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hashed: list[int] = []
+    real_sha256 = hashlib.sha256
+
+    def counting_sha256(data: bytes) -> Any:
+        hashed.append(len(data))
+        return real_sha256(data)
+
+    monkeypatch.setattr("mlwatchdog.sources.files.hashlib.sha256", counting_sha256)
+    row = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [1.0]})
+    first = write(row, tmp_path / "a.parquet")
+    write(row.assign(x=[2.0]), tmp_path / "b.parquet")
+    source = reader(tmp_path)
+    for _ in range(3):
+        assert window_read(source, ["x"]).frame["x"].tolist() == [1.0, 2.0]
+    assert len(hashed) == 2
+    write(row.assign(x=[5.0]), first)  # a new version is read and hashed again
+    assert window_read(source, ["x"]).frame["x"].tolist() == [5.0, 2.0]
+    assert len(hashed) == 3
+
+
+def test_a_corrupt_file_is_not_read_again_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    row = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [1.0]})
+    write(row, tmp_path / "a.parquet")
+    bad = tmp_path / "b.parquet"
+    bad.write_bytes(b"PAR1 not yet")
+    source = reader(tmp_path)
+    opened = spy_opens(source, monkeypatch)
+    assert set_aside(window_read(source, ["x"])) == [("file", "corrupt", 1)]
+    assert set_aside(window_read(source, ["x"])) == [("file", "corrupt", 1)]
+    assert sorted(opened) == [str(tmp_path / "a.parquet"), str(bad)]
+    write(row.assign(x=[2.0]), bad)
+    read = window_read(source, ["x"])
+    assert read.frame["x"].tolist() == [1.0, 2.0] and read.set_aside == ()
+
+
+def test_a_file_that_cannot_be_opened_is_set_aside_and_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network error or a file gone since the listing: set aside, opened again next time."""
+    row = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [1.0]})
+    write(row, tmp_path / "a.parquet")
+    flaky = write(row.assign(x=[2.0]), tmp_path / "b.parquet")
+    source = reader(tmp_path)
+    real_open = source.fs.open
+    failing = [True]
+
+    def open_or_fail(path: str, *args: Any, **kwargs: Any) -> Any:
+        if str(path) == flaky and failing[0]:
+            raise ConnectionResetError("connection reset by peer")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(source.fs, "open", open_or_fail)
+    read = window_read(source, ["x"])
+    assert read.frame["x"].tolist() == [1.0]
+    assert set_aside(read) == [("file", "unreadable", 1)]
+    assert f"{flaky}: connection reset by peer" in read.reason
+    failing[0] = False
+    assert window_read(source, ["x"]).frame["x"].tolist() == [1.0, 2.0]
+
+
+def test_a_file_of_unknown_format_is_set_aside(tmp_path: Path) -> None:
+    write(
+        pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [1.0]}),
+        tmp_path / "a.csv",
+    )
+    (tmp_path / "README.txt").write_text("rows of the model's inputs, one file per hour\n")
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK and read.frame["x"].tolist() == [1.0]
+    assert set_aside(read) == [("file", "unknown_format", 1)]
+    assert "'.txt'" in read.reason
+
+
+def test_a_reason_names_the_first_five_set_aside_and_counts_the_rest(tmp_path: Path) -> None:
+    write(
+        pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=1)), "x": [1.0]}),
+        tmp_path / "a.csv",
+    )
+    for i in range(40):
+        (tmp_path / f"bad-{i:02}.parquet").write_bytes(b"PAR1 %d" % i)
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK and len(read.set_aside) == 40
+    assert "bad-04.parquet" in read.reason and "bad-05.parquet" not in read.reason
+    assert read.reason.endswith("; 35 more set aside")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_row_with_a_bad_timestamp_is_dropped_and_counted(tmp_path: Path, fmt: str) -> None:
+    stamps = ["2026-03-10T11:50:00", "not a time", "2026-03-10T11:51:00", "2026-03-10T11:52:00.5"]
+    path = write(
+        pd.DataFrame({"timestamp": stamps, "x": [1.0, 2.0, 3.0, 4.0]}), tmp_path / f"a.{fmt}"
+    )
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.0, 3.0, 4.0]
+    assert set_aside(read) == [("row", "bad_timestamp", 1)] and read.set_aside[0].detail == path
+    assert read.reason == f"3 rows; 1 row set aside (bad_timestamp: {path})"
+
+
+def test_numeric_timestamps_beyond_pandas_range_are_bad_rows(tmp_path: Path) -> None:
+    seconds = [NOW.timestamp() - 60, 1e20, float("nan"), NOW.timestamp() - 30]
+    write(pd.DataFrame({"timestamp": seconds, "x": [1.0, 2.0, 3.0, 4.0]}), tmp_path / "a.parquet")
+    read = window_read(reader(tmp_path), ["x"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame["x"].tolist() == [1.0, 4.0]
+    assert set_aside(read) == [("row", "bad_timestamp", 2)]
 
 
 @pytest.mark.filterwarnings("ignore:Could not infer format:UserWarning")
@@ -430,6 +641,7 @@ def test_unparseable_timestamps_are_an_error_naming_the_column(tmp_path: Path) -
     read = window_read(reader(tmp_path, timestamp_column="ts"), ["x"])
     assert read.status is DataStatus.ERROR
     assert path in read.reason and "'ts'" in read.reason and "not a timestamp" in read.reason
+    assert set_aside(read) == [("file", "bad_timestamp", 1)]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -441,6 +653,7 @@ def test_missing_timestamp_column_is_an_error_naming_it(tmp_path: Path, fmt: str
     assert path in read.reason
     assert "'event_time'" in read.reason
     assert "\n" not in read.reason  # one line, not a dump of the file's internal schema
+    assert set_aside(read) == [("file", "missing_column", 1)]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -452,6 +665,14 @@ def test_missing_feature_column_is_an_error_naming_it(tmp_path: Path, fmt: str) 
     assert path in read.reason
     assert "'income'" in read.reason
     assert "\n" not in read.reason
+    assert set_aside(read) == [("file", "missing_column", 1)]
+    # Beside a file that has it: that file is read, this one set aside.
+    full = pd.DataFrame({"timestamp": naive(NOW - timedelta(minutes=2)), "x": [2.0], "income": 3.0})
+    write(full, tmp_path / f"b.{fmt}")
+    read = window_read(reader(tmp_path), ["x", "income"])
+    assert read.status is DataStatus.OK, read.reason
+    assert read.frame[["x", "income"]].values.tolist() == [[2.0, 3.0]]
+    assert set_aside(read) == [("file", "missing_column", 1)] and path in read.reason
 
 
 def test_fixed_file_without_timestamp_column_cannot_be_windowed(tmp_path: Path) -> None:
@@ -678,3 +899,83 @@ def test_a_moving_window_opens_only_new_or_changed_files(
     opened.clear()
     assert window_read(source, ["x"]).frame["x"].tolist() == [5.0, 2.0]
     assert opened == [first]
+
+
+# ------------------------------------------------------------------- one reader, many threads
+
+
+def test_one_reader_hammered_from_threads_reads_what_a_fresh_reader_reads(tmp_path: Path) -> None:
+    """The scheduler's threads share one reader: 16 of them read overlapping windows of two
+    column sets through a cache so small that nearly every read evicts, while new files land.
+    Every read holds exactly the rows a fresh single-threaded reader finds in the files it
+    listed, and the cache's byte count is the sum of its entries, never below 0."""
+    hours = [datetime(2026, 3, 10, h, tzinfo=UTC) for h in (10, 11)]
+    numbered: dict[str, int] = {}  # path -> the file's number (its rows' `f`)
+
+    def add_file(number: int, folder: Path) -> None:
+        hour = hours[number % 2]
+        stamps = [hour + timedelta(minutes=(number * 7 + 3 * i) % 60) for i in range(12)]
+        frame = pd.DataFrame(
+            {"timestamp": naive(*stamps), "x": np.arange(12) + 100.0 * number, "f": number}
+        )
+        final = folder / hour.strftime(HOURLY) / f"part-{number:03}.parquet"
+        scratch = final.parent / f".part-{number:03}.tmp.parquet"  # hidden until renamed
+        write(frame, scratch)
+        os.replace(scratch, final)  # lands whole, as object stores and careful writers do
+        numbered[str(final)] = number
+
+    for number in range(6):
+        add_file(number, tmp_path)
+    source = reader(tmp_path, partitioning=HOURLY, late_files="0s")
+    source.cache_bytes = 4_000  # a few files: nearly every read evicts
+    ends = [datetime(2026, 3, 10, 10, 40, tzinfo=UTC) + timedelta(minutes=10 * i) for i in range(8)]
+    column_sets = [["x", "f"], ["f", "x"]]  # two cache keys for each file
+    seen: list[tuple[datetime, list[str], tuple[str, ...], pd.DataFrame]] = []
+    errors: list[BaseException] = []
+    accounting: list[tuple[int, int]] = []
+    start_line = threading.Barrier(17)
+    reads = 5  # per thread
+
+    def hammer(worker: int) -> None:
+        try:
+            start_line.wait()
+            for i in range(reads):
+                end = ends[(worker + i) % len(ends)]
+                columns = column_sets[(worker + i) % 2]
+                read = source.read(columns, end - timedelta(minutes=30), end)
+                assert read.status is DataStatus.OK, read.reason
+                seen.append((end, columns, read.files, read.frame))
+                with source._lock:
+                    sizes = sum(entry.size for entry in source._cache.values())
+                    accounting.append((source._cache_bytes, sizes))
+        except BaseException as exc:  # reported by the test, in its thread
+            errors.append(exc)
+
+    def land_files() -> None:
+        start_line.wait()
+        for number in range(6, 16):
+            add_file(number, tmp_path)
+
+    threads = [threading.Thread(target=hammer, args=(w,)) for w in range(16)]
+    threads.append(threading.Thread(target=land_files))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors[0]
+    assert len(seen) == 16 * reads
+    assert all(counted == held >= 0 for counted, held in accounting), accounting[:5]
+    assert source._cache_bytes == sum(e.size for e in source._cache.values()) >= 0
+    assert len(source._cache) >= 1  # it held entries, and evicted the rest
+    fresh = reader(tmp_path, partitioning=HOURLY, late_files="0s")
+    everything = {
+        (end, tuple(columns)): fresh.read(columns, end - timedelta(minutes=30), end).frame
+        for end in ends
+        for columns in column_sets
+    }
+    assert {len(frame) for frame in everything.values()} != {0}
+    for end, columns, files, frame in seen:
+        listed = {numbered[path] for path in files}
+        expected = everything[(end, tuple(columns))]
+        expected = expected[expected["f"].isin(listed)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(frame, expected)

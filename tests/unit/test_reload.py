@@ -129,7 +129,7 @@ def test_restart_only_settings_are_named_and_kept_the_rest_applies() -> None:
     old = config(rules())
     new = config(
         rules(
-            http={"host": "0.0.0.0", "port": 9999},
+            http={"host": "127.0.0.2", "port": 9999},
             state_dir="/elsewhere/state",
             log_level="debug",
             kubernetes={"mode": "kubeconfig"},

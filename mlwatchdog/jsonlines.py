@@ -1,0 +1,227 @@
+"""Append-only JSON records, the one writer and reader of the audit trail and the incident
+journal: a local JSON-lines file, or, for an fsspec URL (s3://, gs://, file://), one object per
+append under a prefix (object stores cannot append).
+
+Writes never raise: a record that cannot be written (disk full, too many open files, the store
+down) is kept in memory, in order, and written before the next one once the fault is gone; the
+owner learns of the fault and of the recovery through `on_fault`. Reads tolerate a torn line (a
+crash in the middle of an append) anywhere, and `tail` reads a local file from its end, so a
+report that needs the last twenty records does not parse a year of them. Every record passes
+through the Redactor before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import socket
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from mlwatchdog.rules.secret import Redactor
+
+Record = dict[str, Any]
+Match = Callable[[Record], bool]
+MAX_PENDING = 100_000  # records kept while writes fail; beyond, the oldest go (and are counted)
+_BLOCK = 1 << 16
+
+
+class JsonLines:
+    """Records at `location`: a local path (JSON lines) or an fsspec URL (an object per append)."""
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str],
+        *,
+        durable: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+        redactor: Redactor | None = None,
+        on_fault: Callable[[str | None], None] = lambda _: None,
+    ) -> None:
+        self.location = str(location)
+        self.durable = durable  # fsync before append returns (the audit trail)
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.on_fault = on_fault  # the error text while failing; None once written again
+        self.remote = "://" in self.location
+        if self.remote:
+            self.fs, self.root = fsspec.core.url_to_fs(self.location, **dict(storage_options or {}))
+        self._pending: deque[bytes] = deque()
+        self.dropped = 0  # records lost because MAX_PENDING were already waiting
+        self.torn = 0  # unreadable lines skipped by reads so far
+        self._lock = threading.Lock()
+        self._writer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._sequence = 0
+        self.failing: str | None = None
+
+    # ------------------------------------------------------------------------------- writing
+
+    def append(self, record: Mapping[str, Any]) -> bool:
+        """Write `record` (after any still pending); False when it was kept for later."""
+        line = json.dumps(self.redactor.data(dict(record)), sort_keys=True, default=str) + "\n"
+        with self._lock:
+            self._pending.append(line.encode())
+            while len(self._pending) > MAX_PENDING:
+                self._pending.popleft()
+                self.dropped += 1
+            return self._flush()
+
+    def flush(self) -> bool:
+        """Write what is pending; True when nothing is left."""
+        with self._lock:
+            return self._flush()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _flush(self) -> bool:
+        if not self._pending:
+            return True
+        batch = b"".join(self._pending)
+        try:
+            if self.remote:
+                self._put(batch)
+            else:
+                self._append_local(batch)
+        except OSError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.failing:
+                self.failing = error
+                self.on_fault(error)
+            return False
+        self._pending.clear()
+        if self.failing is not None:
+            self.failing = None
+            self.on_fault(None)
+        return True
+
+    def _append_local(self, batch: bytes) -> None:
+        path = Path(self.location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as f:
+            # A crash (or a failed write) may have left half a line: end it, so the next record
+            # is not glued to it and lost with it.
+            if f.tell() > 0 and _last_byte(path) != b"\n":
+                f.write(b"\n")
+            f.write(batch)
+            f.flush()
+            if self.durable:
+                os.fsync(f.fileno())
+
+    def _put(self, batch: bytes) -> None:
+        now = datetime.now(UTC)
+        self._sequence += 1
+        name = f"{now:%Y%m%dT%H%M%S%fZ}-{self._writer}-{self._sequence:08d}.jsonl"
+        folder = posixpath.join(self.root, f"{now:%Y-%m-%d}")
+        self.fs.makedirs(folder, exist_ok=True)
+        # An object store's put is atomic; on a plain file system a reader may see a part of
+        # the last line, which it skips as torn until it is whole.
+        with self.fs.open(posixpath.join(folder, name), "wb") as f:
+            f.write(batch)
+
+    # ------------------------------------------------------------------------------- reading
+
+    def entries(self, match: Match | None = None) -> Iterator[Record]:
+        """Every record, oldest first (torn lines skipped)."""
+        for chunk in self._chunks(newest_first=False):
+            for line in chunk.splitlines():
+                record = self._parse(line)
+                if record is not None and (match is None or match(record)):
+                    yield record
+
+    def tail(
+        self, match: Match | None = None, limit: int | None = None, stop: Match | None = None
+    ) -> list[Record]:
+        """The newest records that `match`, at most `limit`, oldest first; reading backwards
+        stops at the first record for which `stop` is true (e.g. older than what is asked)."""
+        found: list[Record] = []
+        for chunk in self._chunks(newest_first=True):
+            for line in reversed(chunk.splitlines()):
+                record = self._parse(line)
+                if record is None:
+                    continue
+                if stop is not None and stop(record):
+                    return found[::-1]
+                if match is None or match(record):
+                    found.append(record)
+                    if limit is not None and len(found) >= limit:
+                        return found[::-1]
+        return found[::-1]
+
+    def _parse(self, line: bytes) -> Record | None:
+        if not line.strip():
+            return None
+        try:
+            record = json.loads(line)
+        except ValueError:  # torn by a crash, or still being written by another process
+            self.torn += 1
+            return None
+        return record if isinstance(record, dict) else None
+
+    def _chunks(self, newest_first: bool) -> Iterator[bytes]:
+        """The stored bytes in whole lines: a local file by blocks (from its end when
+        `newest_first`), or the objects one by one."""
+        if self.remote:
+            yield from self._objects(newest_first)
+            return
+        try:
+            handle = open(self.location, "rb")  # noqa: SIM115  (closed below, also when cut short)
+        except FileNotFoundError:
+            return
+        with handle:
+            yield from _blocks(handle) if not newest_first else _blocks_backwards(handle)
+
+    def _objects(self, newest_first: bool) -> Iterator[bytes]:
+        try:
+            names = sorted(
+                p for p in self.fs.find(self.root) if p.endswith(".jsonl") and "/." not in p
+            )
+        except FileNotFoundError:
+            return
+        for name in reversed(names) if newest_first else names:
+            try:
+                with self.fs.open(name, "rb") as f:
+                    yield f.read()
+            except FileNotFoundError:  # removed meanwhile (retention elsewhere)
+                continue
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def _blocks(handle: Any) -> Iterator[bytes]:
+    """A file's bytes in whole lines, from the start."""
+    rest = b""
+    while block := handle.read(_BLOCK):
+        whole, _, rest = (rest + block).rpartition(b"\n")
+        if whole:
+            yield whole
+    if rest:
+        yield rest
+
+
+def _blocks_backwards(handle: Any) -> Iterator[bytes]:
+    """A file's bytes in whole lines, from the end: blocks of _BLOCK read backwards."""
+    end = handle.seek(0, os.SEEK_END)
+    carry = b""  # the start of a line cut by the block before: it ends the next block
+    while end > 0:
+        start = max(0, end - _BLOCK)
+        handle.seek(start)
+        block = handle.read(end - start) + carry
+        carry = b""
+        end = start
+        if start > 0:
+            carry, _, block = block.partition(b"\n")
+        if block:
+            yield block

@@ -1,0 +1,206 @@
+"""`KServeReader`: one `type: kserve` source, read from the sink's partitions as paired sample
+rows; the Observer calls it every evaluation.
+
+Reading costs what is new: per partition file the reader keeps the byte offset it has parsed up
+to and the events parsed so far, and parses only the bytes appended since (complete lines only:
+a line still being written is read next time). Files that left its span are dropped. A line
+that is not an event (torn by a crash, corrupt, another format) is set aside and counted.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from mlwatchdog.core import DataStatus
+from mlwatchdog.errors import InputError
+from mlwatchdog.rules import FilesSource, KServeSource, Sink
+from mlwatchdog.sources.base import Filters, SetAside, SourceRead
+from mlwatchdog.sources.files import FilesReader
+from mlwatchdog.sources.kserve.events import selects
+from mlwatchdog.sources.kserve.lines import (
+    PARTITIONING,
+    TIME_END,
+    TIME_PREFIX,
+    Event,
+    decode,
+    stamp,
+    utc_now,
+)
+from mlwatchdog.sources.kserve.pairing import pair, span_of, with_filters
+
+_BLOCK = 8 * 2**20  # bytes read at a time: a file's new part is not read into memory at once
+
+
+@dataclass
+class _Parsed:
+    """What the reader has parsed of one partition file."""
+
+    identity: tuple[int, int]  # (device, inode): a new file under the same name is read anew
+    floor: bytes | None  # lines stamped before this were skipped unparsed (None: none were)
+    offset: int = 0  # bytes parsed: up to the end of the last complete line
+    events: list[Event] = field(default_factory=list)  # this source's events, in file order
+    corrupt: int = 0  # complete lines that are not events
+    torn: bool = False  # the file ends in part of a line (being written, or torn by a crash)
+
+
+class KServeReader:
+    """Reads one `type: kserve` source: the sink's events of [start, end), paired into rows.
+
+    A request row and its response row make one sample row. A half whose partner has not come is
+    left out while younger than `pair_timeout` (it may still come), then used alone: a request
+    without response gives NaN predictions, which the detectors drop per column.
+    """
+
+    def __init__(
+        self, name: str, spec: KServeSource, sink: Sink, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.sink = sink
+        self.clock = clock
+        self.files = FilesReader(
+            name,
+            FilesSource(
+                type="files",
+                url=sink.path,
+                format="jsonl",
+                timestamp_column="time",
+                partitioning=PARTITIONING,
+                late_files=timedelta(0),  # the store files each event under its own time
+            ),
+        )
+        self.parsed_lines = 0  # lines parsed so far (a read parses only what was appended)
+        self.parsed_bytes = 0
+        self._parsed: dict[str, _Parsed] = {}
+        self._lock = threading.Lock()  # targets sharing this source read it concurrently
+
+    @property
+    def held(self) -> list[str]:
+        """The files whose parsed events the reader keeps for its next read."""
+        with self._lock:
+            return sorted(self._parsed)
+
+    def signature(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> tuple[Any, ...]:
+        """The files of [start, end) with the partners' margin; and `now` until halves settle."""
+        now = self.clock()
+        settled = end is not None and end + self.sink.pair_timeout <= now
+        span = span_of(start, end, self.sink.pair_timeout)
+        return (self.files.signature(*span), None if settled else now)
+
+    def read(
+        self,
+        columns: Sequence[str],
+        start: datetime | None = None,
+        end: datetime | None = None,
+        filters: Filters | None = None,
+    ) -> SourceRead:
+        """Rows of [start, end) (every row without a window): `columns`, then the timestamp."""
+        windowed = start is not None and end is not None
+        where = f" for [{start:%Y-%m-%d %H:%M:%S}, {end:%Y-%m-%d %H:%M:%S})" if windowed else ""
+        low, high = span_of(start, end, self.sink.pair_timeout)
+        try:
+            paths = self.files.files(low, high)
+        except (OSError, ValueError) as exc:
+            return SourceRead(
+                None, DataStatus.ERROR, f"cannot list the sink {self.sink.path}: {exc}"
+            )
+        if not paths:
+            with self._lock:
+                self._parsed.clear()  # every file left the span
+            return SourceRead(None, DataStatus.NO_DATA, f"no events in {self.sink.path}{where}")
+        try:
+            events, aside = self._events(paths, low, high)
+        except OSError as exc:
+            return SourceRead(None, DataStatus.ERROR, f"source {self.name!r}: {exc}", tuple(paths))
+        settled_before = self.clock() - self.sink.pair_timeout
+        rows, counts, more = pair(events, list(columns), self.spec, settled_before, start, end)
+        aside += more
+        try:
+            rows = with_filters(rows, list(columns), filters or {}, self.name)
+        except InputError as exc:  # the config's filters, not the data
+            return SourceRead(None, DataStatus.ERROR, str(exc), tuple(paths), tuple(aside))
+        note = f", {counts['waiting']} waiting for their partner" if counts["waiting"] else ""
+        note += "".join(f", {_described(a)}" for a in aside)
+        if rows.empty:
+            reason = f"no rows{where} in {len(paths)} file(s){note}"
+            return SourceRead(None, DataStatus.NO_DATA, reason, tuple(paths), tuple(aside))
+        reason = f"{len(rows)} rows ({counts['paired']} paired, {counts['alone']} alone{note})"
+        return SourceRead(rows, DataStatus.OK, reason, tuple(paths), tuple(aside))
+
+    def _events(
+        self, paths: list[str], low: datetime | None, high: datetime | None
+    ) -> tuple[list[Event], list[SetAside]]:
+        """This source's events with a time in [low, high) (all without a window), and the
+        lines set aside; parses only what was appended since the last read."""
+        first, last = (stamp(low), stamp(high)) if low and high else ("", "~")
+        with self._lock:
+            for path in paths:
+                self._update(path, first.encode() if first else None)
+            for gone in set(self._parsed) - set(paths):  # left the span (or was pruned)
+                del self._parsed[gone]
+            files = [self._parsed[p] for p in paths if p in self._parsed]
+            events = [e for f in files for e in f.events if first <= e.time < last]
+        aside = []
+        corrupt, torn = sum(f.corrupt for f in files), sum(f.torn for f in files)
+        if corrupt:
+            aside.append(SetAside("row", "corrupt", corrupt, "lines that are not sink events"))
+        if torn:
+            aside.append(SetAside("row", "torn", torn, "last lines cut short (a crash)"))
+        return events, aside
+
+    def _update(self, path: str, floor: bytes | None) -> None:
+        """Parse what was appended to `path` since the last read."""
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:  # pruned since it was listed
+            self._parsed.pop(path, None)
+            return
+        identity = (info.st_dev, info.st_ino)
+        known = self._parsed.get(path)
+        if (
+            known is None
+            or known.identity != identity
+            or info.st_size < known.offset
+            or (known.floor is not None and (floor is None or floor < known.floor))
+        ):  # new, replaced, or lines this read needs were skipped: from the start
+            known = self._parsed[path] = _Parsed(identity, floor)
+        if info.st_size == known.offset:
+            known.torn = False
+            return
+        with open(path, "rb") as handle:
+            handle.seek(known.offset)
+            rest = b""
+            while block := handle.read(_BLOCK):
+                data = rest + block
+                complete = data.rfind(b"\n") + 1
+                self._parse(known, data[:complete])
+                known.offset += complete
+                rest = data[complete:]
+        known.torn = bool(rest)
+
+    def _parse(self, known: _Parsed, lines: bytes) -> None:
+        floor, spec = known.floor, self.spec
+        for line in lines.split(b"\n")[:-1]:
+            if floor and line.startswith(TIME_PREFIX) and line[len(TIME_PREFIX) : TIME_END] < floor:
+                continue  # before the span (a later span's is not earlier, else: reparse)
+            self.parsed_lines += 1
+            self.parsed_bytes += len(line) + 1
+            try:
+                event = decode(line)
+            except ValueError:
+                known.corrupt += 1
+                continue
+            if selects(spec, event.inference_service, event.namespace, event.component):
+                known.events.append(event)
+
+
+def _described(aside: SetAside) -> str:
+    what = aside.what if aside.count == 1 else f"{aside.what}s"
+    return f"{aside.count} {what} set aside ({aside.reason}: {aside.detail})"
