@@ -49,7 +49,7 @@ servers:
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check mlwatchdog tests benchmarks examples notebooks
 	$(BIN)/ruff format --check mlwatchdog tests benchmarks examples notebooks
-	$(BIN)/mypy mlwatchdog/detectors mlwatchdog/core mlwatchdog/rules
+	$(BIN)/mypy mlwatchdog
 	$(BIN)/lint-imports
 
 ## bench: drift benchmark against the scipy loop, evidently and the numpy floor

@@ -117,7 +117,7 @@ def evaluate(
                 correction=correction,
                 min_samples=min_samples,
                 bins=bins,
-                binning=binning.value,  # type: ignore[arg-type]
+                binning=binning.value,
             )
             rows.extend(result.rows())
     except MlwatchdogError as exc:
@@ -323,18 +323,37 @@ def status(
     ] = None,
     config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
     output: Annotated[OutputFormat, typer.Option(help="table or json.")] = OutputFormat.TABLE,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLWATCHDOG_TOKEN",
+            help="A bearer token of daemon.auth with the read role (or $MLWATCHDOG_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show every target of a running daemon: state, incident and checks (GET /api/v1/targets)."""
     if url is None:
         http = _load_or_exit(config).daemon.http
         host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
         url = f"http://{host}:{http.port}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(url.rstrip("/") + "/api/v1/targets", timeout=10)
-        response.raise_for_status()
+        response = httpx.get(url.rstrip("/") + "/api/v1/targets", timeout=10, headers=headers)
     except httpx.HTTPError as exc:
         typer.echo(f"error: cannot read {url}/api/v1/targets: {exc}", err=True)
         raise typer.Exit(1) from None
+    if response.status_code in (401, 403):
+        what = "needs credentials" if response.status_code == 401 else "refused this token"
+        typer.echo(
+            f"error: {url} {what}: give a token of daemon.auth with the read role in "
+            "$MLWATCHDOG_TOKEN (or --token)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if response.is_error:
+        typer.echo(f"error: {url}/api/v1/targets answered {response.status_code}", err=True)
+        raise typer.Exit(1)
     targets = response.json()
     if output is OutputFormat.JSON:
         print(json.dumps(targets, indent=2))

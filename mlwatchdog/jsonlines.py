@@ -4,14 +4,18 @@ append under a prefix (object stores cannot append).
 
 Writes never raise: a record that cannot be written (disk full, too many open files, the store
 down) is kept in memory, in order, and written before the next one once the fault is gone; the
-owner learns of the fault and of the recovery through `on_fault`. Reads tolerate a torn line (a
-crash in the middle of an append) anywhere, and `tail` reads a local file from its end, so a
-report that needs the last twenty records does not parse a year of them. Every record passes
-through the Redactor before it is written.
+owner learns of the fault and of the recovery through `on_fault`. A write that fails half-way is
+undone, so no record is ever both stored and kept (it would be stored twice). Reads see the kept
+records too, after the stored ones (a bundle made while the disk is full still has its action's
+audit record), tolerate a torn line (a crash in the middle of an append) anywhere, and `tail`
+reads a local file from its end, so a report that needs the last twenty records does not parse a
+year of them. Every record passes through the Redactor before it is written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import posixpath
@@ -106,15 +110,24 @@ class JsonLines:
     def _append_local(self, batch: bytes) -> None:
         path = Path(self.location)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as f:
-            # A crash (or a failed write) may have left half a line: end it, so the next record
-            # is not glued to it and lost with it.
-            if f.tell() > 0 and _last_byte(path) != b"\n":
-                f.write(b"\n")
-            f.write(batch)
-            f.flush()
-            if self.durable:
-                os.fsync(f.fileno())
+        with open(path, "ab", buffering=0) as f:
+            start = f.seek(0, os.SEEK_END)
+            # A crash may have left half a line: end it, so the next record is not glued to it
+            # and lost with it.
+            if start > 0 and _last_byte(path) != b"\n":
+                batch = b"\n" + batch
+            try:
+                view = memoryview(batch)
+                while view:  # a raw write may take a part
+                    view = view[f.write(view) :]
+                if self.durable:
+                    os.fsync(f.fileno())
+            except OSError:
+                # Undo what went in: the batch stays pending and is written whole later; its
+                # first records left here too would be stored twice.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(f.fileno(), start)
+                raise
 
     def _put(self, batch: bytes) -> None:
         now = datetime.now(UTC)
@@ -130,8 +143,9 @@ class JsonLines:
     # ------------------------------------------------------------------------------- reading
 
     def entries(self, match: Match | None = None) -> Iterator[Record]:
-        """Every record, oldest first (torn lines skipped)."""
-        for chunk in self._chunks(newest_first=False):
+        """Every record, oldest first (torn lines skipped), those not written yet last."""
+        stored, pending = self._snapshot()
+        for chunk in itertools.chain(self._chunks(stored, newest_first=False), [b"".join(pending)]):
             for line in chunk.splitlines():
                 record = self._parse(line)
                 if record is not None and (match is None or match(record)):
@@ -143,7 +157,8 @@ class JsonLines:
         """The newest records that `match`, at most `limit`, oldest first; reading backwards
         stops at the first record for which `stop` is true (e.g. older than what is asked)."""
         found: list[Record] = []
-        for chunk in self._chunks(newest_first=True):
+        stored, pending = self._snapshot()
+        for chunk in itertools.chain([b"".join(pending)], self._chunks(stored, newest_first=True)):
             for line in reversed(chunk.splitlines()):
                 record = self._parse(line)
                 if record is None:
@@ -166,26 +181,39 @@ class JsonLines:
             return None
         return record if isinstance(record, dict) else None
 
-    def _chunks(self, newest_first: bool) -> Iterator[bytes]:
-        """The stored bytes in whole lines: a local file by blocks (from its end when
-        `newest_first`), or the objects one by one."""
+    def _snapshot(self) -> tuple[Any, list[bytes]]:
+        """What is stored (a local file's size, or the objects' names) and what is pending, at
+        one moment: a record is in one or the other, never both, never neither."""
+        with self._lock:
+            pending = list(self._pending)
+            if self.remote:
+                try:
+                    found = self.fs.find(self.root)
+                except FileNotFoundError:
+                    found = []
+                return sorted(p for p in found if p.endswith(".jsonl") and "/." not in p), pending
+            try:
+                return os.stat(self.location).st_size, pending
+            except FileNotFoundError:
+                return 0, pending
+
+    def _chunks(self, stored: Any, newest_first: bool) -> Iterator[bytes]:
+        """The stored bytes in whole lines: the first `stored` bytes of a local file by blocks
+        (from their end when `newest_first`), or the objects named in `stored` one by one."""
         if self.remote:
-            yield from self._objects(newest_first)
+            yield from self._objects(stored, newest_first)
             return
         try:
             handle = open(self.location, "rb")  # noqa: SIM115  (closed below, also when cut short)
         except FileNotFoundError:
             return
         with handle:
-            yield from _blocks(handle) if not newest_first else _blocks_backwards(handle)
+            if newest_first:
+                yield from _blocks_backwards(handle, stored)
+            else:
+                yield from _blocks(handle, stored)
 
-    def _objects(self, newest_first: bool) -> Iterator[bytes]:
-        try:
-            names = sorted(
-                p for p in self.fs.find(self.root) if p.endswith(".jsonl") and "/." not in p
-            )
-        except FileNotFoundError:
-            return
+    def _objects(self, names: list[str], newest_first: bool) -> Iterator[bytes]:
         for name in reversed(names) if newest_first else names:
             try:
                 with self.fs.open(name, "rb") as f:
@@ -200,10 +228,11 @@ def _last_byte(path: Path) -> bytes:
         return f.read(1)
 
 
-def _blocks(handle: Any) -> Iterator[bytes]:
-    """A file's bytes in whole lines, from the start."""
+def _blocks(handle: Any, size: int) -> Iterator[bytes]:
+    """A file's first `size` bytes in whole lines, from the start."""
     rest = b""
-    while block := handle.read(_BLOCK):
+    while size > 0 and (block := handle.read(min(_BLOCK, size))):
+        size -= len(block)
         whole, _, rest = (rest + block).rpartition(b"\n")
         if whole:
             yield whole
@@ -211,9 +240,10 @@ def _blocks(handle: Any) -> Iterator[bytes]:
         yield rest
 
 
-def _blocks_backwards(handle: Any) -> Iterator[bytes]:
-    """A file's bytes in whole lines, from the end: blocks of _BLOCK read backwards."""
-    end = handle.seek(0, os.SEEK_END)
+def _blocks_backwards(handle: Any, size: int) -> Iterator[bytes]:
+    """A file's first `size` bytes in whole lines, from their end: blocks of _BLOCK read
+    backwards."""
+    end = min(size, handle.seek(0, os.SEEK_END))
     carry = b""  # the start of a line cut by the block before: it ends the next block
     while end > 0:
         start = max(0, end - _BLOCK)

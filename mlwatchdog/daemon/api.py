@@ -209,7 +209,9 @@ def api_router(daemon: Daemon) -> APIRouter:
             runner = runners[name]
             evaluation = runner.run_once()
             if evaluation is None:
-                investigations.append(Investigation(target=name, phase=None, decisions=[]))
+                investigations.append(
+                    Investigation(target=name, phase=None, decisions=[], report=None)
+                )
                 continue
             now = daemon.clock()
             info = daemon.reports.write(

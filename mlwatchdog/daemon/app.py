@@ -41,11 +41,12 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.include_router(api_router(daemon))
     # Added last, so outermost: credentials first (before anything reads the body), then the
     # body's size.
-    settings = lambda: daemon.config.daemon  # noqa: E731  (read per request: reloads apply)
+    # Read per request: a reload applies at once.
     app.add_middleware(
         BodyLimitMiddleware,
         limit=limits(
-            lambda: settings().http.max_body_bytes, lambda: settings().sink.max_event_bytes
+            lambda: daemon.config.daemon.http.max_body_bytes,
+            lambda: daemon.config.daemon.sink.max_event_bytes,
         ),
     )
     app.add_middleware(AuthMiddleware, authenticator=daemon.authenticator)

@@ -109,6 +109,12 @@ class Authenticator:
     def enabled(self) -> bool:
         return self.settings().enabled
 
+    def read_token_files(self) -> None:
+        """Read every token file now (at start-up): an unreadable one is logged at once, not at
+        the first request that needed it."""
+        for credential in self.settings().tokens:
+            self._file(credential.file)
+
     def authenticate(self, authorization: str | None, path: str) -> Principal | None:
         """The caller, or None when the credentials are missing or wrong. Raises Unavailable
         when a ServiceAccount token cannot be reviewed now."""
@@ -276,7 +282,11 @@ def kubernetes_reviewer(api: Any) -> Callable[[str, list[str]], Review]:
         except ActionError as exc:
             return Review(False, error=f"TokenReview failed: {exc}")
         status = answer.get("status") or {}
-        if not status.get("authenticated"):
+        if not status.get("authenticated"):  # false is left out on the wire (omitempty)
+            return Review(False)
+        # An authenticator that does not know audiences may accept a token meant for another:
+        # the answer must name one of those asked for (the TokenReview API reference says so).
+        if audiences and not set(status.get("audiences") or ()) & set(audiences):
             return Review(False)
         user = status.get("user") or {}
         return Review(True, username=str(user.get("username") or ""))

@@ -83,10 +83,10 @@ class DaemonMetrics:
             "mlwatchdog_target_blind",
             "1 while the target is blind: its samples or reference have been missing (no data, "
             "stale, or the source failing) for longer than its samples window, so its drift "
-            "checks judge nothing and it cannot roll back on drift. The log line 'target blind' says "
-            "what is missing and why; `mlwatchdog check --sources rules.yaml` reads each source "
-            "once and shows what it finds. Fix the source (the model's logger, the bucket, the "
-            "database, credentials) or the rules file's url.",
+            "checks judge nothing and it cannot roll back on drift. The log line 'target blind' "
+            "says what is missing and why; `mlwatchdog check --sources rules.yaml` reads each "
+            "source once and shows what it finds. Fix the source (the model's logger, the "
+            "bucket, the database, credentials) or the rules file's url.",
             ["target"],
             registry=r,
         )

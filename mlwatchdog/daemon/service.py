@@ -106,6 +106,7 @@ class Daemon:
         self.authenticator = Authenticator(
             lambda: self.config.daemon.auth, review, on_secret=self.redactor.add, log=log
         )
+        self.authenticator.read_token_files()
         self.runners = {t.name: self._runner(t, self.observer) for t in config.targets}
         self.scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}

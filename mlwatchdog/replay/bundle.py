@@ -106,8 +106,12 @@ class BundleWriter:
             self._parquet(folder, "reference.parquet", frame)
             reference_file = "reference.parquet"
         manifest = self.redactor.data(manifest_of(recorded, event, reference_file))
-        with self.fs.open(posixpath.join(folder, "manifest.json"), "w") as f:
+        # Whole or not at all: written beside and renamed into place, so a crash or a full disk
+        # in the middle of it never leaves a manifest that makes a half bundle look complete.
+        part = posixpath.join(folder, ".manifest.json.part")
+        with self.fs.open(part, "w") as f:
             json.dump(manifest, f, indent=1)  # key order is meaning: columns, checks
+        self.fs.mv(part, posixpath.join(folder, "manifest.json"))
         self._prune(recorded.at)
         return self.fs.unstrip_protocol(folder) if "://" in self.path else folder
 
@@ -128,9 +132,14 @@ class BundleWriter:
         stale = dated[: max(0, len(dated) - self.settings.keep)]
         stale += [(n, t) for n, t in dated if t is not None and t < oldest_kept]
         for name in {n for n, _ in stale}:
-            # Another replica's retention may get there first.
+            bundle = posixpath.join(self.root, name)
+            # The manifest first: a prune cut short leaves an incomplete folder (ignored, and
+            # removed by the next prune), never a listed bundle without its data. Another
+            # replica's retention may get there first.
             with contextlib.suppress(FileNotFoundError):
-                self.fs.rm(posixpath.join(self.root, name), recursive=True)
+                self.fs.rm(posixpath.join(bundle, "manifest.json"))
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(bundle, recursive=True)
 
 
 def manifest_of(recorded: Recorded, event: str, reference_file: str | None) -> dict[str, Any]:
@@ -274,7 +283,8 @@ def load_bundle(path: str, storage_options: Mapping[str, Any] | None = None) -> 
             f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r}; "
             f"this mlwatchdog reads {FORMAT} version {VERSION}"
         )
-    config = Config.model_validate(manifest["config"])
+    # Recorded with its secrets as ***: what replay needs is all there, the secrets are not.
+    config = Config.model_validate(manifest["config"], context={"redacted": True})
     target = config.target(manifest["target"])
     at = datetime.fromisoformat(manifest["at"])
     observation = _observation(fs, root, path, manifest, target, at)

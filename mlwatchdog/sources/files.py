@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import fsspec  # type: ignore[import-untyped]
+import fsspec
 import pandas as pd
 
 from mlwatchdog.core import DataStatus

@@ -17,14 +17,13 @@ import pandas as pd
 from mlwatchdog.core import DataStatus, Observation
 from mlwatchdog.core.blind import MISSING
 from mlwatchdog.rules import Config, DriftCheck, MetricCheck, Target
-from mlwatchdog.sources.base import SetAside, describe_set_aside
 from mlwatchdog.sources.observe import Observer
 
 
 @dataclass(frozen=True)
 class SamplesFound:
-    """The samples window: its rows, their time range, declared columns absent from them, and
-    what the read set aside."""
+    """The samples window: its rows, their time range, declared columns absent from them. The
+    reason is the read's own, which says what it set aside (files, rows, values) and why."""
 
     source: str
     status: DataStatus
@@ -33,7 +32,6 @@ class SamplesFound:
     first: datetime | None = None
     last: datetime | None = None
     columns_missing: tuple[str, ...] = ()
-    set_aside: str = ""  # described, as in a reason ("" when nothing was)
     used: bool = True  # read by a drift check (else missing samples blind nothing)
 
 
@@ -87,49 +85,33 @@ class TargetFound:
 
 def probe(config: Config, at: datetime) -> list[TargetFound]:
     """Every target's sources read once at `at`, in the config's order."""
-    aside: list[tuple[str, SetAside]] = []
-    observer = Observer(config, on_set_aside=lambda source, item: aside.append((source, item)))
-    found = []
-    for target in config.targets:
-        aside.clear()
-        observation = observer.observe(target, at)
-        found.append(_found(config, observer, target, observation, aside))
-    return found
+    observer = Observer(config)
+    return [_found(config, t, observer.observe(t, at)) for t in config.targets]
 
 
-def _found(
-    config: Config,
-    observer: Observer,
-    target: Target,
-    seen: Observation,
-    aside: list[tuple[str, SetAside]],
-) -> TargetFound:
-    scrub = observer.redactor.text
+def _found(config: Config, target: Target, seen: Observation) -> TargetFound:
     used = any(isinstance(c, DriftCheck) for c in target.checks)
     source = target.samples.source
     frame = seen.samples
-    # Items are reported by source: a reference read from the samples' own source (a past
-    # window of it) is counted here too, when it was built in this read.
-    items = [item for name, item in aside if name == source]
-    samples = SamplesFound(source, seen.samples_status, scrub(seen.samples_reason), used=used)
+    # The Observer has scrubbed every reason already (with the config's Redactor).
+    samples = SamplesFound(source, seen.samples_status, seen.samples_reason, used=used)
     if frame is not None:
         first, last = _time_range(frame, config.sources[source])
         samples = SamplesFound(
             source,
             seen.samples_status,
-            scrub(seen.samples_reason),
+            seen.samples_reason,
             rows=len(frame),
             first=first,
             last=last,
             columns_missing=tuple(c for c in target.columns.all if c not in frame.columns),
-            set_aside=scrub(describe_set_aside(items)),
             used=used,
         )
     ref = seen.reference
     reference = ReferenceFound(
         target.reference.source,
         seen.reference_status,
-        scrub(seen.reference_reason),
+        seen.reference_reason,
         rows=max((c.n + c.n_dropped for c in ref.sample.columns), default=0) if ref else 0,
         fingerprint=ref.fingerprint if ref else "",
         used=used,
@@ -138,7 +120,7 @@ def _found(
         MetricFound(c.name, c.source, reading.status, reading.value, reading.reason)
         for c in target.checks
         if isinstance(c, MetricCheck)
-        for reading in [seen.metrics[c.name]]  # already scrubbed by the Observer
+        for reading in [seen.metrics[c.name]]
     )
     window = target.samples.window
     return TargetFound(target.name, seen.at, window, samples, reference, metrics)

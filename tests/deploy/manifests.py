@@ -162,7 +162,9 @@ def _generate_config_map(directory: Path, generator: Object, objs: list[Object])
 
 
 def _strategic_merge(target: Any, patch: Any) -> Any:
-    """Maps merge key by key; lists of named objects (containers, env, volumes) by name."""
+    """Maps merge key by key; lists of named objects (containers, env, volumes) by name, in
+    kustomize's order: the patch's items first (merged into their namesakes), then the target's
+    items the patch does not name."""
     if isinstance(target, dict) and isinstance(patch, dict):
         for k, v in patch.items():
             target[k] = _strategic_merge(target[k], v) if k in target else copy.deepcopy(v)
@@ -173,12 +175,12 @@ def _strategic_merge(target: Any, patch: Any) -> Any:
         and all(isinstance(i, dict) and "name" in i for i in target + patch)
     ):
         named = {i["name"]: i for i in target}
-        for item in patch:
-            if item["name"] in named:
-                _strategic_merge(named[item["name"]], item)
-            else:
-                target.append(copy.deepcopy(item))
-        return target
+        merged = [
+            _strategic_merge(named[i["name"]], i) if i["name"] in named else copy.deepcopy(i)
+            for i in patch
+        ]
+        patched = {i["name"] for i in patch}
+        return merged + [i for i in target if i["name"] not in patched]
     return copy.deepcopy(patch)
 
 

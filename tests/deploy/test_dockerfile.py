@@ -1,5 +1,5 @@
 """deploy/Dockerfile, parsed (Docker cannot run here): base image, non-root user, entrypoint,
-healthcheck, and that it agrees with the Deployment. The HEALTHCHECK command itself runs against
+healthcheck, and that it agrees with the StatefulSet. The HEALTHCHECK command itself runs against
 a local HTTP server."""
 
 from __future__ import annotations
@@ -170,11 +170,14 @@ def test_the_healthcheck_command_passes_and_fails_like_docker_would(
     assert down.returncode != 0
 
 
-def test_the_image_agrees_with_the_deployment(stages: list[list[Instruction]]) -> None:
+def test_the_image_agrees_with_the_statefulset(stages: list[list[Instruction]]) -> None:
     final = stages[-1]
-    container = one(render(BASE), "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    pod = one(render(BASE), "Deployment")["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsUser"] == int(last(final, "USER").args.split(":")[0])
+    pod = one(render(BASE), "StatefulSet")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    uid, gid = (int(i) for i in last(final, "USER").args.split(":"))
+    assert pod["securityContext"]["runAsUser"] == uid
+    # The volume is group-owned by fsGroup: the image's group, so the daemon can write there.
+    assert pod["securityContext"]["runAsGroup"] == pod["securityContext"]["fsGroup"] == gid
     assert container["args"] == last(final, "CMD").exec_form()
     ports = [p["containerPort"] for p in container["ports"]]
     assert ports == [int(last(final, "EXPOSE").args)]

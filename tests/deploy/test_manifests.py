@@ -119,8 +119,9 @@ def test_manifest_files_cover_every_kind_we_ship() -> None:
         "RoleBinding",
         "ClusterRole",
         "ClusterRoleBinding",
-        "Deployment",
+        "StatefulSet",
         "Service",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "ServiceMonitor",
         "PrometheusRule",
@@ -167,9 +168,17 @@ def example(kind: str) -> Object:
 
 
 def test_builtin_validation_rejects_unknown_fields_and_wrong_types() -> None:
-    deployment = example("Deployment")
-    deployment["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
-    assert any("securityContex" in e for e in builtin_errors(deployment))
+    statefulset = example("StatefulSet")
+    statefulset["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
+    assert any("securityContex" in e for e in builtin_errors(statefulset))
+    claim = example("StatefulSet")["spec"]["volumeClaimTemplates"][0]
+    claim["spec"]["accessModes"] = "ReadWriteOnce"  # a list in the schema
+    broken = example("StatefulSet")
+    broken["spec"]["volumeClaimTemplates"] = [claim]
+    assert builtin_errors(broken)
+    policy = example("NetworkPolicy")
+    policy["spec"]["ingress"][0]["from"][0]["namespaceSelectr"] = {}
+    assert any("namespaceSelectr" in e for e in builtin_errors(policy))
     service = example("Service")
     service["spec"]["ports"][0]["port"] = "eighty"
     assert builtin_errors(service)

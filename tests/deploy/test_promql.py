@@ -154,6 +154,46 @@ def test_the_dashboard_covers_the_daemons_metrics(exported: set[str]) -> None:
     assert len(shown & used) >= 15, sorted(shown & used)
 
 
+# What on-call must see of the watchdog's own health: each is alerted on and has a panel.
+HEALTH_METRICS = {
+    "mlwatchdog_writes_failing": "MlwatchdogWritesFailing",
+    "mlwatchdog_write_failures_total": "MlwatchdogWritesFailing",
+    "mlwatchdog_target_blind": "MlwatchdogTargetBlind",
+    "mlwatchdog_target_blind_since_seconds": "MlwatchdogTargetBlind",
+    "mlwatchdog_sink_events_total": "MlwatchdogSinkRefusingEvents",
+    "mlwatchdog_source_set_aside_total": "MlwatchdogInputSetAside",
+}
+HEALTH_PANELS = {  # the row "Health of the watchdog"
+    "Writes failing",
+    "Blind targets",
+    "Blind for",
+    "KServe sink events",
+    "Inputs set aside",
+}
+
+
+@pytest.mark.parametrize("name", HEALTH_METRICS)
+def test_the_watchdogs_health_is_alerted_on_and_shown(name: str, exported: set[str]) -> None:
+    assert name in exported
+    alerting = {r["alert"] for r in alert_rules() if name in promql_names(r["expr"])[0]}
+    assert HEALTH_METRICS[name] in alerting, f"no alert {HEALTH_METRICS[name]} on {name}"
+    shown = [w for w, e in dashboard_exprs() if name in promql_names(e)[0]]
+    assert shown, f"{name} has no panel in {DASHBOARD.name}"
+
+
+def test_the_health_panels_are_in_their_row() -> None:
+    rows = [p for p in dashboard()["panels"] if p["type"] == "row"]
+    row = next(r for r in rows if r["title"] == "Health of the watchdog")
+    below = [r["gridPos"]["y"] for r in rows if r["gridPos"]["y"] > row["gridPos"]["y"]]
+    end = min(below, default=10**6)
+    inside = {
+        p["title"]
+        for p in dashboard()["panels"]
+        if p["type"] != "row" and row["gridPos"]["y"] < p["gridPos"]["y"] < end
+    }
+    assert inside == HEALTH_PANELS
+
+
 # --- promtool ------------------------------------------------------------------------------------
 
 PROMTOOL = shutil.which("promtool")
@@ -224,6 +264,18 @@ ALERT_TESTS: list[dict[str, Any]] = [
                 "mlwatchdog_last_evaluation_timestamp_seconds", "0+60x30", target="fraud", pod="a"
             ),
             series("mlwatchdog_evaluations_total", "0+1x30", target="fraud", result="ok", pod="a"),
+            # The health series as a fresh daemon exports them: zeros, and events stored.
+            *[
+                series(name, "0x30", what=what, pod=pod)
+                for name in ("mlwatchdog_writes_failing", "mlwatchdog_write_failures_total")
+                for what in ("state", "audit", "journal", "bundle")
+                for pod in ("a", "b")
+            ],
+            series("mlwatchdog_target_blind", "0x30", target="fraud", pod="a"),
+            series("mlwatchdog_target_blind_since_seconds", "0x30", target="fraud", pod="a"),
+            series(
+                "mlwatchdog_sink_events_total", "0+60x30", result="stored", reason="ok", pod="a"
+            ),
         ],
         "alert_rule_test": [
             {"eval_time": "25m", "alertname": name, "exp_alerts": []}
@@ -235,6 +287,10 @@ ALERT_TESTS: list[dict[str, Any]] = [
                 "MlwatchdogNoLeader",
                 "MlwatchdogSeveralLeaders",
                 "MlwatchdogRolledBack",
+                "MlwatchdogWritesFailing",
+                "MlwatchdogTargetBlind",
+                "MlwatchdogSinkRefusingEvents",
+                "MlwatchdogInputSetAside",
             )
         ],
     },
@@ -332,6 +388,180 @@ ALERT_TESTS: list[dict[str, Any]] = [
                 "eval_time": "8m",
                 "alertname": "MlwatchdogConfigReloadFailed",
                 "exp_alerts": [{"exp_labels": {"severity": "warning", "pod": "b"}}],
+            },
+        ],
+    },
+]
+
+
+# The watchdog's own health. Each case has a twin that must not fire: a fault that passes, a
+# replica that disagrees, a burst, a trickle.
+ALERT_TESTS += [
+    {  # writes: pod a's state fails for good, pod b's bundles fail every other minute, pod b's
+        # journal failed once and the retry wrote it (no alert), audit never fails
+        "interval": "1m",
+        "input_series": [
+            series("mlwatchdog_writes_failing", "0x5 1x25", what="state", pod="a"),
+            series("mlwatchdog_write_failures_total", "0x5 1+1x25", what="state", pod="a"),
+            series("mlwatchdog_writes_failing", "0x5 " + "1 0 " * 12, what="bundle", pod="b"),
+            series(
+                "mlwatchdog_write_failures_total",
+                "0x5 " + " ".join(str(1 + i // 2) for i in range(24)),
+                what="bundle",
+                pod="b",
+            ),
+            series("mlwatchdog_writes_failing", "0x5 1 0x24", what="journal", pod="b"),
+            series("mlwatchdog_write_failures_total", "0x5 1x25", what="journal", pod="b"),
+            series("mlwatchdog_writes_failing", "0x30", what="audit", pod="a"),
+            series("mlwatchdog_write_failures_total", "0x30", what="audit", pod="a"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "14m", "alertname": "MlwatchdogWritesFailing", "exp_alerts": []},
+            {
+                "eval_time": "20m",
+                "alertname": "MlwatchdogWritesFailing",
+                "exp_alerts": [
+                    {"exp_labels": {"severity": "critical", "pod": "a", "what": "state"}},
+                    {"exp_labels": {"severity": "warning", "pod": "b", "what": "bundle"}},
+                ],
+            },
+        ],
+    },
+    {  # blind: fraud's samples missing since 1m, blind from 16m (a 15m window) on both pods
+        # (one alert); churn blind on pod a for 5 minutes, then it sees again
+        "interval": "1m",
+        "input_series": [
+            *[
+                series("mlwatchdog_target_blind", "0x15 1x400", target="fraud", pod=p)
+                for p in ("a", "b")
+            ],
+            series("mlwatchdog_target_blind_since_seconds", "0x15 60x400", target="fraud", pod="a"),
+            series("mlwatchdog_target_blind_since_seconds", "0x15 70x400", target="fraud", pod="b"),
+            series("mlwatchdog_target_blind", "0x15 1x5 0x395", target="churn", pod="a"),
+            series(
+                "mlwatchdog_target_blind_since_seconds", "0x15 60x5 0x395", target="churn", pod="a"
+            ),
+            series("mlwatchdog_target_blind", "0x415", target="churn", pod="b"),
+            series("mlwatchdog_target_blind_since_seconds", "0x415", target="churn", pod="b"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "20m", "alertname": "MlwatchdogTargetBlind", "exp_alerts": []},
+            {
+                "eval_time": "30m",
+                "alertname": "MlwatchdogTargetBlind",
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "target": "fraud"}}],
+            },
+            {  # missing for 6h at 361m: critical from 371m on
+                "eval_time": "368m",
+                "alertname": "MlwatchdogTargetBlind",
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "target": "fraud"}}],
+            },
+            {
+                "eval_time": "380m",
+                "alertname": "MlwatchdogTargetBlind",
+                "exp_alerts": [
+                    {"exp_labels": {"severity": "warning", "target": "fraud"}},
+                    {"exp_labels": {"severity": "critical", "target": "fraud"}},
+                ],
+            },
+        ],
+    },
+    {  # the sink, 2 events/s over two pods: column_count refused at 0.2/s (9%) for good;
+        # disconnected at 1/min (under 1%); too_old, a burst of 100 once
+        "interval": "1m",
+        "input_series": [
+            *[
+                series(
+                    "mlwatchdog_sink_events_total", "0+60x40", result="stored", reason="ok", pod=p
+                )
+                for p in ("a", "b")
+            ],
+            series(
+                "mlwatchdog_sink_events_total",
+                "0+12x40",
+                result="refused",
+                reason="column_count",
+                pod="a",
+            ),
+            series(
+                "mlwatchdog_sink_events_total",
+                "0+1x40",
+                result="refused",
+                reason="disconnected",
+                pod="b",
+            ),
+            series(
+                "mlwatchdog_sink_events_total",
+                "0x5 100x35",
+                result="refused",
+                reason="too_old",
+                pod="b",
+            ),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "12m", "alertname": "MlwatchdogSinkRefusingEvents", "exp_alerts": []},
+            {
+                "eval_time": "20m",
+                "alertname": "MlwatchdogSinkRefusingEvents",
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "reason": "column_count"}}],
+            },
+        ],
+    },
+    {  # a trickle: an event a minute, one in ten refused (not_json): below 3 refused per 10m
+        "interval": "1m",
+        "input_series": [
+            series("mlwatchdog_sink_events_total", "0+1x60", result="stored", reason="ok", pod="a"),
+            series(
+                "mlwatchdog_sink_events_total",
+                " ".join(str(i // 10) for i in range(61)),
+                result="refused",
+                reason="not_json",
+                pod="a",
+            ),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "50m", "alertname": "MlwatchdogSinkRefusingEvents", "exp_alerts": []},
+        ],
+    },
+    {  # set aside: a corrupt file met by every read on both replicas (one alert); a
+        # half-written file met once at 11m, complete at the next read
+        "interval": "1m",
+        "input_series": [
+            *[
+                series(
+                    "mlwatchdog_source_set_aside_total",
+                    "1+1x60",
+                    source="fraud_samples",
+                    what="file",
+                    reason="corrupt",
+                    pod=p,
+                )
+                for p in ("a", "b")
+            ],
+            series(
+                "mlwatchdog_source_set_aside_total",
+                "1x10 2x50",
+                source="fraud_samples",
+                what="file",
+                reason="truncated",
+                pod="a",
+            ),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "25m", "alertname": "MlwatchdogInputSetAside", "exp_alerts": []},
+            {
+                "eval_time": "40m",
+                "alertname": "MlwatchdogInputSetAside",
+                "exp_alerts": [
+                    {
+                        "exp_labels": {
+                            "severity": "warning",
+                            "source": "fraud_samples",
+                            "what": "file",
+                            "reason": "corrupt",
+                        }
+                    }
+                ],
             },
         ],
     },

@@ -3,9 +3,10 @@
 Two directions:
 - what is granted equals EXPECTED below, written by hand with what uses each permission, and
   nothing is a wildcard;
-- what the daemon really sends (its actuators and leader election, run against the fake
-  kube-apiserver of tests/kube, mapped to RBAC rules by the daemon's own `rbac_rule`, the text
-  its 403 errors print) is exactly what is granted: every request allowed, no grant unused.
+- what the daemon really sends (its actuators, leader election and the TokenReview of a caller's
+  ServiceAccount token, run against the fake kube-apiserver of tests/kube, mapped to RBAC rules by
+  the daemon's own `rbac_rule`, the text its 403 errors print) is exactly what is granted: every
+  request allowed, no grant unused.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from mlwatchdog.actions.actuator import KubeActuator
 from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.actions.kube_api import KubeApi, rbac_rule
 from mlwatchdog.core import Decision, DecisionKind
+from mlwatchdog.daemon.auth import Authenticator, kubernetes_reviewer
 from mlwatchdog.daemon.leader import LeaderElector
 from mlwatchdog.rules import Target
-from mlwatchdog.rules.schema import LeaderElection
+from mlwatchdog.rules.schema import Auth, LeaderElection
 from tests.deploy.manifests import BASE, PRODUCTION, Object, one, render
 from tests.kube.apiserver import FakeKubeAPI
 from tests.kube.objects import (
@@ -53,6 +55,8 @@ EXPECTED = {
     ("cluster", "serving.knative.dev", "revisions", "get"),  # previous revision, for policy
     # Kubernetes Events on the rolled-back object (actuator.py `_event`)
     ("cluster", "", "events", "create"),
+    # daemon.auth.kubernetes: callers' ServiceAccount tokens (daemon/auth.py kubernetes_reviewer)
+    ("cluster", "authentication.k8s.io", "tokenreviews", "create"),
     # Leader election Lease (daemon/leader.py, kubernetes.leaderelection LeaseLock)
     ("mlwatchdog", "coordination.k8s.io", "leases", "create"),  # the first replica creates it
     ("mlwatchdog", "coordination.k8s.io", "leases", "get"),  # every replica reads it
@@ -161,6 +165,21 @@ def lead_once(api: FakeKubeAPI, namespace: str, lease: str) -> None:
     elector.stop()  # reads the Lease and hands it back (PUT without holderIdentity)
 
 
+def review_a_caller(api: FakeKubeAPI, auth: Auth) -> None:
+    """Grafana posts an alert with its ServiceAccount token, as the shipped daemon.auth allows:
+    the daemon's Authenticator has it reviewed through the Kubernetes API."""
+    assert auth.kubernetes is not None
+    rule = auth.kubernetes.service_accounts[0]
+    namespace, name = rule.service_account.split(":")
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJncmFmYW5hIn0.c2lnbmF0dXJl"
+    audiences = list(auth.kubernetes.audiences) or None  # None: the API server's own
+    api.add_token(token, f"system:serviceaccount:{namespace}:{name}", audiences)
+    kube = KubeApi(api.api_client(), timeout=5, attempts=2, sleep=lambda s: None)
+    authenticator = Authenticator(lambda: auth, kubernetes_reviewer(kube))
+    principal = authenticator.authenticate(f"Bearer {token}", "/api/v1/alerts")
+    assert principal is not None and principal.roles == set(rule.roles)
+
+
 def test_every_request_the_daemon_sends_is_granted_and_every_grant_is_used(
     tmp_path: Path,
 ) -> None:
@@ -185,6 +204,7 @@ def test_every_request_the_daemon_sends_is_granted_and_every_grant_is_used(
             requests += [(r.method, r.path) for r in api.requests]
     with FakeKubeAPI() as api:
         lead_once(api, namespace, lease)
+        review_a_caller(api, Auth.model_validate(rules["daemon"]["auth"]))
         requests += [(r.method, r.path) for r in api.requests]
 
     used: set[Grant] = set()

@@ -118,7 +118,13 @@ class DaemonProcess:
     """`mlwatchdog run` as a subprocess, its stdout and stderr in a file, with HTTP helpers."""
 
     def __init__(
-        self, config: Path, port: int, output: Path, *extra: str, env: dict[str, str] | None = None
+        self,
+        config: Path,
+        port: int,
+        output: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         self.port = port
         self.output = output
@@ -130,7 +136,9 @@ class DaemonProcess:
             cwd=config.parent,
             env=env or environment(),
         )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0)
+        # `token`: sent with every request of `http` (a daemon.auth credential of the config).
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0, headers=headers)
 
     def text(self) -> str:
         return self.output.read_text(errors="replace")

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -32,8 +33,10 @@ from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.timeout(300)
 
-TOKEN = "s3cret-webhook-token"
+TOKEN = "s3cret-webhook-token"  # Grafana's: it may post alerts, nothing else
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+OPS_TOKEN = "0p3rator-token-of-the-ops-team"  # every role
+VIEWER_TOKEN = "v1ewer-token-read-only"
 
 
 class StandInGrafana:
@@ -136,9 +139,13 @@ def alertmanager_alert(status: str, **labels: str) -> dict[str, Any]:
 def api_config(tmp_path: Path, port: int, grafana_url: str) -> Path:
     path = write_config(tmp_path, port)
     rules: dict[str, Any] = yaml.safe_load(path.read_text())
-    rules["daemon"]["alerts"] = {
-        "bearer_token": TOKEN,
-        "grafana": {"url": grafana_url, "token": "glsa_test"},
+    rules["daemon"]["alerts"] = {"grafana": {"url": grafana_url, "token": "glsa_test"}}
+    rules["daemon"]["auth"] = {
+        "tokens": [
+            {"name": "grafana", "token": TOKEN, "roles": ["alerts"]},
+            {"name": "ops", "token": OPS_TOKEN},
+            {"name": "viewer", "token": VIEWER_TOKEN, "roles": ["read"]},
+        ]
     }
     rules["daemon"]["reports"] = {"path": str(tmp_path / "reports"), "keep": 50}
     rules["targets"][0]["alerts"] = {"labels": {"model": TARGET}}
@@ -150,9 +157,31 @@ def test_api_webhook_reports_status_and_schema(
     tmp_path: Path, processes: list[DaemonProcess], feeder: Feeder, grafana: StandInGrafana
 ) -> None:
     port = free_port()
-    daemon = DaemonProcess(api_config(tmp_path, port, grafana.url), port, tmp_path / "d.log")
+    config = api_config(tmp_path, port, grafana.url)
+    daemon = DaemonProcess(config, port, tmp_path / "d.log", token=OPS_TOKEN)
     processes.append(daemon)
     wait_for(daemon, "readiness", lambda: is_ready(daemon), timeout=60)
+
+    # Only /healthz, /readyz and /metrics answer without credentials.
+    anonymous = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0)
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert anonymous.get(path).status_code == 200, path
+    for method, path in [
+        ("GET", "/api/v1/targets"), ("GET", f"/api/v1/targets/{TARGET}"), ("GET", "/targets"),
+        ("GET", "/api/v1/incidents"), ("GET", "/api/v1/reports"), ("GET", "/api/v1/audit"),
+        ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/reports/x/index.html"),
+        ("POST", f"/api/v1/targets/{TARGET}/evaluate"), ("POST", "/-/reload"),
+        ("POST", "/api/v1/alerts"),
+    ]:  # fmt: skip
+        answer = anonymous.request(method, path)
+        assert answer.status_code == 401, (method, path, answer.status_code)
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+    viewer = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
+    assert anonymous.get("/api/v1/targets", headers=viewer).status_code == 200
+    refused = anonymous.post(f"/api/v1/targets/{TARGET}/evaluate", headers=viewer)
+    assert refused.status_code == 403 and "operate" in refused.json()["detail"]
+    assert anonymous.get("/api/v1/targets", headers=AUTH).status_code == 403  # alerts only
+    assert anonymous.post("/-/reload", headers=AUTH).status_code == 403
 
     listed = daemon.http.get("/api/v1/targets").json()
     assert [t["name"] for t in listed] == [TARGET]
@@ -163,7 +192,7 @@ def test_api_webhook_reports_status_and_schema(
     assert missing.status_code == 404 and TARGET in missing.json()["detail"]
 
     # The webhook wants its token; nothing is evaluated without it.
-    assert daemon.http.post("/api/v1/alerts", json=grafana_alert(model=TARGET)).status_code == 401
+    assert anonymous.post("/api/v1/alerts", json=grafana_alert(model=TARGET)).status_code == 401
 
     feeder.drift.set()
     wait_for(
@@ -172,14 +201,19 @@ def test_api_webhook_reports_status_and_schema(
         lambda: daemon.http.get(f"/api/v1/targets/{TARGET}").json()["phase"] == "degraded",
         timeout=60,
     )
-    answer = daemon.http.post("/api/v1/alerts", json=grafana_alert(model=TARGET), headers=AUTH)
+    # Report links never come from the Host header the caller chose (no external_url: relative).
+    answer = daemon.http.post(
+        "/api/v1/alerts",
+        json=grafana_alert(model=TARGET),
+        headers={**AUTH, "Host": "evil.example.com"},
+    )
     assert answer.status_code == 200, answer.text
     result = answer.json()
     [investigation] = result["investigated"]
     assert investigation["target"] == TARGET and result["unmatched"] == 0
     assert investigation["annotation_error"] is None
     report = investigation["report"]
-    assert report["url"] == f"http://127.0.0.1:{port}/reports/{report['id']}/"
+    assert report["url"] == f"/reports/{report['id']}/"
     assert report["evidently"] is True
 
     page = daemon.http.get(report["url"])
@@ -223,10 +257,16 @@ def test_api_webhook_reports_status_and_schema(
     assert incidents and incidents[0]["target"] == TARGET
     assert any(e["kind"] == "phase" and e["phase"] == "degraded" for e in incidents[0]["events"])
 
-    shown = subprocess.run(
+    without = subprocess.run(
         [COMMAND, "status", "--url", f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, timeout=30, check=False,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert without.returncode == 1 and "MLWATCHDOG_TOKEN" in without.stderr
+    shown = subprocess.run(
+        [COMMAND, "status", "--url", f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=30, check=False,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "MLWATCHDOG_TOKEN": VIEWER_TOKEN},
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert TARGET in shown.stdout and "feature_drift" in shown.stdout
@@ -240,7 +280,7 @@ def test_api_webhook_reports_status_and_schema(
         [
             schemathesis, "run", f"http://127.0.0.1:{port}/openapi.json",
             "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
-            "--max-examples", "15", "--seed", "20261125", "-H", f"Authorization: Bearer {TOKEN}",
+            "--max-examples", "15", "--seed", "20261125", "-H", f"Authorization: Bearer {OPS_TOKEN}",
             "--request-timeout", "30",
         ],
         capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path,

@@ -34,8 +34,8 @@ from mlwatchdog.actions.kube_api import KubeApi
 from mlwatchdog.daemon.auth import Review, kubernetes_reviewer
 from tests.kube import objects
 from tests.kube.apiserver import FakeKubeAPI
-from tests.kube.tokenreviews import API_AUDIENCES
 from tests.kube.crds import vendor
+from tests.kube.tokenreviews import API_AUDIENCES
 
 GROUP, VERSION, NS = "argoproj.io", "v1alpha1", "models"
 ROLLOUT_API = f"{GROUP}/{VERSION}"
@@ -967,7 +967,7 @@ def test_client_and_configuration_helpers_agree(kube_api: FakeKubeAPI) -> None:
     assert listed["items"] == []
 
 
-# --- TokenReview -----------------------------------------------------------------------------------
+# --- TokenReview ---------------------------------------------------------------------------------
 
 GRAFANA = "system:serviceaccount:monitoring:grafana"
 ALERTMANAGER = "system:serviceaccount:monitoring:alertmanager"
@@ -1039,6 +1039,15 @@ def test_token_review_through_the_kubernetes_client(kube_api: FakeKubeAPI) -> No
     ):
         answer = urllib3.request(method, kube_api.url + path, json={"spec": {"token": "a.b.c"}})
         assert answer.status == (405 if method == "GET" else 404), (method, path)
+    # A misspelt field is dropped with a warning (fieldValidation=Warn), not an error.
+    answer = urllib3.request(
+        "POST",
+        kube_api.url + "/apis/authentication.k8s.io/v1/tokenreviews",
+        json={"spec": {"token": "pod.token.grafana", "audience": ["mlwatchdog"]}},
+    )
+    assert answer.status == 201 and answer.json()["status"]["authenticated"] is True
+    assert answer.json()["spec"] == {"token": "pod.token.grafana"}
+    assert answer.headers["Warning"] == '299 - "unknown field \\"spec.audience\\""'
     assert kube_api.resource_version == rv
 
 

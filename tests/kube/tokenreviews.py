@@ -12,7 +12,7 @@ Semantics follow kube-apiserver's REST storage for the kind
   common: "token audiences [...] is invalid for the target audiences [...]"), and
   `status.audiences` is that intersection;
 - an unknown or refused token: `status.error` says why and `authenticated` is absent (Go's
-  `omitempty` drops a false bool), `user` is `{}`; unknown body fields are accepted with a
+  `omitempty` drops a false bool), `user` is `{}`; unknown body fields are dropped with a
   `Warning` header, as the default `fieldValidation=Warn` does.
 """
 
@@ -87,10 +87,6 @@ class TokenReviews:
             self._tokens[token] = issued
         return issued
 
-    def revoke(self, token: str) -> None:
-        with self._lock:
-            self._tokens.pop(token, None)
-
     def create(self, method: str, body: Any) -> tuple[int, dict[str, Any], list[str]]:
         """(status code, answer, warnings) of a request to PATH."""
         if method != "POST":
@@ -132,7 +128,8 @@ class TokenReviews:
             "kind": KIND,
             "apiVersion": GROUP_VERSION,
             "metadata": {**(body.get("metadata") or {}), "creationTimestamp": None},
-            "spec": spec,
+            # Decoded into the typed object: unknown fields are gone, empty ones omitted.
+            "spec": {"token": token, **({"audiences": audiences} if audiences else {})},
             "status": self._status(token, audiences or list(self.api_audiences)),
         }
         return 201, review, warnings
