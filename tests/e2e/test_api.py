@@ -280,7 +280,8 @@ def test_api_webhook_reports_status_and_schema(
         [
             schemathesis, "run", f"http://127.0.0.1:{port}/openapi.json",
             "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
-            "--max-examples", "15", "--seed", "20261125", "-H", f"Authorization: Bearer {OPS_TOKEN}",
+            "--max-examples", "15", "--seed", "20261125",
+            "-H", f"Authorization: Bearer {OPS_TOKEN}",
             "--request-timeout", "30",
         ],
         capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path,

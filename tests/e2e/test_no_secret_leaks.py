@@ -126,7 +126,8 @@ def test_no_secret_in_any_file_log_or_answer(
     port = free_port()
     config = leaky_config(tmp_path, port)
     env = environment(OPS_TOKEN=SECRETS["ops token"], PROM_TOKEN=SECRETS["prometheus token"])
-    daemon = DaemonProcess(config, port, tmp_path / "daemon.log", env=env, token=SECRETS["ops token"])
+    log = tmp_path / "daemon.log"
+    daemon = DaemonProcess(config, port, log, env=env, token=SECRETS["ops token"])
     processes.append(daemon)
     answers: list[str] = []
 
@@ -159,7 +160,8 @@ def test_no_secret_in_any_file_log_or_answer(
     # A file token works, and a wrong one is refused without echoing anything.
     token_file = {"Authorization": f"Bearer {SECRETS['token file']}"}
     assert ask("GET", "/api/v1/targets", headers=token_file).status_code == 200
-    assert ask("GET", "/api/v1/targets", headers={"Authorization": "Bearer nope"}).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert ask("GET", "/api/v1/targets", headers=wrong).status_code == 401
 
     # A reload that fails: the new file repeats the secrets next to a mistake.
     broken = config.read_text().replace("version: 1", "version: 1\nbogus: true", 1)
@@ -167,7 +169,8 @@ def test_no_secret_in_any_file_log_or_answer(
     refused = ask("POST", "/-/reload")
     assert refused.status_code == 409 and "bogus" in refused.text
 
-    wait_for(daemon, "a bundle of the decision", lambda: list_bundles(str(tmp_path / "bundles")), 30)
+    bundles = str(tmp_path / "bundles")
+    wait_for(daemon, "a bundle of the decision", lambda: list_bundles(bundles), 30)
     shown = subprocess.run(
         [COMMAND, "status", "--url", f"http://127.0.0.1:{port}", "--output", "json"],
         capture_output=True, text=True, timeout=30, check=False,

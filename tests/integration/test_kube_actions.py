@@ -208,7 +208,7 @@ def test_an_already_aborted_rollout_gets_no_second_abort(api: FakeKubeAPI, audit
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     assert [p.path for p in api.patches()] == [ROLLOUT]  # the undo only
-    assert list(audit.entries())[0]["notes"] == ["already aborted: no abort sent"]
+    assert next(iter(audit.entries()))["notes"] == ["already aborted: no abort sent"]
 
 
 def test_after_full_promotion_the_second_highest_revision_comes_back(
@@ -367,7 +367,7 @@ def test_policy_refuses_a_candidate_not_allowed(api: FakeKubeAPI, audit: AuditLo
     assert not outcome.ok and outcome.refused
     assert "image registry.example.com/fraud:1.4.0 matches none of" in outcome.detail
     assert api.patches() == []
-    assert list(audit.entries())[0]["result"] == "refused"
+    assert next(iter(audit.entries()))["result"] == "refused"
     assert events(api)[0]["reason"] == "MlwatchdogRollbackRefused"
     state, follow_ups = record_action(target, rolling_back(target), outcome, NOW)
     assert state.phase is Phase.ESCALATED
@@ -420,7 +420,7 @@ def test_kserve_canary_at_10_percent_goes_back_to_the_previous_revision(
     assert {t["revisionName"]: t["percent"] for t in traffic}["fraud-model-predictor-00001"] == 100
     health = act.health(target)
     assert health.status is Health.HEALTHY and "fraud-model-predictor-00001" in health.reason
-    assert list(audit.entries())[0]["candidate"]["storage_uri"] == "s3://models/fraud/v1"
+    assert next(iter(audit.entries()))["candidate"]["storage_uri"] == "s3://models/fraud/v1"
     api.assert_all_valid()
 
 

@@ -277,7 +277,7 @@ def test_loopback_may_stay_open(host: str) -> None:
 
 
 def test_old_credential_settings_say_where_they_moved() -> None:
-    with pytest.raises(ValidationError, match="moved to daemon.auth"):
+    with pytest.raises(ValidationError, match=r"moved to daemon\.auth"):
         DaemonSettings.model_validate({"alerts": {"bearer_token": GRAFANA}})
-    with pytest.raises(ValidationError, match="moved to daemon.auth"):
+    with pytest.raises(ValidationError, match=r"moved to daemon\.auth"):
         DaemonSettings.model_validate({"sink": {"bearer_token": GRAFANA}})
