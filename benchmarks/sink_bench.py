@@ -1,7 +1,9 @@
-"""KServe sink benchmark: logger events per second into the daemon over loopback, durably stored.
+"""KServe sink benchmark: logger events per second into the daemon over loopback, durably stored;
+and (`--read`) what reading a window of stored events costs.
 
     .venv/bin/python benchmarks/sink_bench.py [--pairs 10000] [--concurrency 32] [--clients 1]
                                               [--compare]
+    .venv/bin/python benchmarks/sink_bench.py --read [--rows 150000] [--batch 15000]
 
 The daemon's app (uvicorn, the real `/sink/kserve` route and `SinkStore`) runs in a child
 process; httpx async clients (`--clients` processes) send `--pairs` request + response event
@@ -13,12 +15,21 @@ sensitive than events/s to other load on the machine). `--compare` runs again wi
 event (batches of one). Afterwards every pair is read back with KServeReader; the exit status is 1
 if any is missing. The "store only" lines time `SinkStore` alone (`--concurrency` threads appending
 parsed events), for scale: what the durable store sustains without HTTP.
+
+`--read` stores a window of `--rows` sample rows (request + response events of `--batch` rows:
+two features, one prediction) and reads it with `KServeReader` in a fresh child process, and the
+same way as before issue 12 (each line parsed to Python lists and kept; the row-by-row pairing
+kept in tests/unit/kserve_pairing_oracle.py), side by side: the first read (parse and pair), a
+second read (from the reader's cache), the process' RSS growth, and, in a second child under
+tracemalloc, the peak allocation and what the reader keeps for its next read.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -31,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +53,8 @@ import numpy as np
 import psutil
 
 from mlwatchdog.rules import KServeSource, Sink, parse_config
-from mlwatchdog.sources.kserve import REQUEST, RESPONSE, KServeReader
+from mlwatchdog.sources.kserve import REQUEST, RESPONSE, Event, KServeReader, SinkStore, decode
+from mlwatchdog.sources.kserve.lines import stamp
 
 FEATURES = [f"f{i}" for i in range(20)]
 
@@ -287,6 +300,115 @@ def wait_healthy(url: str, server: subprocess.Popen[str]) -> None:
             raise RuntimeError("the daemon did not start")
 
 
+# --------------------------------------------------------------------------------- --read
+
+
+READ_COLUMNS = ["age", "income", "score"]
+READ_AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def store_window(path: str, rows: int, batch: int) -> None:
+    """Request + response events of `batch` rows each, `rows` in all, over ten minutes."""
+    rng = np.random.default_rng(1)
+    meta = {"inference_service": "bench", "namespace": "models", "component": "predictor"}
+    store = SinkStore(Sink(path=path))
+    for i in range(0, rows, batch):
+        n = min(batch, rows - i)
+        at = stamp(READ_AT + timedelta(minutes=10) * (i / rows))
+        features = np.column_stack([rng.integers(18, 90, n), rng.normal(50, 9, n).round(3)])
+        requests = [[int(a), float(b)] for a, b in features]
+        responses = [[float(p)] for p in rng.random(n).round(4)]
+        store.write(
+            [
+                Event(at, "request", f"batch-{i}", **meta, endpoint="", rows=requests),
+                Event(at, "response", f"batch-{i}", **meta, endpoint="", rows=responses),
+            ]
+        ).result()
+    store.close()
+
+
+class RowByRow:
+    """The reader as it was before issue 12, for comparison: every line parsed to an `Event`
+    (rows as Python lists) and kept, then paired by the row-by-row pairing."""
+
+    def __init__(self, path: str) -> None:
+        oracle = Path(__file__).resolve().parents[1] / "tests" / "unit" / "kserve_pairing_oracle.py"
+        spec = importlib.util.spec_from_file_location("kserve_pairing_oracle", oracle)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclass looks itself up there
+        spec.loader.exec_module(module)
+        self.pair = module.pair
+        self.path = path
+        self.events: list[Event] | None = None
+
+    def read(self, columns: list[str], start: datetime, end: datetime) -> Any:
+        if self.events is None:
+            files = sorted(Path(self.path).rglob("*.jsonl"))
+            self.events = [decode(line) for f in files for line in f.read_bytes().splitlines()]
+        spec = KServeSource(type="kserve", inference_service="bench")
+        settled = datetime.now(UTC) - timedelta(minutes=1)
+        return self.pair(self.events, columns, spec, settled, start, end)[0]
+
+
+def read_child(path: str, how: str, traced: bool) -> None:
+    """One measured read in this fresh process; prints its figures as JSON."""
+    window = (READ_AT - timedelta(minutes=1), READ_AT + timedelta(hours=1))
+    if how == "new":
+        sink = Sink(path=path, pair_timeout=timedelta(minutes=1))
+        reader: Any = KServeReader("bench", KServeSource(type="kserve"), sink)
+    else:
+        reader = RowByRow(path)
+    gc.collect()
+    rss = psutil.Process().memory_info().rss
+    if traced:
+        tracemalloc.start()
+    started = time.perf_counter()
+    got = reader.read(READ_COLUMNS, *window)
+    seconds = time.perf_counter() - started
+    frame = got if how == "old" else got.frame
+    rows = len(frame)
+    del got, frame
+    gc.collect()
+    figures: dict[str, Any] = {"rows": rows}
+    if traced:
+        held, peak = tracemalloc.get_traced_memory()
+        figures.update(peak_mib=peak / 2**20, held_mib=held / 2**20)
+    else:
+        figures.update(read_s=seconds, rss_mib=(psutil.Process().memory_info().rss - rss) / 2**20)
+        started = time.perf_counter()
+        reader.read(READ_COLUMNS, *window)
+        figures["again_s"] = time.perf_counter() - started
+    print(json.dumps(figures), flush=True)
+
+
+def read_bench(rows: int, batch: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="sink-read-") as tmp:
+        store_window(tmp, rows, batch)
+        size = sum(f.stat().st_size for f in Path(tmp).rglob("*.jsonl"))
+        print(
+            f"{rows:,} rows ({batch:,} a batch, {READ_COLUMNS}), {size / 2**20:.1f} MiB of lines",
+            file=sys.stderr,
+            flush=True,
+        )
+        print("| reader | first read s | again s | RSS growth MiB | peak MiB | kept MiB |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for how, label in (("old", "row by row (before)"), ("new", "columnar")):
+            figures: dict[str, Any] = {}
+            for traced in (False, True):
+                command = [sys.executable, __file__, "--read-child", tmp, how]
+                command += ["--traced"] if traced else []
+                out = subprocess.run(command, capture_output=True, text=True, check=True)
+                figures.update(json.loads(out.stdout.strip().splitlines()[-1]))
+            if figures["rows"] != rows:
+                print(f"{label}: {figures['rows']} rows read, not {rows}", file=sys.stderr)
+                return 1
+            cells = [f"{figures['read_s']:.2f}", f"{figures['again_s']:.3f}"]
+            cells += [f"{figures[k]:.1f}" for k in ("rss_mib", "peak_mib", "held_mib")]
+            print(f"| {label} | {' | '.join(cells)} |", flush=True)
+    return 0
+
+
 def row(label: str, senders: str, result: dict[str, Any]) -> None:
     cpu = result["server_cpu_us"]
     print(
@@ -305,6 +427,11 @@ def main() -> int:
         "--clients", type=int, default=1, help="client processes (httpx costs ~1 ms CPU a request)"
     )
     parser.add_argument("--compare", action="store_true", help="also one fsync per event")
+    parser.add_argument("--read", action="store_true", help="the cost of reading a window")
+    parser.add_argument("--rows", type=int, default=150_000, help="--read: rows in the window")
+    parser.add_argument("--batch", type=int, default=15_000, help="--read: rows per event")
+    parser.add_argument("--read-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--max-batch", type=int, help=argparse.SUPPRESS)
@@ -312,6 +439,11 @@ def main() -> int:
     if args.serve:
         serve(args.serve, args.port, args.max_batch)
         return 0
+    if args.read_child:
+        read_child(*args.read_child, traced=args.traced)
+        return 0
+    if args.read:
+        return read_bench(args.rows, args.batch)
 
     load = os.getloadavg()[0]
     print(

@@ -9,61 +9,41 @@ asks for its features, then its predictions) and the inputs, in order, the colum
 every positional response fills. A column both halves give is the response's where it has a
 value. What does not fit is set aside, never an error, and costs only its own rows: positional
 rows wider than the columns left for them, values that are not scalars.
+
+The work is per event and per layout, not per row: the events come as column arrays
+(`columnar.py`), the column maps are made per layout, and `matching.py` pairs whole events where
+it can. The frame is the one the row-by-row merge this replaced gave (its column order, row
+order, dtypes and set-aside counts), but for values pandas changed there: in a column that mixes
+text and numbers, 7 stays 7 (not 7.0) and 2**53 + 1 stays exact; a boolean stays a boolean (not
+1, when another layout gave the column numbers); an integer no float holds is set aside
+(not_numeric) where pandas raised OverflowError and the read failed.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from mlwatchdog.errors import InputError
 from mlwatchdog.rules import KServeSource
 from mlwatchdog.sources.base import Filters, SetAside
 from mlwatchdog.sources.files import apply_filters
-from mlwatchdog.sources.kserve.lines import META, TIME_FORMAT, Event
+from mlwatchdog.sources.kserve.columnar import EventColumns, Layout, columnar
+from mlwatchdog.sources.kserve.lines import META, Event
+from mlwatchdog.sources.kserve.matching import Ints, Side, match, take
 
-Layout = tuple[str, ...] | int  # a named row's names, or a positional row's width
-_PAIR_KEY = ["inference_service", "namespace", "component", "id", "row"]
-_VALUE = "value:"  # prefix of the value columns while pairing: a feature may be called "id"
 _NUMBERS = ("integer", "floating", "mixed-integer-float", "empty")
 _SCALARS = (*_NUMBERS, "string", "boolean")
 
 
-@dataclass
-class _Side:
-    """One kind's rows, expanded from its events: metadata, layout and values of each."""
-
-    kind: str
-    meta: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
-    layouts: list[tuple[Layout, bool]] = field(default_factory=list)  # (layout, keyed by name)
-    values: list[Any] = field(default_factory=list)
-
-    def add(self, event: Event) -> None:
-        for i, row in enumerate(event.rows):
-            self.meta["time"].append(event.time)
-            self.meta["id"].append(event.id)
-            self.meta["row"].append(event.first_row + i)
-            for name in META:
-                self.meta[name].append(getattr(event, name))
-            if event.names is not None:
-                self.layouts.append((event.names, False))
-            elif isinstance(row, dict):
-                self.layouts.append((tuple(row), True))
-            else:
-                self.layouts.append((len(row), False))
-            self.values.append(row)
-
-
 def pair(
-    events: Sequence[Event],
+    events: Sequence[EventColumns] | Sequence[Event],
     columns: list[str],
     spec: KServeSource,
     settled_before: datetime,
@@ -73,31 +53,34 @@ def pair(
     """The sample rows of [start, end) (all without a window), `columns` then the timestamp and
     the events' metadata; how many were paired, alone, waiting (a half younger than
     `settled_before` whose partner may still come); and what was set aside."""
-    requests, responses = _Side("request"), _Side("response")
-    for event in events:
-        (requests if event.kind == "request" else responses).add(event)
+    tables = [e for e in events if isinstance(e, EventColumns)]
+    if len(tables) < len(events):  # decoded events (as tests have them): converted here
+        tables = columnar([e for e in events if isinstance(e, Event)])
+    requests = [t for t in tables if t.kind == "request"]
+    responses = [t for t in tables if t.kind != "request"]
     aside: list[SetAside] = []
-    out_maps = _column_maps(responses, columns, columns, spec.output_names, aside)
+    out_maps = _column_maps("response", responses, columns, columns, spec.output_names, aside)
     # Where positional inputs go: not into a column every positional response fills (a few odd
     # responses then cost only their own rows).
     fills = [set(m) for layout, m in out_maps.items() if not _named(layout, columns)]
     always = set.intersection(*fills) if fills else set()
     left = [c for c in columns if c not in always]
-    in_maps = _column_maps(requests, columns, left, spec.input_names, aside)
-    merged = pd.merge(
-        _frame(requests, in_maps, aside),
-        _frame(responses, out_maps, aside),
-        on=_PAIR_KEY,
-        how="outer",
-        suffixes=("", "_response"),
-        indicator=True,
-    )
-    paired = merged["_merge"] == "both"
-    time = merged["time"].fillna(merged["time_response"])  # the request's, when there is one
-    waiting = ~paired & (time > settled_before)
+    in_maps = _column_maps("request", requests, columns, left, spec.input_names, aside)
+    sides = Side(requests, in_maps, "request", aside), Side(responses, out_maps, "response", aside)
+    q_at, s_at = match(*sides)
+    # Whether each side has a row in every sample row (pandas kept bool columns only then)
+    complete = (bool((q_at >= 0).all()), bool((s_at >= 0).all()))
+    paired = (q_at >= 0) & (s_at >= 0)
+    # The event of each row: its request's when it has one (time and endpoint are the request's)
+    event = take(sides[0].event_of, q_at, -1)
+    alone = event < 0
+    event[alone] = len(requests) + sides[1].event_of[s_at[alone]]
+    nanoseconds = np.array([t.nanoseconds for t in (*requests, *responses)], dtype=np.int64)
+    time = pd.to_datetime(nanoseconds.take(event), utc=True).array
+    waiting = ~paired & np.asarray(time > settled_before)
     keep = ~waiting
     if start is not None and end is not None:
-        inside = (time >= start) & (time < end)
+        inside = np.asarray((time >= start) & (time < end))
         keep &= inside
         waiting &= inside
     counts = {
@@ -105,35 +88,69 @@ def pair(
         "alone": int((~paired & keep).sum()),
         "waiting": int(waiting.sum()),
     }
-    merged, time = merged[keep.to_numpy()], time[keep.to_numpy()]
-    rows = pd.DataFrame(index=merged.index)
+    if not keep.all():
+        q_at, s_at, event, time = q_at[keep], s_at[keep], event[keep], time[keep]
+    rows: dict[str, Any] = {}
     for c in columns:
-        given = [merged[n] for n in (_VALUE + c + "_response", _VALUE + c) if n in merged]
-        if not given:
-            rows[c] = np.nan
-            continue
-        values = given[0].combine_first(given[1]) if len(given) == 2 else given[0]
-        rows[c] = _typed(values, c, aside)
+        rows[c] = _values(c, sides, (q_at, s_at), complete, aside)
     rows["timestamp"] = time
-    meta = {
-        "endpoint": merged["endpoint"].fillna(merged["endpoint_response"]),
-        **{f: merged[f] for f in ("inference_service", "namespace", "component")},
-    }
-    for name, given_meta in meta.items():
+    for name in ("endpoint", "inference_service", "namespace", "component"):
         if name not in rows:  # a requested column of that name wins
-            rows[name] = given_meta
-    return rows.reset_index(drop=True), counts, aside
+            given = np.array([getattr(t, name) for t in (*requests, *responses)], dtype=object)
+            rows[name] = given.take(event)
+    # Every array is this call's own: no copy, no consolidation into 2-D blocks.
+    return pd.DataFrame(rows, index=pd.RangeIndex(len(event)), copy=False), counts, aside
+
+
+def _values(
+    column: str,
+    sides: tuple[Side, Side],
+    at: tuple[Ints, Ints],
+    complete: tuple[bool, bool],
+    aside: list[SetAside],
+) -> NDArray[Any] | pd.Series:
+    """One column of the rows: the response's value where it has one, else the request's."""
+    given = [(sides[k], at[k], complete[k]) for k in (1, 0) if sides[k].has(column)]
+    if not given:
+        return np.full(len(at[0]), np.nan)
+    as_object = any(side.holds_objects(column) for side, _, _ in given)
+    values = [side.values(column, rows, as_object) for side, rows, _ in given]
+    combined = values[0]
+    if len(values) == 2:
+        combined = np.where(pd.isna(values[0]), values[1], values[0])
+    if _bool_column([done and side.all_booleans(column) for side, _, done in given], values):
+        return combined.astype(bool)
+    if combined.dtype != object:
+        return combined
+    return _typed(pd.Series(combined, dtype=object), column, aside)
+
+
+def _bool_column(bools: list[bool], values: list[NDArray[Any]]) -> bool:
+    """Whether the merge this replaced gave a bool column (the rows' values are booleans then),
+    to keep its dtypes: a side's column was bool if it gave a boolean to each of its rows and
+    was in every row; the response's then wins in every row, and the request's bool column is
+    kept where no response has a value (not in an empty frame: pandas makes that object)."""
+    if len(bools) == 1 or (bools[0] and bools[1]):
+        return all(bools)
+    return len(values[0]) > 0 and (bools[0] or (bools[1] and bool(pd.isna(values[0]).all())))
 
 
 def _column_maps(
-    side: _Side, columns: list[str], pool: list[str], names: list[str] | None, aside: list[SetAside]
+    kind: str,
+    events: Sequence[EventColumns],
+    columns: list[str],
+    pool: list[str],
+    names: list[str] | None,
+    aside: list[SetAside],
 ) -> dict[Layout, dict[str, int]]:
-    """For each row layout of one side: column -> the position of its value in the layout.
-    Layouts with more positional values than `pool` has columns are left out (set aside)."""
+    """For each row layout of one kind's events: column -> the position of its value in the
+    layout. Layouts with more positional values than `pool` has columns are left out (set
+    aside)."""
     maps: dict[Layout, dict[str, int]] = {}
-    counts: dict[Layout, int] = defaultdict(int)
-    for layout, _ in side.layouts:
-        counts[layout] += 1
+    counts: dict[Layout, int] = {}  # rows of each layout, in the order layouts first come
+    for event in events:
+        for block in event.blocks:
+            counts[block.layout] = counts.get(block.layout, 0) + len(block)
     for layout, n in counts.items():
         if _named(layout, columns):
             assert isinstance(layout, tuple)
@@ -141,14 +158,14 @@ def _column_maps(
             continue
         width = len(layout) if isinstance(layout, tuple) else layout
         if names is None and width > len(pool):
-            option = "input_names" if side.kind == "request" else "output_names (or [] to skip)"
+            option = "input_names" if kind == "request" else "output_names (or [] to skip)"
             detail = (
-                f"{side.kind}s with {width} positional values, but {len(pool)} requested "
+                f"{kind}s with {width} positional values, but {len(pool)} requested "
                 f"column(s) left for them {pool}: name them with {option}"
             )
             aside.append(SetAside("row", "column_count", n, detail))
             continue
-        default = pool[:width] if side.kind == "request" else pool[len(pool) - width :]
+        default = pool[:width] if kind == "request" else pool[len(pool) - width :]
         named = default if names is None else names
         maps[layout] = {
             name: i for name, i in zip(named, range(width), strict=False) if name in columns
@@ -158,47 +175,6 @@ def _column_maps(
 
 def _named(layout: Layout, columns: list[str]) -> bool:
     return isinstance(layout, tuple) and any(name in columns for name in layout)
-
-
-def _frame(side: _Side, maps: dict[Layout, dict[str, int]], aside: list[SetAside]) -> pd.DataFrame:
-    """One side's rows: pairing key, time, endpoint and its named values; first copy wins."""
-    meta = pd.DataFrame(
-        {
-            **{name: pd.Series(side.meta[name], dtype=object) for name in (*META, "id")},
-            "row": pd.Series(side.meta["row"], dtype=np.int64),
-            "time": pd.to_datetime(
-                pd.Series(side.meta["time"], dtype=object),
-                format=TIME_FORMAT,
-                utc=True,
-                errors="coerce",
-            ),
-        }
-    )
-    groups: dict[tuple[Layout, bool], list[int]] = defaultdict(list)
-    for i, kind in enumerate(side.layouts):
-        groups[kind].append(i)
-    blocks, refused = [], []
-    for (layout, keyed), rows in groups.items():
-        mapping = maps.get(layout)
-        if mapping is None:
-            refused += rows
-            continue
-        if not mapping:
-            continue
-        keys: list[Any] = list(mapping.values())  # positions in a list row
-        if keyed and isinstance(layout, tuple):  # a dict row: its keys at those positions
-            keys = [layout[i] for i in keys]
-        pick = itemgetter(*keys)
-        values = [pick(side.values[i]) for i in rows]
-        data = values if len(keys) > 1 else [(v,) for v in values]
-        blocks.append(pd.DataFrame(data, columns=[_VALUE + c for c in mapping], index=rows))
-    if blocks:
-        meta = meta.join(pd.concat(blocks))
-    bad_time = meta["time"].isna()
-    if bad_time.any():
-        aside.append(SetAside("row", "bad_timestamp", int(bad_time.sum()), f"{side.kind}s"))
-    meta = meta[~bad_time & ~meta.index.isin(refused)]
-    return meta.drop_duplicates(_PAIR_KEY)  # a re-sent event
 
 
 def _typed(values: pd.Series, column: str, aside: list[SetAside]) -> pd.Series:
@@ -242,7 +218,9 @@ def with_filters(
         )
     rows = apply_filters(rows, filters)
     wanted = list(dict.fromkeys([*columns, "timestamp", *filters]))
-    return rows[wanted].reset_index(drop=True)
+    picked = pd.DataFrame({c: rows[c] for c in wanted}, copy=False)  # the same arrays, no copy
+    picked.index = pd.RangeIndex(len(picked))
+    return picked
 
 
 def span_of(
