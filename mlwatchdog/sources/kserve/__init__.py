@@ -3,8 +3,9 @@ sample rows (`daemon/sink.py` receives the events, the Observer reads them).
 
 `events.py` turns a CloudEvent into an `Event` (one per request or response), `validate.py`
 checks it against the targets that read it, `store.py` appends it as one JSON line
-(`lines.py`) to hourly partitions, and `reader.py` reads a window's events incrementally and
-pairs them into rows (`pairing.py`).
+(`lines.py`) to hourly partitions, and `reader.py` reads a window's events incrementally, keeping
+each event's rows as column arrays (`linebatch.py` parses lines into `columnar.py`'s tables), and
+pairs requests with responses per event and layout (`matching.py`, `pairing.py`).
 """
 
 from mlwatchdog.sources.kserve.events import (
