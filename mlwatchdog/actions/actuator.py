@@ -11,22 +11,15 @@ escalates.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from mlwatchdog.actions.argo import argo_health, plan_argo, rollout_path
 from mlwatchdog.actions.audit import AuditLog
-from mlwatchdog.actions.kserve import (
-    isvc_path,
-    kserve_health,
-    plan_kserve,
-    previous_revision,
-    revision_path,
-)
 from mlwatchdog.actions.kube_api import KubeApi
-from mlwatchdog.actions.plan import APPS, Plan, with_precondition
+from mlwatchdog.actions.plan import Plan, with_precondition
 from mlwatchdog.actions.policy import refusal
+from mlwatchdog.actions.workloads import Read, driver_for
 from mlwatchdog.core import ActionOutcome, Decision, Health, WorkloadHealth
 from mlwatchdog.errors import ActionError
 from mlwatchdog.rules import Target
@@ -38,18 +31,8 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class _Read:
-    """The objects a plan is made from; `main` is the Rollout or InferenceService."""
-
-    main: dict[str, Any]
-    replicasets: list[dict[str, Any]] = field(default_factory=list)
-    deployment: dict[str, Any] | None = None
-    revision: dict[str, Any] | None = None
-
-
 class KubeActuator:
-    """Carries rollback decisions out on Argo Rollouts and KServe InferenceServices."""
+    """Carries rollback decisions out on any workload kind, through that kind's driver."""
 
     def __init__(
         self,
@@ -83,7 +66,7 @@ class KubeActuator:
             "reasons": list(decision.reasons),
             "dry_run": decision.dry_run,
         }
-        read: _Read | None = None
+        read: Read | None = None
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 read = self._read(target, decision)
@@ -98,54 +81,29 @@ class KubeActuator:
 
     def health(self, target: Target) -> WorkloadHealth | None:
         """The reverted workload's health now (UNKNOWN when it cannot be read)."""
-        kind = target.workload.kind
-        if kind == "none":
+        if target.workload.kind == "none":
             return None
-        path = rollout_path(target) if kind == "argo-rollout" else isvc_path(target)
+        driver = driver_for(target.workload.kind)
         try:
-            obj = self.api.get(path)
+            obj = self.api.get(driver.path(target))
         except ActionError as exc:
             return WorkloadHealth(Health.UNKNOWN, str(exc))
-        return argo_health(obj) if kind == "argo-rollout" else kserve_health(obj)
+        return driver.health(obj)
 
     # ------------------------------------------------------------------------------- steps
 
-    def _read(self, target: Target, decision: Decision) -> _Read:
-        ns = target.workload.namespace
-        if target.workload.kind == "argo-rollout":
-            rollout = self.api.get(rollout_path(target))
-            spec = rollout.get("spec") or {}
-            match = (spec.get("selector") or {}).get("matchLabels") or {}
-            selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-            replicasets = self.api.list(f"{APPS}/namespaces/{ns}/replicasets", selector or None)
-            deployment = None
-            ref = spec.get("workloadRef")
-            if ref:
-                deployment = self.api.get(f"{APPS}/namespaces/{ns}/deployments/{ref['name']}")
-            return _Read(rollout, replicasets, deployment)
-        isvc = self.api.get(isvc_path(target))
-        previous = previous_revision(isvc)
-        revision = None
-        if decision.to == "prior" and previous:
-            try:  # only the policy needs it: its labels, annotations and storageUri
-                revision = self.api.get(revision_path(target, previous))
-            except ActionError as exc:
-                self.log.info("Knative revision not readable", revision=previous, error=str(exc))
-        return _Read(isvc, revision=revision)
+    def _read(self, target: Target, decision: Decision) -> Read:
+        return driver_for(target.workload.kind).read(self.api, target, decision, self.log)
 
-    def _plan(self, target: Target, decision: Decision, read: _Read) -> Plan:
-        now = self.clock()
-        if target.workload.kind == "argo-rollout":
-            return plan_argo(
-                read.main, read.replicasets, read.deployment, target, decision, self.identity, now
-            )
-        return plan_kserve(read.main, read.revision, target, decision, self.identity, now)
+    def _plan(self, target: Target, decision: Decision, read: Read) -> Plan:
+        driver = driver_for(target.workload.kind)
+        return driver.plan(read, target, decision, self.identity, self.clock())
 
     def _carry_out(
         self,
         target: Target,
         decision: Decision,
-        read: _Read,
+        read: Read,
         plan: Plan,
         record: dict[str, Any],
     ) -> ActionOutcome:
@@ -178,7 +136,7 @@ class KubeActuator:
             self._audit({**record, "requests": requests}, "dry_run", detail)
             return ActionOutcome(decision.incident, ok=True, dry_run=True, detail=detail)
         sent = self._send(plan)
-        after = self.api.get(_self_path(read.main, target))
+        after = self.api.get(driver_for(target.workload.kind).path(target))
         detail = "; ".join(f"{r['method']} {r['path']}: {r['purpose']}" for r in sent)
         self._audit({**record, "requests": sent, "after": _strip(after)}, "sent", detail)
         why = "; ".join(decision.reasons)[:600]
@@ -218,7 +176,7 @@ class KubeActuator:
         self,
         target: Target,
         decision: Decision,
-        read: _Read | None,
+        read: Read | None,
         record: dict[str, Any],
         exc: ActionError,
     ) -> ActionOutcome:
@@ -283,10 +241,6 @@ def _request_record(request: Any, body: Any) -> dict[str, Any]:
         "body": body,
         "purpose": request.purpose,
     }
-
-
-def _self_path(obj: dict[str, Any], target: Target) -> str:
-    return rollout_path(target) if obj.get("kind") == "Rollout" else isvc_path(target)
 
 
 def _strip(obj: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlwatchdog.actions.audit import AuditLog
-from mlwatchdog.actions.plan import offline_plan
+from mlwatchdog.actions.plan import Plan
+from mlwatchdog.actions.workloads import driver_for
 from mlwatchdog.core import ActionOutcome, Decision, WorkloadHealth
 from mlwatchdog.rules import Target
 
@@ -24,7 +25,11 @@ class DryRunActuator:
         self.audit = audit
 
     def rollback(self, target: Target, decision: Decision) -> ActionOutcome:
-        plan = offline_plan(target, decision)
+        plan = (
+            Plan(())
+            if target.workload.kind == "none"
+            else driver_for(target.workload.kind).offline_plan(target, decision)
+        )
         workload = target.workload
         requests = [asdict(r) for r in plan.requests]
         for request in requests:

@@ -1,8 +1,8 @@
 """A rollback as data: the requests to send, what they go back to, or why nothing is needed.
 
-Pure. The Argo and KServe planners (`actions.argo`, `actions.kserve`) build a `Plan` from the
-objects read from the cluster; `offline_plan` describes one without a cluster (dry-run with
-`daemon.kubernetes.mode: offline`). The actuator sends a plan, or only logs it in dry-run.
+Pure. Each workload driver (`actions.workloads`) builds a `Plan` from the objects read from the
+cluster, or describes one without a cluster (dry-run with `daemon.kubernetes.mode: offline`).
+The actuator sends a plan, or only logs it in dry-run.
 """
 
 from __future__ import annotations
@@ -120,51 +120,3 @@ def already_done(
         if last.get("target") == target.name and now - at < target.cooldown:
             return f"already reverted {who}, less than cooldown ago"
     return ""
-
-
-def offline_plan(target: Target, decision: Decision) -> Plan:
-    """The requests a rollback would send, described without reading the cluster."""
-    # Imported here: argo and kserve import this module's types.
-    from mlwatchdog.actions.argo import abort_body, fallback_ops
-    from mlwatchdog.actions.kserve import fallback_body, prior_body
-
-    workload = target.workload
-    ns, name = workload.namespace, workload.name
-    if workload.kind == "argo-rollout":
-        rollout = f"{ARGO}/namespaces/{ns}/rollouts/{name}"
-        abort = PlannedRequest(
-            "PATCH",
-            f"{rollout}/status",
-            MERGE_PATCH,
-            abort_body(),
-            "abort the update: traffic goes back to the stable ReplicaSet",
-        )
-        if decision.to == "fallback":
-            fallback = target.rollback.fallback
-            assert fallback is not None
-            ops = fallback_ops(fallback, "/spec/template", {})
-            return Plan((abort, PlannedRequest("PATCH", rollout, JSON_PATCH, ops, "fallback")))
-        which = (
-            f"revision {target.rollback.revision}"
-            if decision.to == "revision"
-            else "the stable ReplicaSet (or, after full promotion, the second-highest revision)"
-        )
-        undo = PlannedRequest(
-            "PATCH",
-            rollout,
-            JSON_PATCH,
-            None,
-            f"undo: /spec/template from the ReplicaSet of {which}, without its "
-            "rollouts-pod-template-hash label",
-        )
-        return Plan((abort, undo))
-    if workload.kind == "kserve":
-        isvc = f"{KSERVE}/namespaces/{ns}/inferenceservices/{name}"
-        if decision.to == "fallback":
-            fallback = target.rollback.fallback
-            assert fallback is not None
-            body = fallback_body(fallback, "model", None)
-            return Plan((PlannedRequest("PATCH", isvc, MERGE_PATCH, body, "serve the fallback"),))
-        purpose = "all traffic to status.components.predictor.previousRolledoutRevision"
-        return Plan((PlannedRequest("PATCH", isvc, MERGE_PATCH, prior_body(None), purpose),))
-    return Plan(())

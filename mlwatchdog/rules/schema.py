@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -180,10 +180,14 @@ SampleSource = FilesSource | SqlSource | KServeSource  # what samples and refere
 # ---------------------------------------------------------------------------------------- targets
 
 
+WorkloadKind = Literal["argo-rollout", "kserve", "none"]
+WORKLOAD_KINDS: tuple[str, ...] = get_args(WorkloadKind)  # each but none has a driver
+
+
 class Workload(Strict):
     """What a rollback acts on: an Argo Rollout, a KServe InferenceService, or none (alert only)."""
 
-    kind: Literal["argo-rollout", "kserve", "none"] = "none"
+    kind: WorkloadKind = "none"
     name: str | None = None
     namespace: str = "default"
 

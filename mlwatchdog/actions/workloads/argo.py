@@ -18,8 +18,10 @@ the object exactly when it happened, and is never sent twice (see `plan.already_
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
+from mlwatchdog.actions.kube_api import KubeApi
 from mlwatchdog.actions.plan import (
     APPS,
     ARGO,
@@ -33,6 +35,7 @@ from mlwatchdog.actions.plan import (
     last_action,
     last_action_note,
 )
+from mlwatchdog.actions.workloads.base import Read
 from mlwatchdog.core import Decision, Health, WorkloadHealth
 from mlwatchdog.errors import ActionError
 from mlwatchdog.rules.schema import Fallback, Target
@@ -272,3 +275,69 @@ def _rv(obj: dict[str, Any]) -> str | None:
 def _name(obj: dict[str, Any]) -> str:
     meta = obj["metadata"]
     return f"{meta.get('namespace', '')}/{meta['name']}".lstrip("/")
+
+
+class ArgoRolloutDriver:
+    """`kind: argo-rollout`: an Argo Rollouts Rollout (canary or blue-green, inline template or
+    workloadRef)."""
+
+    kind = "argo-rollout"
+
+    def path(self, target: Target) -> str:
+        return rollout_path(target)
+
+    def read(self, api: KubeApi, target: Target, decision: Decision, log: Any) -> Read:
+        ns = target.workload.namespace
+        rollout = api.get(rollout_path(target))
+        spec = rollout.get("spec") or {}
+        match = (spec.get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+        replicasets = api.list(f"{APPS}/namespaces/{ns}/replicasets", selector or None)
+        related: dict[str, Any] = {"replicasets": replicasets, "deployment": None}
+        ref = spec.get("workloadRef")
+        if ref:
+            related["deployment"] = api.get(f"{APPS}/namespaces/{ns}/deployments/{ref['name']}")
+        return Read(rollout, related)
+
+    def plan(self, read: Read, target: Target, decision: Decision, by: str, now: datetime) -> Plan:
+        return plan_argo(
+            read.main,
+            read.related["replicasets"],
+            read.related["deployment"],
+            target,
+            decision,
+            by,
+            now,
+        )
+
+    def health(self, obj: dict[str, Any]) -> WorkloadHealth:
+        return argo_health(obj)
+
+    def offline_plan(self, target: Target, decision: Decision) -> Plan:
+        rollout = rollout_path(target)
+        abort = PlannedRequest(
+            "PATCH",
+            f"{rollout}/status",
+            MERGE_PATCH,
+            abort_body(),
+            "abort the update: traffic goes back to the stable ReplicaSet",
+        )
+        if decision.to == "fallback":
+            fallback = target.rollback.fallback
+            assert fallback is not None
+            ops = fallback_ops(fallback, "/spec/template", {})
+            return Plan((abort, PlannedRequest("PATCH", rollout, JSON_PATCH, ops, "fallback")))
+        which = (
+            f"revision {target.rollback.revision}"
+            if decision.to == "revision"
+            else "the stable ReplicaSet (or, after full promotion, the second-highest revision)"
+        )
+        undo = PlannedRequest(
+            "PATCH",
+            rollout,
+            JSON_PATCH,
+            None,
+            f"undo: /spec/template from the ReplicaSet of {which}, without its "
+            "rollouts-pod-template-hash label",
+        )
+        return Plan((abort, undo))

@@ -12,8 +12,10 @@ The LAST_ACTION annotation goes into the same merge patch.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from mlwatchdog.actions.kube_api import KubeApi
 from mlwatchdog.actions.plan import (
     KNATIVE,
     KSERVE,
@@ -26,6 +28,7 @@ from mlwatchdog.actions.plan import (
     last_action,
     last_action_note,
 )
+from mlwatchdog.actions.workloads.base import Read
 from mlwatchdog.core import Decision, Health, WorkloadHealth
 from mlwatchdog.errors import ActionError
 from mlwatchdog.rules.schema import Fallback, Target
@@ -178,3 +181,39 @@ def _model_key(predictor: dict[str, Any]) -> str:
         if isinstance(value, dict) and "storageUri" in value:
             return key
     return "model"
+
+
+class KServeDriver:
+    """`kind: kserve`: a KServe InferenceService (its predictor)."""
+
+    kind = "kserve"
+
+    def path(self, target: Target) -> str:
+        return isvc_path(target)
+
+    def read(self, api: KubeApi, target: Target, decision: Decision, log: Any) -> Read:
+        isvc = api.get(isvc_path(target))
+        previous = previous_revision(isvc)
+        revision = None
+        if decision.to == "prior" and previous:
+            try:  # only the policy needs it: its labels, annotations and storageUri
+                revision = api.get(revision_path(target, previous))
+            except ActionError as exc:
+                log.info("Knative revision not readable", revision=previous, error=str(exc))
+        return Read(isvc, {"revision": revision})
+
+    def plan(self, read: Read, target: Target, decision: Decision, by: str, now: datetime) -> Plan:
+        return plan_kserve(read.main, read.related["revision"], target, decision, by, now)
+
+    def health(self, obj: dict[str, Any]) -> WorkloadHealth:
+        return kserve_health(obj)
+
+    def offline_plan(self, target: Target, decision: Decision) -> Plan:
+        isvc = isvc_path(target)
+        if decision.to == "fallback":
+            fallback = target.rollback.fallback
+            assert fallback is not None
+            body = fallback_body(fallback, "model", None)
+            return Plan((PlannedRequest("PATCH", isvc, MERGE_PATCH, body, "serve the fallback"),))
+        purpose = "all traffic to status.components.predictor.previousRolledoutRevision"
+        return Plan((PlannedRequest("PATCH", isvc, MERGE_PATCH, prior_body(None), purpose),))
