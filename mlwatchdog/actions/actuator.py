@@ -42,6 +42,7 @@ class KubeActuator:
         identity: str,
         is_leader: Callable[[], bool] = lambda: True,
         clock: Callable[[], datetime] = utc_now,
+        server_dry_run: bool = True,
     ) -> None:
         self.api = api
         self.audit = audit
@@ -49,6 +50,7 @@ class KubeActuator:
         self.identity = identity
         self.is_leader = is_leader
         self.clock = clock
+        self.server_dry_run = server_dry_run
 
     def rollback(self, target: Target, decision: Decision) -> ActionOutcome:
         if not self.is_leader():
@@ -129,12 +131,7 @@ class KubeActuator:
                 decision.incident, ok=False, dry_run=decision.dry_run, detail=refused, refused=True
             )
         if decision.dry_run:
-            requests = [_request_record(r, with_precondition(r)) for r in plan.requests]
-            for request in requests:
-                self.log.warning("dry-run rollback: would send", target=target.name, **request)
-            detail = f"dry-run: {len(requests)} request(s) logged, none sent"
-            self._audit({**record, "requests": requests}, "dry_run", detail)
-            return ActionOutcome(decision.incident, ok=True, dry_run=True, detail=detail)
+            return self._dry_run(target, decision, plan, record)
         sent = self._send(plan)
         after = self.api.get(driver_for(target.workload.kind).path(target))
         detail = "; ".join(f"{r['method']} {r['path']}: {r['purpose']}" for r in sent)
@@ -144,13 +141,44 @@ class KubeActuator:
         self.log.warning("rollback sent", target=target.name, requests=len(sent))
         return ActionOutcome(decision.incident, ok=True, dry_run=False, detail=detail)
 
-    def _send(self, plan: Plan) -> list[dict[str, Any]]:
+    def _dry_run(
+        self, target: Target, decision: Decision, plan: Plan, record: dict[str, Any]
+    ) -> ActionOutcome:
+        """Log the plan's requests and, with `server_dry_run`, send them with dryRun=All: the
+        API server admits, validates and authorizes each as it would for real and stores
+        nothing, so a refusal (RBAC, admission, schema) shows now, not during an incident."""
+        requests = [_request_record(r, with_precondition(r)) for r in plan.requests]
+        for request in requests:
+            self.log.warning("dry-run rollback: would send", target=target.name, **request)
+        if not self.server_dry_run:
+            detail = f"dry-run: {len(requests)} request(s) logged, none sent"
+            self._audit({**record, "requests": requests}, "dry_run", detail)
+            return ActionOutcome(decision.incident, ok=True, dry_run=True, detail=detail)
+        try:
+            answered = self._send(plan, dry_run=True)
+        except ActionError as exc:
+            if exc.kind == "conflict":
+                raise  # the object changed since it was read: re-read and plan again
+            detail = f"dry-run refused by the API server: {exc}"
+            self._audit({**record, "requests": requests}, "dry_run_refused", detail)
+            self.log.error("server dry-run refused the rollback", target=target.name, error=detail)
+            return ActionOutcome(decision.incident, ok=False, dry_run=True, detail=detail)
+        detail = (
+            f"dry-run: {len(answered)} request(s) accepted by the API server with dryRun=All, "
+            "nothing changed"
+        )
+        self._audit({**record, "requests": answered}, "dry_run", detail)
+        return ActionOutcome(decision.incident, ok=True, dry_run=True, detail=detail)
+
+    def _send(self, plan: Plan, dry_run: bool = False) -> list[dict[str, Any]]:
         """Send the plan's requests in order; a later request on an object written earlier in
-        the plan carries the resourceVersion that write returned."""
+        the plan carries the resourceVersion that write returned. With `dry_run`, nothing is
+        stored, so every request carries the resourceVersion the plan was made from, and each
+        record keeps what the server would have stored (`server_answer`)."""
         latest: dict[str, str] = {}
         sent: list[dict[str, Any]] = []
         for request in plan.requests:
-            if not self.is_leader():
+            if not dry_run and not self.is_leader():
                 raise ActionError(
                     "lost the leader Lease while acting: the revert may be partial "
                     f"({len(sent)} of {len(plan.requests)} requests sent); check the object"
@@ -159,13 +187,16 @@ class KubeActuator:
             request = replace(request, precondition=latest.get(base, request.precondition))
             body = with_precondition(request)
             try:
-                response = self.api.patch(request.path, body, request.content_type)
+                response = self.api.patch(request.path, body, request.content_type, dry_run)
             except ActionError as exc:
                 if not (exc.status == 404 and request.path.endswith("/status")):
                     raise
                 # No status subresource in this cluster's CRD: the status lives in the object.
-                response = self.api.patch(base, body, request.content_type)
+                response = self.api.patch(base, body, request.content_type, dry_run)
                 request = replace(request, path=base)
+            if dry_run:
+                sent.append({**_request_record(request, body), "server_answer": _strip(response)})
+                continue
             latest[base] = response["metadata"]["resourceVersion"]
             sent.append(
                 {**_request_record(request, body), "response_resource_version": latest[base]}

@@ -94,8 +94,13 @@ class KubeApi:
         items: list[dict[str, Any]] = self.request("GET", path, query=query).get("items") or []
         return items
 
-    def patch(self, path: str, body: Any, content_type: str) -> dict[str, Any]:
-        return self.request("PATCH", path, body=body, content_type=content_type)
+    def patch(
+        self, path: str, body: Any, content_type: str, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """PATCH `path`; with `dry_run` the server admits, validates and authorizes the patch
+        as it would for real (`dryRun=All`) and answers with the result, storing nothing."""
+        query = {"dryRun": "All"} if dry_run else None
+        return self.request("PATCH", path, body=body, content_type=content_type, query=query)
 
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, body=body, content_type="application/json")

@@ -179,17 +179,28 @@ class Daemon:
             api_client, settings.kubernetes.timeout.total_seconds(), settings.kubernetes.attempts
         )
         enabled = election.enabled if election.enabled is not None else bool(live)
+        dry_run_on_server = settings.kubernetes.server_dry_run
         if not enabled:
             if live:
                 self.log.warning(
                     "leader election is off: run one replica only, or two could act at once"
                 )
             self.metrics.leader.set(1)
-            return KubeActuator(api, audit, self.log, identity, clock=self.clock)
+            return KubeActuator(
+                api, audit, self.log, identity, clock=self.clock, server_dry_run=dry_run_on_server
+            )
         self.elector = LeaderElector(
             api_client, election, identity, self.log, on_change=self.metrics.leader.set
         )
-        return KubeActuator(api, audit, self.log, identity, self.elector.is_leader, self.clock)
+        return KubeActuator(
+            api,
+            audit,
+            self.log,
+            identity,
+            self.elector.is_leader,
+            self.clock,
+            server_dry_run=dry_run_on_server,
+        )
 
     @property
     def running(self) -> bool:

@@ -709,6 +709,11 @@ class Kubernetes(Strict):
     attempts: int = Field(
         4, ge=1, le=10, description="tries for a request that fails for a temporary reason"
     )
+    server_dry_run: bool = Field(
+        True,
+        description="dry-run sends the exact requests with dryRun=All, so admission and RBAC "
+        "answer too; false: dry-run only logs them (for admission webhooks that refuse dry-run)",
+    )
 
 
 class LeaderElection(Strict):

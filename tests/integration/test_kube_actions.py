@@ -341,15 +341,21 @@ def test_a_missing_status_subresource_falls_back_to_the_main_resource(
     assert api.patches()[1].body["status"] == {"abort": True}
 
 
-def test_dry_run_reads_and_logs_the_exact_patch_but_sends_nothing(
+def test_dry_run_sends_the_exact_patches_with_dry_run_all_and_changes_nothing(
     api: FakeKubeAPI, audit: AuditLog
 ) -> None:
     seed = argo_canary(step=2, steps=4)
     api.seed(seed.objects)
+    install_argo_controller(api)
+    before, version = rollout(api), api.resource_version
     target = kube_target(dry_run=True)
     outcome = actuator(api, audit).rollback(target, decision(target))
-    assert outcome.ok and outcome.dry_run
-    assert api.writes() == []
+    assert outcome.ok and outcome.dry_run, outcome.detail
+    assert "accepted by the API server with dryRun=All" in outcome.detail
+    writes = api.writes()
+    assert [w.path for w in writes] == [f"{ROLLOUT}/status", ROLLOUT]
+    assert all(w.query.get("dryRun") == "All" for w in writes)
+    assert rollout(api) == before and api.resource_version == version  # nothing stored
     [line] = list(audit.entries())
     assert line["result"] == "dry_run"
     undo = line["requests"][1]["body"]
@@ -358,6 +364,36 @@ def test_dry_run_reads_and_logs_the_exact_patch_but_sends_nothing(
         rs for rs in seed.replicasets if rs["metadata"]["name"].endswith(seed.stable_hash)
     )
     assert template == without_hash(stable["spec"]["template"])
+    # The server's answer is what the Rollout would have become: the stable template, annotated.
+    answer = line["requests"][1]["server_answer"]
+    assert without_hash(answer["spec"]["template"]) == without_hash(stable["spec"]["template"])
+    assert LAST_ACTION in answer["metadata"]["annotations"]
+
+
+def test_server_dry_run_shows_an_rbac_refusal_before_an_incident_needs_the_rollback(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(argo_canary(step=2, steps=4).objects)
+    api.fail("PATCH", r"/rollouts/fraud-model$", 403, times=None)
+    target = kube_target(dry_run=True)
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert outcome.dry_run and not outcome.ok
+    assert "dry-run refused by the API server" in outcome.detail
+    assert 'resources: ["rollouts"], verbs: ["patch"]' in outcome.detail
+    [line] = list(audit.entries())
+    assert line["result"] == "dry_run_refused"
+
+
+def test_without_server_dry_run_the_requests_are_only_logged(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(argo_canary(step=2, steps=4).objects)
+    target = kube_target(dry_run=True)
+    outcome = actuator(api, audit, server_dry_run=False).rollback(target, decision(target))
+    assert outcome.ok and outcome.dry_run
+    assert api.writes() == []
+    [line] = list(audit.entries())
+    assert line["result"] == "dry_run" and len(line["requests"]) == 2
 
 
 def test_policy_refuses_a_candidate_not_allowed(api: FakeKubeAPI, audit: AuditLog) -> None:
