@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -388,6 +389,63 @@ def status(
         if target.get("blind"):
             since, why = (target.get("blind_since") or "?")[:19], target.get("blind_reason")
             console.print(Text(f"{target['name']} is blind since {since}: {why}"))
+        for line in _people_lines(target):  # paused, silenced, waiting for approval
+            console.print(Text(line))
+
+
+# --- GitOps (issue 13): resolving an incident restores the Argo CD / Flux sync paused for it --
+@app.command()
+def resolve(
+    incident: Annotated[str, typer.Argument(help="The incident id (see GET /api/v1/incidents).")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="The daemon's address (default: daemon.http of --config)."),
+    ] = None,
+    config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLWATCHDOG_TOKEN",
+            help="A bearer token of daemon.auth with the operate role (or $MLWATCHDOG_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Resolve an incident: restore the Argo CD / Flux sync paused for its rollback
+    (POST /api/v1/incidents/INCIDENT/resolve). Safe to repeat."""
+    if url is None:
+        http = _load_or_exit(config).daemon.http
+        host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
+        url = f"http://{host}:{http.port}"
+    endpoint = f"{url.rstrip('/')}/api/v1/incidents/{quote(incident, safe='')}/resolve"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.post(endpoint, timeout=60, headers=headers)
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach {endpoint}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code in (401, 403):
+        what = "needs credentials" if response.status_code == 401 else "refused this token"
+        typer.echo(
+            f"error: {url} {what}: give a token of daemon.auth with the operate role in "
+            "$MLWATCHDOG_TOKEN (or --token)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if response.is_error:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text[:300]
+        typer.echo(f"error: {endpoint} answered {response.status_code}: {detail}", err=True)
+        raise typer.Exit(1)
+    answer = response.json()
+    for result in answer["results"]:
+        print(f"{result['target']}: {result['result']}: {result['detail']}")
+    print(answer["message"])
+
+
+# --- end GitOps ---------------------------------------------------------------------------------
 
 
 @app.command()
@@ -564,6 +622,166 @@ def _is_bundle(path: str) -> bool:
     except BundleError:
         return False
     return True
+
+
+# --- A person in the loop (issue 13): pause, resume, silence, unsilence, approve, reject ---------
+
+UrlOption = Annotated[
+    str | None, typer.Option(help="The daemon's address (default: daemon.http of --config).")
+]
+ConfigOption = Annotated[Path, typer.Option(help="The rules file.")]
+OperateToken = Annotated[
+    str | None,
+    typer.Option(
+        envvar="MLWATCHDOG_TOKEN",
+        help="A bearer token of daemon.auth with the operate role (or $MLWATCHDOG_TOKEN).",
+        show_default=False,
+    ),
+]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (audited).")]
+
+
+def _operate(
+    url: str | None, config: Path, token: str | None, path: str, body: dict[str, object]
+) -> None:
+    """POST a person's command to the daemon and print what it left; exit 1 on a refusal."""
+    from urllib.parse import quote
+
+    if url is None:
+        http = _load_or_exit(config).daemon.http
+        host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
+        url = f"http://{host}:{http.port}"
+    kind, name, verb = path.split("/")
+    endpoint = f"{url.rstrip('/')}/api/v1/{kind}/{quote(name, safe='')}/{verb}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.post(endpoint, json=body, timeout=60, headers=headers)
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach {endpoint}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code in (401, 403):
+        what = "needs credentials" if response.status_code == 401 else "refused this token"
+        typer.echo(
+            f"error: {url} {what}: give a token of daemon.auth with the operate role in "
+            "$MLWATCHDOG_TOKEN (or --token)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if response.is_error:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text[:300]
+        typer.echo(f"error: {verb} refused ({response.status_code}): {detail}", err=True)
+        raise typer.Exit(1)
+    answer = response.json()
+    print(answer["message"])
+    for decision in answer.get("decisions") or []:
+        print(f"decision: {decision['kind']} ({decision['incident']})")
+
+
+def _people_lines(target: dict[str, Any]) -> list[str]:
+    """`mlwatchdog status`'s lines on a target's pause, silence and approval."""
+    lines, name = [], target["name"]
+    for what, verb in (("paused", "paused"), ("silenced", "silenced")):
+        hold = target.get(what)
+        if hold:
+            until = f"until {hold['until'][:19]}" if hold.get("until") else "until resumed"
+            why = f": {hold['reason']}" if hold.get("reason") else ""
+            lines.append(f"{name} is {verb} by {hold['by']} {until}{why}")
+    approval = target.get("approval")
+    if approval and approval.get("waiting"):
+        lines.append(
+            f"{name}: incident {approval['incident']} waits for approval until "
+            f"{approval['deadline'][:19]}: mlwatchdog approve|reject {approval['incident']}"
+        )
+    elif approval and approval.get("answer"):
+        lines.append(f"{name}: incident {approval['incident']} {approval['answer']} by "
+                     f"{approval['by']}")  # fmt: skip
+    return lines
+
+
+@app.command()
+def pause(
+    target: Annotated[str, typer.Argument(help="The target to pause.")],
+    for_: Annotated[
+        str | None, typer.Option("--for", help="How long, e.g. 2h (default: until resumed).")
+    ] = None,
+    reason: ReasonOption = "",
+    url: UrlOption = None,
+    config: ConfigOption = Path("rules.yaml"),
+    token: OperateToken = None,
+) -> None:
+    """Pause a target: still evaluated and reported, but it takes no action (its rollbacks are
+    held and audited) until `mlwatchdog resume` or the end of --for."""
+    body: dict[str, object] = {"reason": reason}
+    if for_ is not None:
+        body["for"] = for_
+    _operate(url, config, token, f"targets/{target}/pause", body)
+
+
+@app.command()
+def resume(
+    target: Annotated[str, typer.Argument(help="The paused target.")],
+    reason: ReasonOption = "",
+    url: UrlOption = None,
+    config: ConfigOption = Path("rules.yaml"),
+    token: OperateToken = None,
+) -> None:
+    """End a target's pause: it is evaluated at once and acts again."""
+    _operate(url, config, token, f"targets/{target}/resume", {"reason": reason})
+
+
+@app.command()
+def silence(
+    target: Annotated[str, typer.Argument(help="The target to silence.")],
+    for_: Annotated[str, typer.Option("--for", help="How long, e.g. 1h (a silence always ends).")],
+    reason: ReasonOption = "",
+    url: UrlOption = None,
+    config: ConfigOption = Path("rules.yaml"),
+    token: OperateToken = None,
+) -> None:
+    """Silence a target for a while: no action and no escalation; it ends by itself."""
+    _operate(url, config, token, f"targets/{target}/silence", {"for": for_, "reason": reason})
+
+
+@app.command()
+def unsilence(
+    target: Annotated[str, typer.Argument(help="The silenced target.")],
+    reason: ReasonOption = "",
+    url: UrlOption = None,
+    config: ConfigOption = Path("rules.yaml"),
+    token: OperateToken = None,
+) -> None:
+    """End a target's silence before its time."""
+    _operate(url, config, token, f"targets/{target}/unsilence", {"reason": reason})
+
+
+@app.command()
+def approve(
+    incident: Annotated[str, typer.Argument(help="The incident waiting for approval.")],
+    reason: ReasonOption = "",
+    url: UrlOption = None,
+    config: ConfigOption = Path("rules.yaml"),
+    token: OperateToken = None,
+) -> None:
+    """Approve the rollback an incident waits for (rollback.confirm): it is carried out now."""
+    _operate(url, config, token, f"incidents/{incident}/approve", {"reason": reason})
+
+
+@app.command()
+def reject(
+    incident: Annotated[str, typer.Argument(help="The incident waiting for approval.")],
+    reason: ReasonOption = "",
+    url: UrlOption = None,
+    config: ConfigOption = Path("rules.yaml"),
+    token: OperateToken = None,
+) -> None:
+    """Reject the rollback an incident waits for: no rollback, the incident is escalated."""
+    _operate(url, config, token, f"incidents/{incident}/reject", {"reason": reason})
+
+
+# --- end of a person in the loop ----------------------------------------------------------------
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from mlwatchdog.actions import gitops
 from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.actions.kube_api import KubeApi
 from mlwatchdog.actions.plan import Plan, with_precondition
@@ -130,6 +131,12 @@ class KubeActuator:
             return ActionOutcome(
                 decision.incident, ok=False, dry_run=decision.dry_run, detail=refused, refused=True
             )
+        # --- GitOps (issue 13, actions/gitops): Argo CD / Flux would undo a patch -------------
+        step = gitops.intercept(self, target, decision, read, plan, record)
+        if isinstance(step, ActionOutcome):
+            return step  # refused (managed, no rollback.gitops), or the revert went to Git
+        plan = step  # with the controller's sync paused first (pause-sync)
+        # --- end GitOps -------------------------------------------------------------------------
         if decision.dry_run:
             return self._dry_run(target, decision, plan, record)
         sent = self._send(plan)

@@ -11,7 +11,13 @@ from typing import Any
 
 from mlwatchdog.core.model import CheckState, Phase, TargetState
 
-_NEEDS_INCIDENT = (Phase.DEGRADED, Phase.ROLLING_BACK, Phase.VERIFYING, Phase.ESCALATED)
+_NEEDS_INCIDENT = (
+    Phase.DEGRADED,
+    Phase.ROLLING_BACK,
+    Phase.VERIFYING,
+    Phase.ESCALATED,
+    Phase.AWAITING_APPROVAL,
+)
 
 
 def state_problems(state: TargetState, target: str) -> list[str]:
@@ -31,11 +37,32 @@ def state_problems(state: TargetState, target: str) -> list[str]:
         problems.append("rolling back, but the incident never acted")
     if state.phase is Phase.VERIFYING and (state.verify_until is None or not state.last_action_at):
         problems.append("verifying without a verify deadline or a last action")
+    problems += _people_problems(state)
     for name, record in state.checks.items():
         if record.state is not CheckState.INACTIVE and record.active_at is None:
             problems.append(f"check {name!r} is {record.state.name.lower()} without active_at")
         if record.state is CheckState.FIRING and record.fired_at is None:
             problems.append(f"check {name!r} fires without fired_at")
+    return problems
+
+
+def _people_problems(state: TargetState) -> list[str]:
+    """Pause, silence and approval as `core.people` and `decide` write them."""
+    problems = []
+    if state.silenced is not None and state.silenced.until is None:
+        problems.append("silenced without an end (a silence always expires)")
+    incident = state.incident
+    asked = incident.confirmation if incident is not None else None
+    if state.phase is Phase.AWAITING_APPROVAL:
+        if asked is None:
+            problems.append("awaiting approval without an approval asked for")
+        if incident is not None and incident.acted_at is not None:
+            problems.append("awaiting approval for an incident that already acted")
+    if asked is not None:
+        if asked.deadline <= asked.asked_at:
+            problems.append("an approval deadline not after it was asked for")
+        if (asked.answer is None) != (asked.by is None or asked.answered_at is None):
+            problems.append("an approval answer without who and when (or the reverse)")
     return problems
 
 

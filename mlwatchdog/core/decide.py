@@ -7,7 +7,11 @@ Safety rules, each enforced here once:
 - one incident acts at most once, and a new incident within `cooldown` of the last action
   escalates instead of acting again;
 - after acting, the checks must recover within `verify.window`, with data, or the target escalates
-  and nothing more is done automatically.
+  and nothing more is done automatically;
+- a person in the loop: with `rollback.confirm` a rollback first waits for approval
+  (awaiting_approval, with its deadline in the incident); a paused target holds its rollbacks, a
+  silenced one its rollbacks and escalations. What is held is one `hold` decision per incident
+  and kind (recorded, never carried out); the phases stay what the checks say.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from mlwatchdog.core.checks import step
 from mlwatchdog.core.measure import measure
 from mlwatchdog.core.model import (
     ActionOutcome,
+    Answer,
     CheckRecord,
     CheckResult,
     CheckState,
+    Confirmation,
     DataStatus,
     Decision,
     DecisionKind,
     Health,
+    Hold,
     Incident,
     Observation,
     Phase,
@@ -104,6 +111,14 @@ class _Step:
         quiet = self.state.quiet_since
         return quiet is not None and self.now - quiet >= self.target.resolve_after
 
+    def actions_held(self) -> Hold | None:
+        """The pause or silence that holds this target's actions now, if any."""
+        return self.state.silenced or self.state.paused
+
+    def firing_reasons(self) -> tuple[str, ...]:
+        names = sorted(self.trigger.names)
+        return self.reasons([n for n in names if self.state.checks[n].state is CheckState.FIRING])
+
 
 def decide(
     target: Target,
@@ -129,7 +144,15 @@ def decide(
     }
     active = any(r.state is not CheckState.INACTIVE for r in checks.values())
     quiet_since = None if active else (prev.quiet_since or now)
-    updated = replace(prev, checks=checks, quiet_since=quiet_since, evaluated_at=now)
+    updated = replace(
+        prev,
+        checks=checks,
+        quiet_since=quiet_since,
+        evaluated_at=now,
+        # A pause or silence past its end is over (the daemon records that it expired).
+        paused=prev.paused if prev.paused and prev.paused.active(now) else None,
+        silenced=prev.silenced if prev.silenced and prev.silenced.active(now) else None,
+    )
     trigger = parse_trigger(target.trigger, list(checks))
     step_ = _Step(target, updated, trigger, by_name, now, workload)
     next_state, decisions = _HANDLERS[prev.phase](step_)
@@ -153,7 +176,8 @@ def record_action(
         return replace(state, phase=Phase.VERIFYING, since=now, verify_until=until), ()
     verb = "refused by policy" if outcome.refused else "failed"
     reasons = (f"rollback {verb}: {outcome.detail}",)
-    return _escalate(replace(state, since=now), now, reasons)
+    silenced = state.silenced if state.silenced and state.silenced.active(now) else None
+    return _escalate(replace(state, since=now), now, reasons, silenced)
 
 
 # ------------------------------------------------------------------------------------ phases
@@ -166,36 +190,84 @@ def _watching(s: _Step) -> Handled:
     state, now, target = s.state, s.now, s.target
     if s.holds_on_firing():
         incident = state.incident or _new_incident(target.name, now)
-        firing = [n for n in sorted(s.trigger.names) if state.checks[n].state is CheckState.FIRING]
-        reasons = s.reasons(firing)
+        reasons = s.firing_reasons()
         state = replace(state, incident=incident)
-        if target.workload.kind == "none" or not target.rollback.enabled:
-            return _escalate(state, now, (*reasons, "no rollback is configured for this target"))
-        last = state.last_action_at
-        if last is not None and now - last < target.cooldown:
-            return _escalate(
-                state, now, (*reasons, f"in cooldown after the rollback at {last.isoformat()}")
-            )
+        refused = _may_not_act(s, reasons)
+        if refused:
+            return _escalate(state, now, refused, state.silenced)
+        confirm = target.rollback.confirm
+        kind = DecisionKind.ROLLBACK if confirm is None else DecisionKind.ASK_APPROVAL
+        hold = s.actions_held()
+        if hold is not None:  # what it would decide is recorded, not done; resumed, it decides
+            return _hold(s, replace(state, phase=Phase.DEGRADED), kind, reasons, hold)
+        if confirm is None:
+            return _rollback(s, state, reasons)
+        deadline = now + confirm.timeout
+        asked = Confirmation(asked_at=now, deadline=deadline, reasons=reasons)
         decision = Decision(
-            DecisionKind.ROLLBACK,
+            DecisionKind.ASK_APPROVAL,
             target.name,
             incident.id,
             now,
-            reasons,
+            (*reasons, f"rollback.confirm: approve or reject by {deadline.isoformat()}, "
+             f"else {confirm.on_timeout}"),
             to=target.rollback.to,
             dry_run=target.rollback.dry_run,
-        )
-        acted = replace(incident, acted_at=now, reasons=reasons)
-        return (
-            replace(state, phase=Phase.ROLLING_BACK, incident=acted, last_action_at=now),
-            (decision,),
-        )
+            deadline=deadline,
+        )  # fmt: skip
+        waiting = replace(incident, confirmation=asked)
+        return replace(state, phase=Phase.AWAITING_APPROVAL, incident=waiting), (decision,)
     if s.any_active():
         incident = state.incident or _new_incident(target.name, now)
         return replace(state, phase=Phase.DEGRADED, incident=incident), ()
     if state.phase is Phase.DEGRADED and not s.quiet_long_enough():
         return state, ()  # resolve delay: a flapping check does not flap the target
     return replace(state, phase=Phase.HEALTHY, incident=None), ()
+
+
+def _awaiting_approval(s: _Step) -> Handled:
+    """rollback.confirm: the rollback waits for a person's answer until the deadline.
+
+    Approved (or, without an answer by the deadline, `on_timeout: act`), it rolls back at the
+    first evaluation where the trigger holds on firing checks with data, as any rollback; never
+    on missing data. Rejected, the incident is escalated: nothing automatic any more. Without an
+    answer by the deadline and `on_timeout: escalate`, it escalates. When every check has been
+    quiet for resolve_after the incident closes and the question is withdrawn.
+    """
+    state, now, target = s.state, s.now, s.target
+    incident = state.incident
+    assert incident is not None and incident.confirmation is not None
+    asked = incident.confirmation
+    if not s.any_active() and s.quiet_long_enough():
+        return replace(state, phase=Phase.HEALTHY, incident=None), ()
+    if asked.answer is Answer.REJECTED:
+        # The person who rejected it is the human an escalation would call: nothing to announce.
+        rejected = replace(incident, escalated_at=incident.escalated_at or now)
+        return replace(state, phase=Phase.ESCALATED, incident=rejected), ()
+    confirm = target.rollback.confirm
+    late = now >= asked.deadline
+    if asked.answer is Answer.APPROVED:
+        why = f"approved by {asked.by}" + (f": {asked.note}" if asked.note else "")
+    elif confirm is None:
+        why = "rollback.confirm was removed from the config: no approval needed any more"
+    elif late and confirm.on_timeout == "act":
+        why = f"no answer by {asked.deadline.isoformat()}; rollback.confirm.on_timeout: act"
+    elif late:
+        reasons = (f"no answer by {asked.deadline.isoformat()} to the rollback's approval "
+                   "(rollback.confirm.on_timeout: escalate)", *asked.reasons)  # fmt: skip
+        return _escalate(state, now, reasons, state.silenced)
+    else:
+        return state, ()  # waiting for an answer
+    if not s.holds_on_firing():
+        return state, ()  # acts only on fresh data on which the trigger still holds
+    reasons = (*s.firing_reasons(), why)
+    refused = _may_not_act(s, reasons)
+    if refused:
+        return _escalate(state, now, refused, state.silenced)
+    hold = s.actions_held()
+    if hold is not None:
+        return _hold(s, state, DecisionKind.ROLLBACK, reasons, hold)
+    return _rollback(s, state, reasons)
 
 
 def _rolling_back(s: _Step) -> Handled:
@@ -219,16 +291,18 @@ def _verifying(s: _Step) -> Handled:
         return state, ()
     if not s.trigger_has_data():
         missing = [n for n in sorted(s.trigger.names) if s.results[n].status is not DataStatus.OK]
-        return _escalate(state, now, (f"no data to verify the rollback: {', '.join(missing)}",))
+        reason = f"no data to verify the rollback: {', '.join(missing)}"
+        return _escalate(state, now, (reason,), state.silenced)
     workload = s.workload
     if workload is not None and workload.status is not Health.HEALTHY:
         reason = f"the workload is {workload.status} after the rollback: {workload.reason}"
-        return _escalate(state, now, (reason,))
+        return _escalate(state, now, (reason,), state.silenced)
     acted = state.last_action_at or now
     since = max(acted + target.samples.window, now - target.resolve_after)
     if s.holds_on_recent_breach(since):
         recent = f"breached after {since.isoformat()} (windows wholly after the rollback)"
-        return _escalate(state, now, ("not recovered after the rollback", recent, *s.reasons()))
+        reasons = ("not recovered after the rollback", recent, *s.reasons())
+        return _escalate(state, now, reasons, state.silenced)
     # Recovered: checks that no longer breach resolve now, without waiting out resolve_after,
     # so their firing state cannot open a new incident straight away.
     checks = {
@@ -243,10 +317,18 @@ def _verifying(s: _Step) -> Handled:
 
 
 def _escalated(s: _Step) -> Handled:
-    """Needs a human; nothing automatic. Closes when every check has been quiet long enough."""
+    """Needs a human; nothing automatic. Closes when every check has been quiet long enough.
+    An escalation held by a silence is announced once the silence is over (as Alertmanager
+    notifies an alert still firing when its silence expires)."""
+    state, incident = s.state, s.state.incident
     if not s.any_active() and s.quiet_long_enough():
-        return replace(s.state, phase=Phase.HEALTHY, incident=None, verify_until=None), ()
-    return s.state, ()
+        return replace(state, phase=Phase.HEALTHY, incident=None, verify_until=None), ()
+    if incident is not None and incident.escalated_at is None and state.silenced is None:
+        since = state.since.isoformat() if state.since else "?"
+        reasons = (f"escalated at {since} while silenced; the silence is over",)
+        decision = Decision(DecisionKind.ESCALATE, state.target, incident.id, s.now, reasons)
+        return replace(state, incident=replace(incident, escalated_at=s.now)), (decision,)
+    return state, ()
 
 
 _HANDLERS: dict[Phase, Callable[[_Step], Handled]] = {
@@ -255,6 +337,7 @@ _HANDLERS: dict[Phase, Callable[[_Step], Handled]] = {
     Phase.ROLLING_BACK: _rolling_back,
     Phase.VERIFYING: _verifying,
     Phase.ESCALATED: _escalated,
+    Phase.AWAITING_APPROVAL: _awaiting_approval,
 }
 
 
@@ -262,11 +345,85 @@ def _new_incident(target: str, now: datetime) -> Incident:
     return Incident(id=f"{target}-{now:%Y%m%dT%H%M%SZ}", started_at=now)
 
 
-def _escalate(state: TargetState, now: datetime, reasons: tuple[str, ...]) -> Handled:
-    """Escalate the incident, announcing it once."""
+def _may_not_act(s: _Step, reasons: tuple[str, ...]) -> tuple[str, ...]:
+    """Why this target may not roll back now (escalate instead); empty when it may."""
+    target, last = s.target, s.state.last_action_at
+    if target.workload.kind == "none" or not target.rollback.enabled:
+        return (*reasons, "no rollback is configured for this target")
+    if last is not None and s.now - last < target.cooldown:
+        return (*reasons, f"in cooldown after the rollback at {last.isoformat()}")
+    return ()
+
+
+def _rollback(s: _Step, state: TargetState, reasons: tuple[str, ...]) -> Handled:
+    """Decide the incident's one rollback (it acts at most once: `acted_at`)."""
+    target, now = s.target, s.now
+    incident = state.incident
+    assert incident is not None and incident.acted_at is None
+    decision = Decision(
+        DecisionKind.ROLLBACK,
+        target.name,
+        incident.id,
+        now,
+        reasons,
+        to=target.rollback.to,
+        dry_run=target.rollback.dry_run,
+    )
+    acted = replace(incident, acted_at=now, reasons=reasons)
+    return (
+        replace(state, phase=Phase.ROLLING_BACK, incident=acted, last_action_at=now),
+        (decision,),
+    )
+
+
+def _why_held(hold: Hold, what: str) -> str:
+    until = f" until {hold.until.isoformat()}" if hold.until else " until resumed"
+    return f"{what} by {hold.by}{until}" + (f": {hold.reason}" if hold.reason else "")
+
+
+def _hold(
+    s: _Step, state: TargetState, kind: DecisionKind, reasons: tuple[str, ...], hold: Hold
+) -> Handled:
+    """Record (once per incident and kind) the decision a pause or silence holds back."""
+    incident = state.incident
+    assert incident is not None
+    if kind in incident.held:
+        return state, ()
+    what = "silenced" if hold is state.silenced else "paused"
+    decision = Decision(
+        DecisionKind.HOLD,
+        s.target.name,
+        incident.id,
+        s.now,
+        (*reasons, _why_held(hold, what)),
+        to=s.target.rollback.to if kind is not DecisionKind.ESCALATE else None,
+        dry_run=s.target.rollback.dry_run,
+        held=kind,
+    )
+    return replace(state, incident=replace(incident, held=(*incident.held, kind))), (decision,)
+
+
+def _escalate(
+    state: TargetState, now: datetime, reasons: tuple[str, ...], silenced: Hold | None = None
+) -> Handled:
+    """Escalate the incident, announcing it once; a silence holds the announcement (recorded as
+    a hold) until it is over (`_escalated`)."""
     incident = state.incident or _new_incident(state.target, now)
     escalated = replace(state, phase=Phase.ESCALATED, verify_until=None)
     if incident.escalated_at is not None:
         return replace(escalated, incident=incident), ()
+    if silenced is not None:
+        if DecisionKind.ESCALATE in incident.held:
+            return replace(escalated, incident=incident), ()
+        held = (*incident.held, DecisionKind.ESCALATE)
+        decision = Decision(
+            DecisionKind.HOLD,
+            state.target,
+            incident.id,
+            now,
+            (*reasons, _why_held(silenced, "silenced")),
+            held=DecisionKind.ESCALATE,
+        )
+        return replace(escalated, incident=replace(incident, held=held)), (decision,)
     decision = Decision(DecisionKind.ESCALATE, state.target, incident.id, now, reasons)
     return replace(escalated, incident=replace(incident, escalated_at=now)), (decision,)

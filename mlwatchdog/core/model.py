@@ -40,12 +40,23 @@ class Phase(StrEnum):
     DEGRADED = "degraded"  # some check is pending or firing, the trigger does not hold (yet)
     ROLLING_BACK = "rolling_back"  # a rollback was decided; waiting for the actuator's outcome
     VERIFYING = "verifying"  # acted; watching whether the checks recover within verify.window
+    # rollback.confirm: a rollback was decided and waits for a person's approval until a deadline
+    AWAITING_APPROVAL = "awaiting_approval"
     ESCALATED = "escalated"  # needs a human: not recovered, action failed, or not allowed to act
 
 
 class DecisionKind(StrEnum):
     ROLLBACK = "rollback"
     ESCALATE = "escalate"
+    ASK_APPROVAL = "ask_approval"  # rollback.confirm: a rollback waits for a person's approval
+    HOLD = "hold"  # what the target would have done, held by a pause or a silence (`held` says)
+
+
+class Answer(StrEnum):
+    """A person's answer to a rollback that waits for approval."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -122,14 +133,43 @@ class CheckRecord:
 
 
 @dataclass(frozen=True)
+class Confirmation:
+    """A rollback waiting for a person (rollback.confirm): asked at, until when, and the answer."""
+
+    asked_at: datetime
+    deadline: datetime
+    reasons: tuple[str, ...] = ()  # why the rollback was decided
+    answer: Answer | None = None
+    by: str | None = None  # who answered
+    answered_at: datetime | None = None
+    note: str = ""  # the reason they gave
+
+
+@dataclass(frozen=True)
 class Incident:
     """From the first active check until the target is healthy again; acts at most once."""
 
     id: str
     started_at: datetime
     acted_at: datetime | None = None
-    escalated_at: datetime | None = None
+    escalated_at: datetime | None = None  # announced (an escalate decision); None while silenced
     reasons: tuple[str, ...] = ()
+    confirmation: Confirmation | None = None  # rollback.confirm: the approval asked for
+    held: tuple[DecisionKind, ...] = ()  # kinds held by a pause or silence, each recorded once
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A pause or a silence of a target, set by a person: who, when, why, until when (None:
+    until resumed). It holds at `now` while `until` is None or later than `now`."""
+
+    by: str
+    at: datetime
+    until: datetime | None = None
+    reason: str = ""
+
+    def active(self, now: datetime) -> bool:
+        return self.until is None or now < self.until
 
 
 @dataclass(frozen=True)
@@ -145,6 +185,8 @@ class TargetState:
     verify_until: datetime | None = None
     quiet_since: datetime | None = None  # no check active since then (for the resolve delay)
     evaluated_at: datetime | None = None
+    paused: Hold | None = None  # evaluated and reported, but takes no action
+    silenced: Hold | None = None  # no action and no escalation; always has an end (`until`)
 
 
 @dataclass(frozen=True)
@@ -158,6 +200,8 @@ class Decision:
     reasons: tuple[str, ...]
     to: str | None = None  # "prior" or "fallback", for a rollback
     dry_run: bool = True
+    held: DecisionKind | None = None  # for a hold: the decision held (rollback, escalate, ...)
+    deadline: datetime | None = None  # for ask_approval: when on_timeout applies
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from mlwatchdog.core import CheckState, to_json
 from mlwatchdog.daemon.alerts import AlertWebhook, annotate, matched_targets, summary
 from mlwatchdog.daemon.journal import for_target, incidents
+from mlwatchdog.daemon.people import ApprovalView, HoldView, people_fields
 from mlwatchdog.daemon.reports import ReportInfo
 from mlwatchdog.rules import MetricCheck
 
@@ -50,6 +51,11 @@ class TargetView(BaseModel):
     blind: bool
     blind_since: datetime | None  # since when the input that blinds it has been missing
     blind_reason: str  # what is missing and why; "" when not blind
+    # A person in the loop (daemon/people.py): paused (no action), silenced (no action, no
+    # escalation), and the rollback waiting for approval (rollback.confirm) or its answer.
+    paused: HoldView | None = None
+    silenced: HoldView | None = None
+    approval: ApprovalView | None = None
     checks: list[CheckView]
 
 
@@ -107,6 +113,16 @@ class AlertResult(BaseModel):
     investigated: list[Investigation]
     firing: int
     unmatched: int  # firing alerts that matched no target
+    message: str
+
+
+class ResolveResult(BaseModel):
+    """What resolving an incident did to each GitOps object paused for it (restored,
+    already_enabled: someone re-enabled its sync by hand, not_paused: nothing to restore)."""
+
+    incident: str
+    by: str
+    results: list[dict[str, Any]]
     message: str
 
 
@@ -248,6 +264,30 @@ def api_router(daemon: Daemon) -> APIRouter:
             message=message,
         )
 
+    # --- GitOps (issue 13): a person resolves an incident; sync paused for it is restored ----
+    @router.post(
+        "/api/v1/incidents/{incident}/resolve",
+        summary="Resolve an incident: restore the Argo CD / Flux sync paused for it (operate)",
+    )
+    def resolve_incident(incident: str, request: Request) -> ResolveResult:
+        by = principal_name(request)
+        daemon.log.info("incident resolved over HTTP", incident=incident, by=by)
+        results = daemon.resolve_incident(incident, by)
+        if results is None:
+            raise HTTPException(404, f"no incident {incident!r} in the journal")
+        failed = [r for r in results if r["result"] == "failed"]
+        if failed:
+            raise HTTPException(502, "; ".join(r["detail"] for r in failed))
+        restored = [r for r in results if r["result"] == "restored"]
+        message = (
+            f"sync restored on {', '.join(r['object'] for r in restored)}"
+            if restored
+            else "nothing to restore: no sync is paused for this incident"
+        )
+        return ResolveResult(incident=incident, by=by, results=results, message=message)
+
+    # --- end GitOps ---------------------------------------------------------------------------
+
     return router
 
 
@@ -316,6 +356,7 @@ def _view_fields(runner: TargetRunner) -> dict[str, Any]:
         "blind": runner.blindness.blind,
         "blind_since": runner.blindness.since,
         "blind_reason": runner.blindness.reason,
+        **people_fields(state),
         "checks": checks,
     }
 

@@ -1,5 +1,5 @@
 """The daemon's HTTP app: liveness, readiness, Prometheus metrics, the targets' state, the API
-(`daemon.api`) and the KServe sink."""
+(`daemon.api`), the KServe sink and Flagger's webhooks (`daemon.flagger`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from mlwatchdog.core import to_json
 from mlwatchdog.daemon.api import api_router, principal_name
 from mlwatchdog.daemon.auth import AuthMiddleware
 from mlwatchdog.daemon.body_limit import BodyLimitMiddleware, limits
+from mlwatchdog.daemon.flagger import flagger_router
+from mlwatchdog.daemon.people import people_router
 from mlwatchdog.daemon.sink import sink_router
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ def create_app(daemon: Daemon) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(api_router(daemon))
+    app.include_router(flagger_router(lambda: daemon.runners, daemon.log))
+    app.include_router(people_router(daemon))  # pause, silence, approve: a person in the loop
     # Added last, so outermost: credentials first (before anything reads the body), then the
     # body's size.
     # Read per request: a reload applies at once.

@@ -2,8 +2,9 @@
 the app sees the request, so a caller without them never gets a byte of its body read.
 
 Credentials: bearer tokens (inline from ${ENV}, or files of a mounted Secret, re-read when they
-change), HTTP Basic users, Kubernetes ServiceAccount tokens (checked with a TokenReview), and
-per-InferenceService secrets in the sink's path (KServe's logger cannot send headers). Each has
+change), HTTP Basic users, Kubernetes ServiceAccount tokens (checked with a TokenReview),
+per-InferenceService secrets in the sink's path (KServe's logger cannot send headers), and
+per-Canary secrets in the Flagger webhooks' path (neither can Flagger). Each has
 roles: read, alerts, operate, sink (`route_role` says which a request needs). With no credential
 configured everything is open, which the loader allows only on a loopback address.
 """
@@ -36,6 +37,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 SINK_PREFIX = "/sink/kserve"
+FLAGGER_PREFIX = "/flagger"  # /flagger/<hook>[/<secret>]: Flagger's webhooks (daemon/flagger.py)
 _NEGATIVE_TTL = 10.0  # seconds a token the API server rejected stays rejected without asking
 _CACHE_SIZE = 1024  # reviewed tokens remembered; an attacker's random tokens evict only each other
 _FILE_RECHECK = 5.0  # seconds between stat() calls on a token file
@@ -46,10 +48,12 @@ class Principal:
     """Who a request comes from, and what it may do."""
 
     name: str  # the credential's name, user or ServiceAccount: the log's and audit's "who"
-    kind: str  # token, basic, serviceaccount, sink_path, anonymous
+    kind: str  # token, basic, serviceaccount, sink_path, flagger_path, anonymous
     roles: frozenset[str]
     # A sink path secret is good for one InferenceService's events: (namespace, name).
     inference_service: tuple[str, str] | None = None
+    # A flagger path secret is good for one Canary's webhook calls: (namespace, name).
+    canary: tuple[str, str] | None = None
 
 
 ANONYMOUS = Principal("anonymous", "anonymous", frozenset(ROLES))
@@ -62,9 +66,9 @@ def route_role(method: str, path: str) -> Role | None:
     if method == "POST":
         if path == "/api/v1/alerts":
             return "alerts"
-        if path == "/-/reload" or (
-            path.startswith("/api/v1/targets/") and path.endswith("/evaluate")
-        ):
+        # Every POST on a target or an incident acts: evaluate, pause, resume, silence,
+        # unsilence, approve, reject.
+        if path == "/-/reload" or path.startswith(("/api/v1/targets/", "/api/v1/incidents/")):
             return "operate"
         if path == SINK_PREFIX or path.startswith(SINK_PREFIX + "/"):
             return "sink"
@@ -123,6 +127,11 @@ class Authenticator:
             return ANONYMOUS
         if path.startswith(SINK_PREFIX + "/"):
             found = self._sink_path(settings, path[len(SINK_PREFIX) + 1 :])
+            if found is not None:
+                return found
+        hook, _, secret = path[len(FLAGGER_PREFIX) + 1 :].partition("/")
+        if path.startswith(FLAGGER_PREFIX + "/") and hook and secret:
+            found = self._flagger_path(settings, secret)
             if found is not None:
                 return found
         scheme, _, value = (authorization or "").strip().partition(" ")
@@ -188,6 +197,19 @@ class Authenticator:
                     "sink_path",
                     frozenset({"sink"}),
                     (entry.namespace, entry.inference_service),
+                )
+        return found
+
+    def _flagger_path(self, settings: Auth, secret: str) -> Principal | None:
+        given = secret.encode()
+        found = None
+        for entry in settings.flagger_paths:  # every one compared: the time says nothing
+            if hmac.compare_digest(given, entry.secret.reveal().encode()) and found is None:
+                found = Principal(
+                    f"flagger-path:{entry.namespace}/{entry.canary}",
+                    "flagger_path",
+                    frozenset({"read"}),  # its answers reveal the target's state, nothing more
+                    canary=(entry.namespace, entry.canary),
                 )
         return found
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from mlwatchdog.core import ActionOutcome, DataStatus, Decision, Evaluation, Phase
+from mlwatchdog.core import ActionOutcome, DataStatus, Decision, Evaluation, Phase, TargetState
 from mlwatchdog.core.blind import Blindness
 from mlwatchdog.rules import DriftCheck, Target, drift_columns
 from mlwatchdog.sources.base import SetAside
@@ -94,6 +94,35 @@ class DaemonMetrics:
             "mlwatchdog_target_blind_since_seconds",
             "Unix time since when the input that blinds the target has been missing (the first "
             "evaluation that found it so); 0 while the target is not blind.",
+            ["target"],
+            registry=r,
+        )
+        # A person in the loop (pause, silence, rollback.confirm): README "A person in the loop".
+        self.target_paused = Gauge(
+            "mlwatchdog_target_paused",
+            "1 while a person paused the target: it is evaluated and reported, its rollbacks are "
+            "held (decisions kind=hold); `mlwatchdog resume` ends it.",
+            ["target"],
+            registry=r,
+        )
+        self.target_silenced_until = Gauge(
+            "mlwatchdog_target_silenced_until_seconds",
+            "Unix time the target's silence ends (no rollback, no escalation until then); 0 when "
+            "not silenced.",
+            ["target"],
+            registry=r,
+        )
+        self.awaiting_approval = Gauge(
+            "mlwatchdog_incident_awaiting_approval",
+            "1 while the target's incident waits for a person to approve or reject its rollback "
+            "(rollback.confirm; `mlwatchdog approve INCIDENT`).",
+            ["target"],
+            registry=r,
+        )
+        self.approval_deadline = Gauge(
+            "mlwatchdog_incident_approval_deadline_seconds",
+            "Unix time by which the waiting rollback must be answered, else on_timeout applies; "
+            "0 when none waits.",
             ["target"],
             registry=r,
         )
@@ -209,6 +238,20 @@ class DaemonMetrics:
         since = blindness.since.timestamp() if blindness.since is not None else 0
         self.target_blind_since.labels(target).set(since)
 
+    def people(self, target: str, state: TargetState | None) -> None:
+        """The target's pause, silence and waiting approval (all 0 when none)."""
+        paused = state.paused if state else None
+        silenced = state.silenced if state else None
+        incident = state.incident if state else None
+        asked = incident.confirmation if incident else None
+        waiting = bool(state and state.phase is Phase.AWAITING_APPROVAL and asked)
+        self.target_paused.labels(target).set(paused is not None)
+        until = silenced.until if silenced else None
+        self.target_silenced_until.labels(target).set(until.timestamp() if until else 0)
+        self.awaiting_approval.labels(target).set(waiting)
+        deadline = asked.deadline.timestamp() if waiting and asked else 0
+        self.approval_deadline.labels(target).set(deadline)
+
     def decision(self, decision: Decision) -> None:
         to = decision.to or ""
         dry_run = str(decision.dry_run).lower() if decision.kind == "rollback" else ""
@@ -279,7 +322,9 @@ class DaemonMetrics:
             self.check_status,
         ]
         target_level = [
-            self.last_evaluation, self.target_phase, self.target_blind, self.target_blind_since
+            self.last_evaluation, self.target_phase, self.target_blind, self.target_blind_since,
+            self.target_paused, self.target_silenced_until, self.awaiting_approval,
+            self.approval_deadline,
         ]  # fmt: skip
         return gauges if check_level else [*gauges, *target_level]
 

@@ -27,6 +27,7 @@ from mlwatchdog.core import (
     record_action,
 )
 from mlwatchdog.core.blind import Blindness, blindness
+from mlwatchdog.core.people import fresh
 from mlwatchdog.daemon.faults import Faults
 from mlwatchdog.daemon.journal import Journal
 from mlwatchdog.daemon.metrics import DaemonMetrics
@@ -93,6 +94,7 @@ class TargetRunner:
                 "state restored", state=self.state.phase, incident=_incident_id(self.state)
             )
             metrics.phase(target.name, self.state.phase)
+        metrics.people(target.name, self.state)
 
     @property
     def target(self) -> Target:
@@ -162,7 +164,7 @@ class TargetRunner:
         builds = self.observer.reference_builds
         try:
             if self.state is not None and self.state.phase is Phase.ROLLING_BACK:
-                self._resume(now)
+                self._resume(now)  # unless paused or silenced: then once that is over
             observation = self.observer.observe(self.target, now)
             self._watch_sight(observation, now)
             if self._verifying_a_sent_rollback():
@@ -200,8 +202,10 @@ class TargetRunner:
                 now, "phase", state, phase=str(state.phase), previous=previous,
                 incident=_incident_id(state) or open_incident,
             )  # fmt: skip
+        self._expired(state_before, state, now)
         seconds = time.perf_counter() - started
         self.metrics.record(self.target.name, evaluation, seconds, now.timestamp())
+        self.metrics.people(self.target.name, state)
         self.log.info(
             "evaluated",
             at=now.isoformat(),
@@ -243,6 +247,7 @@ class TargetRunner:
         self._record(
             now, "decision", state, decision=str(decision.kind), to=decision.to,
             dry_run=decision.dry_run, reasons=list(decision.reasons),
+            **({"held": str(decision.held)} if decision.held else {}),
         )  # fmt: skip
         self.log.warning(
             f"decision: {decision.kind}",
@@ -251,6 +256,8 @@ class TargetRunner:
             dry_run=decision.dry_run if decision.kind is DecisionKind.ROLLBACK else None,
             reasons=list(decision.reasons),
         )
+        if decision.kind in (DecisionKind.HOLD, DecisionKind.ASK_APPROVAL):
+            self._audit(now, str(decision.kind), "mlwatchdog", state, decision=decision)
         if decision.kind is not DecisionKind.ROLLBACK:
             return state
         outcome = self.actuator.rollback(self.target, decision)
@@ -269,6 +276,9 @@ class TargetRunner:
         carry it out again; actuators are idempotent, so an object already reverted is left alone.
         """
         assert self.state is not None and self.state.incident is not None
+        hold = self.state.silenced or self.state.paused
+        if hold is not None and hold.active(now):
+            return  # no action while paused or silenced: carried out once that is over
         incident = self.state.incident
         decision = Decision(
             DecisionKind.ROLLBACK,
@@ -356,6 +366,78 @@ class TargetRunner:
             return None  # recorded by fingerprint and source only
         return self.observer.reference_frame(self.target)
 
+    # ------------------------------------------------------------------ a person in the loop
+
+    def operate(
+        self,
+        what: str,
+        by: str,
+        change: Callable[[TargetState, datetime], TargetState],
+        **details: Any,
+    ) -> TargetState:
+        """Apply a person's `change` (pause, resume, silence, an answer: `core.people`) to the
+        state, between evaluations (under the lock); saved, audited, journalled, exported. What
+        `change` raises (NotCurrent, ValueError) changes nothing; so does an OSError of the save,
+        raised too: nothing is claimed that a restart would forget."""
+        with self.lock:
+            if self.retired:
+                raise NotCurrentTarget(f"target {self.target.name!r} left the config")
+            now = self.clock()
+            after = change(fresh(self.target.name, self.state, now), now)
+            try:
+                self.store.save(after)
+            except OSError as exc:
+                self._fault("state", f"{type(exc).__name__}: {exc}")
+                raise
+            self._fault("state", None)
+            self.state = after
+            self._audit(now, what, by, after, **details)
+            self._record(now, what, after, by=by, **details)
+            self.metrics.people(self.target.name, after)
+            self.log.warning(what, by=by, incident=_incident_id(after), **details)
+            return after
+
+    def _expired(self, before: TargetState | None, after: TargetState, now: datetime) -> None:
+        """Audit a pause or silence that ended by itself in this evaluation."""
+        for what in ("paused", "silenced"):
+            hold = getattr(before, what) if before is not None else None
+            if hold is not None and getattr(after, what) is None:
+                event = "pause expired" if what == "paused" else "silence expired"
+                until = hold.until.isoformat() if hold.until else None
+                self._audit(now, event, "mlwatchdog", after, set_by=hold.by, until=until)
+                self._record(now, event, after, set_by=hold.by, until=until)
+                self.log.warning(event, set_by=hold.by, until=until)
+
+    def _audit(
+        self,
+        now: datetime,
+        what: str,
+        who: str,
+        state: TargetState,
+        decision: Decision | None = None,
+        **details: Any,
+    ) -> None:
+        """One audit record of a person's command, or of a decision held or waiting for one."""
+        if self.audit is None:
+            return
+        record: dict[str, Any] = {
+            "at": now.isoformat(),
+            "who": who,
+            "target": self.target.name,
+            "incident": _incident_id(state),
+            "result": what.replace(" ", "_"),
+        }
+        if decision is not None:
+            record.update(
+                incident=decision.incident,
+                held=str(decision.held) if decision.held else None,
+                to=decision.to,
+                dry_run=decision.dry_run,
+                deadline=decision.deadline.isoformat() if decision.deadline else None,
+                reasons=list(decision.reasons),
+            )
+        self.audit.append({**record, **details})
+
     def _record(self, now: datetime, kind: str, state: TargetState, **fields: Any) -> None:
         if self.journal is None:
             return
@@ -389,6 +471,10 @@ class TargetRunner:
     def _fault(self, what: str, error: str | None) -> None:
         if self.faults is not None:
             self.faults.report(what, self.target.name, error)
+
+
+class NotCurrentTarget(ValueError):
+    """A person's command for a target no longer in the config."""
 
 
 def bundle_event(before: TargetState | None, evaluation: Evaluation, after: TargetState) -> str:

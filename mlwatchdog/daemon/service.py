@@ -16,6 +16,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from mlwatchdog.actions import gitops
 from mlwatchdog.actions.actuator import KubeActuator
 from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.actions.dryrun import DryRunActuator
@@ -201,6 +202,20 @@ class Daemon:
             self.clock,
             server_dry_run=dry_run_on_server,
         )
+
+    # --- GitOps (issue 13) ----------------------------------------------------------------------
+    def resolve_incident(self, incident: str, by: str) -> list[dict[str, Any]] | None:
+        """A person resolved `incident`: restore the Argo CD / Flux sync paused for it (each
+        object's result, audited), or None when the journal knows no such incident."""
+        results: list[dict[str, Any]] = []
+        if isinstance(self.actuator, KubeActuator):
+            results = gitops.resolve(self.actuator, list(self.config.targets), incident, by)
+        known = any(e.get("incident") == incident for e in self.journal.entries())
+        if not results and not known:
+            return None
+        return results
+
+    # --- end GitOps ---------------------------------------------------------------------------
 
     @property
     def running(self) -> bool:

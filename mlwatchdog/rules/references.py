@@ -152,21 +152,38 @@ def _target_problems(config: Config, target: Target, at: Path) -> list[tuple[Pat
         ))  # fmt: skip
     fallback = target.rollback.fallback
     if target.rollback.to == "fallback" and fallback is not None:
-        if target.workload.kind == "argo-rollout" and not (
+        if target.workload.kind in ("argo-rollout", "deployment") and not (
             fallback.image or fallback.env or fallback.args
         ):
+            what = "an Argo" if target.workload.kind == "argo-rollout" else "a Deployment"
             problems.append(
-                (at + ("rollback", "fallback"), "an Argo fallback needs image, env or args")
+                (at + ("rollback", "fallback"), f"{what} fallback needs image, env or args")
             )
         if target.workload.kind == "kserve" and not (fallback.storage_uri or fallback.runtime):
             problems.append(
                 (at + ("rollback", "fallback"), "a KServe fallback needs storage_uri or runtime")
             )
-    if target.rollback.to == "revision" and target.workload.kind != "argo-rollout":
+        if target.workload.kind != "kserve" and (fallback.labels or fallback.annotations):
+            problems.append((
+                at + ("rollback", "fallback"),
+                "fallback.labels and fallback.annotations are set on a KServe InferenceService "
+                "only: remove them, or use workload.kind: kserve",
+            ))  # fmt: skip
+    if target.rollback.to == "revision" and target.workload.kind not in (
+        "argo-rollout",
+        "deployment",
+    ):
         problems.append((
             at + ("rollback", "to"),
-            "to: revision names an Argo Rollout revision; a KServe InferenceService goes back to "
-            "its previous rolled-out revision with to: prior",
+            "to: revision names an Argo Rollout or Deployment revision; a KServe "
+            "InferenceService goes back to its previous rolled-out revision with to: prior, and "
+            "Flagger rolls a Canary back to its primary with to: prior",
+        ))  # fmt: skip
+    if target.rollback.to == "fallback" and target.workload.kind == "flagger-canary":
+        problems.append((
+            at + ("rollback", "to"),
+            "Flagger rolls a Canary back to its primary only: use to: prior (the daemon answers "
+            "the Canary's rollback webhook; it sends no pod template)",
         ))  # fmt: skip
     return problems
 

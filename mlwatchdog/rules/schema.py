@@ -180,12 +180,13 @@ SampleSource = FilesSource | SqlSource | KServeSource  # what samples and refere
 # ---------------------------------------------------------------------------------------- targets
 
 
-WorkloadKind = Literal["argo-rollout", "kserve", "none"]
+WorkloadKind = Literal["argo-rollout", "kserve", "deployment", "flagger-canary", "none"]
 WORKLOAD_KINDS: tuple[str, ...] = get_args(WorkloadKind)  # each but none has a driver
 
 
 class Workload(Strict):
-    """What a rollback acts on: an Argo Rollout, a KServe InferenceService, or none (alert only)."""
+    """What a rollback acts on: an Argo Rollout, a KServe InferenceService, a Deployment, a
+    Flagger Canary (Flagger reverts it, asked through its webhook), or none (alert only)."""
 
     kind: WorkloadKind = "none"
     name: str | None = None
@@ -308,6 +309,15 @@ class Fallback(Strict):
     args: list[str] | None = None
     storage_uri: str | None = None
     runtime: str | None = None
+    labels: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="KServe: InferenceService labels set with the fallback (null removes one), "
+        "e.g. the model version; the policy's approval key is removed unless given here",
+    )
+    annotations: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="KServe: InferenceService annotations set with the fallback (null removes one)",
+    )
 
 
 class Approval(Strict):
@@ -340,6 +350,79 @@ class Policy(Strict):
     approval: Approval | None = None
 
 
+class Confirm(Strict):
+    """A person approves each rollback (POST /api/v1/incidents/{incident}/approve, or reject)
+    before it is carried out; without an answer within `timeout`, `on_timeout` applies."""
+
+    timeout: Duration = Field(timedelta(minutes=15), description="how long to wait for an answer")
+    on_timeout: Literal["act", "escalate"] = Field(
+        "escalate", description="no answer in time: roll back anyway (act) or escalate"
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("confirm.timeout must be positive")
+        return value
+
+
+class GitOps(Strict):
+    """The workload is managed by Argo CD or Flux, whose self-heal would put a patched object
+    back to what Git says: how to roll back anyway (issue 13; `actions/gitops`).
+
+    - `pause-sync`: switch the Argo CD Application's automated sync off (or `spec.suspend: true`
+      on the Flux Kustomization / HelmRelease), recording what it was, then patch the workload;
+      sync is restored when a person resolves the incident (`mlwatchdog resolve INCIDENT`).
+    - `git`: patch nothing; commit the revert to the manifests repository on a branch named
+      after the incident and open a pull request (GitHub) or merge request (GitLab).
+    - `patch`: patch the workload as if unmanaged (self-heal is off, or the
+      `app.kubernetes.io/instance` label is Helm's, not Argo CD's).
+    """
+
+    mode: Literal["pause-sync", "git", "patch"]
+    argocd_namespace: str = Field(
+        "argocd",
+        description="where Argo CD Applications live (pause-sync), unless the tracking "
+        "id names one (<namespace>_<app>)",
+    )
+    repo: SecretUrl | None = Field(None, description="git: the manifests repository (https URL)")
+    branch: str = Field("main", description="git: the branch the pull request goes into")
+    path: str | None = Field(None, description="git: the manifest file, relative to the repo")
+    provider: Literal["github", "gitlab"] | None = None
+    api_url: str | None = Field(
+        None, description="git: default https://api.github.com or https://gitlab.com/api/v4"
+    )
+    project: str | None = Field(
+        None,
+        description="git: owner/repo (GitHub) or the project path or id (GitLab); "
+        "default: the repo URL's path",
+    )
+    token: Secret | None = Field(None, description="git: pushes and opens the pull request")
+    author: str = Field("mlwatchdog <mlwatchdog@users.noreply.local>", description="git author")
+
+    @model_validator(mode="after")
+    def _mode_keys(self) -> GitOps:
+        git_keys = ("repo", "path", "provider", "token")
+        if self.mode == "git":
+            missing = [k for k in git_keys if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    f"rollback.gitops.mode git needs {', '.join(missing)}: the manifests repo "
+                    "(https URL), the manifest file's path in it, provider (github or gitlab) "
+                    "and a token that may push and open pull requests"
+                )
+            if self.path is not None and (self.path.startswith("/") or ".." in self.path):
+                raise ValueError("rollback.gitops.path is relative to the repository, no '..'")
+        else:
+            given = [k for k in (*git_keys, "api_url", "project") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(
+                    f"rollback.gitops.{given[0]} is only for mode git (mode is {self.mode})"
+                )
+        return self
+
+
 class Rollback(Strict):
     """What to do when the trigger holds: revert to the prior version, a named revision, or a
     fallback."""
@@ -352,6 +435,12 @@ class Rollback(Strict):
     fallback: Fallback | None = None
     policy: Policy = Field(default_factory=Policy)
     dry_run: bool = Field(True, description="log the exact patch instead of sending it")
+    gitops: GitOps | None = Field(
+        None, description="Argo CD / Flux manage the workload: pause-sync, git or patch"
+    )
+    confirm: Confirm | None = Field(
+        None, description="wait for a person's approval before each rollback (None: act at once)"
+    )
 
     @model_validator(mode="after")
     def _fallback_given(self) -> Rollback:
@@ -635,6 +724,28 @@ class SinkPath(Strict):
         return value
 
 
+class FlaggerPath(Strict):
+    """Flagger's webhooks cannot send headers (fluxcd/flagger CanaryWebhook has no header
+    field): a secret in the URL instead, `.../flagger/<hook>/<secret>`, good for this one
+    Canary's calls only."""
+
+    canary: str
+    namespace: str
+    secret: Secret
+
+    @field_validator("secret")
+    @classmethod
+    def _strong(cls, value: Secret, info: ValidationInfo) -> Secret:
+        if redacted(info):
+            return value
+        _long_enough(value, "a flagger path secret", info)
+        if not all(ch.isalnum() or ch in "-_." for ch in value.reveal()):
+            raise ValueError(
+                "a flagger path secret may hold letters, digits, '-', '_' and '.' only"
+            )
+        return value
+
+
 class Auth(Strict):
     """How callers prove who they are. Once any credential is set, every endpoint that acts or
     reveals needs one (checked before the body is read); /healthz, /readyz and /metrics stay
@@ -644,6 +755,7 @@ class Auth(Strict):
     basic: list[BasicCredential] = Field(default_factory=list)
     kubernetes: KubernetesAuth | None = None
     sink_paths: list[SinkPath] = Field(default_factory=list)
+    flagger_paths: list[FlaggerPath] = Field(default_factory=list)
     anonymous: bool = Field(
         False,
         description="serve without credentials on an address other hosts can reach (refused "
@@ -652,7 +764,9 @@ class Auth(Strict):
 
     @property
     def enabled(self) -> bool:
-        return bool(self.tokens or self.basic or self.kubernetes or self.sink_paths)
+        return bool(
+            self.tokens or self.basic or self.kubernetes or self.sink_paths or self.flagger_paths
+        )
 
     @model_validator(mode="after")
     def _unique(self, info: ValidationInfo) -> Auth:
@@ -663,6 +777,12 @@ class Auth(Strict):
         secrets = [p.secret for p in self.sink_paths]
         if len(set(secrets)) != len(secrets) and not redacted(info):
             raise ValueError("two sink_paths share a secret; give each InferenceService its own")
+        secrets += [p.secret for p in self.flagger_paths]
+        if len(set(secrets)) != len(secrets) and not redacted(info):
+            raise ValueError(
+                "a flagger_paths secret is used twice (or also in sink_paths); give each Canary "
+                "its own"
+            )
         return self
 
 

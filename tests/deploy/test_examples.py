@@ -72,3 +72,77 @@ def test_the_analysis_queries_name_real_checks_and_states() -> None:
         assert "len(result) > 0" in metric["successCondition"]
         assert "len(result) > 0" in metric["failureCondition"]
         assert metric["provider"]["prometheus"]["address"] == "{{args.prometheus-address}}"
+
+
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match, f"unexpected duration {duration!r}"
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def test_the_revert_is_a_rollback_argo_completes_at_once() -> None:
+    """argo-rollouts rollout/sync.go isRollbackWithinWindow: without spec.rollbackWindow, an undo
+    after full promotion is a new canary from step 0 (mlwatchdog refuses it); with a window of at
+    least 1, the undo to the previous revision skips every step and analysis."""
+    rollout, _ = argo_docs()
+    assert rollout["spec"]["rollbackWindow"]["revisions"] >= 1
+    # The window can only reach ReplicaSets that are kept.
+    assert rollout["spec"]["revisionHistoryLimit"] > rollout["spec"]["rollbackWindow"]["revisions"]
+
+
+def test_the_analysis_does_not_fail_during_the_watchdogs_own_revert() -> None:
+    """An analysis failing while mlwatchdog reverts or verifies would abort the revert and send
+    traffic back to the bad version: no metric may fail on those states."""
+    _, template = argo_docs()
+    for metric in template["spec"]["metrics"]:
+        query = metric["provider"]["prometheus"]["query"]
+        for alternatives in re.findall(r'state=~?"([^"]+)"', query):
+            fighting = set(alternatives.split("|")) & {"rolling_back", "verifying"}
+            assert not fighting, f"{metric['name']} fails the rollout on {fighting}"
+
+
+def test_the_verify_window_covers_the_revert_and_a_clean_sample_window() -> None:
+    """Recovery is judged on sample windows wholly after the revert (mlwatchdog/core/decide.py
+    _verifying), and the revert takes up to progressDeadlineSeconds to be available."""
+    rollout, _ = argo_docs()
+    [target] = [t for t in base_rules()["targets"] if t["name"] == "fraud"]
+    needed = (
+        _seconds(target["samples"]["window"])
+        + _seconds(target["resolve_after"])
+        + int(rollout["spec"].get("progressDeadlineSeconds", 600))
+    )
+    assert _seconds(target["verify"]["window"]) >= needed
+
+
+def test_the_flagger_canary_webhooks_call_the_daemon_with_a_valid_path_secret() -> None:
+    """deploy/examples/flagger-canary.yaml: both hooks call the daemon's Service at its Flagger
+    routes, with one secret that rules.yaml accepts for this Canary (a placeholder to replace).
+    (Its schema, Flagger's Canary CRD, is checked in test_manifests.py.)"""
+    from urllib.parse import urlsplit
+
+    from mlwatchdog.actions.workloads.flagger import calls_mlwatchdog
+    from mlwatchdog.rules.schema import Auth
+
+    canary = one(load_all(EXAMPLES / "flagger-canary.yaml"), "Canary")
+    service = next(
+        o for o in render(BASE) if o["kind"] == "Service" and o["metadata"]["name"] == "mlwatchdog"
+    )
+    hooks = {h["type"]: h for h in canary["spec"]["analysis"]["webhooks"]}
+    assert set(hooks) == {"rollback", "confirm-promotion"}
+    secrets = set()
+    for kind, hook in hooks.items():
+        assert calls_mlwatchdog(hook, kind), hook["url"]
+        url = urlsplit(hook["url"])
+        name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
+        assert url.hostname == f"{name}.{namespace}.svc"
+        assert url.port == service["spec"]["ports"][0]["port"]
+        secrets.add(url.path.rsplit("/", 1)[1])
+    [secret] = secrets
+    meta = canary["metadata"]
+    Auth.model_validate(
+        {
+            "flagger_paths": [
+                {"canary": meta["name"], "namespace": meta["namespace"], "secret": secret}
+            ]
+        }
+    )

@@ -44,6 +44,7 @@ CUSTOM_SCHEMAS = {
         "crds",
         "inferenceservice.v1beta1.json.gz",
     ),
+    ("flagger.app/v1beta1", "Canary"): ("crds", "canary.v1beta1.json.gz"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): (
         "prometheus-operator",
         "servicemonitor.monitoring.coreos.com.v1.json.gz",

@@ -15,6 +15,8 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import structlog
@@ -30,6 +32,7 @@ from mlwatchdog.rules import Target
 from mlwatchdog.rules.schema import Auth, LeaderElection
 from tests.deploy.manifests import BASE, PRODUCTION, Object, one, render
 from tests.kube.apiserver import FakeKubeAPI
+from tests.kube.deployment_controller import deployment_with_history, install_deployment_controller
 from tests.kube.objects import (
     argo_canary,
     argo_workload_ref,
@@ -53,6 +56,16 @@ EXPECTED = {
     ("cluster", "serving.kserve.io", "inferenceservices", "get"),  # read, verify
     ("cluster", "serving.kserve.io", "inferenceservices", "patch"),  # canaryTrafficPercent 0
     ("cluster", "serving.knative.dev", "revisions", "get"),  # previous revision, for policy
+    # GitOps pause-sync (actions/gitops): the Argo CD Application / Flux object that manages
+    # the workload is read, its sync paused with the revert, and restored on resolve
+    ("cluster", "argoproj.io", "applications", "get"),
+    ("cluster", "argoproj.io", "applications", "patch"),
+    ("cluster", "kustomize.toolkit.fluxcd.io", "kustomizations", "get"),
+    ("cluster", "kustomize.toolkit.fluxcd.io", "kustomizations", "patch"),
+    ("cluster", "helm.toolkit.fluxcd.io", "helmreleases", "get"),
+    ("cluster", "helm.toolkit.fluxcd.io", "helmreleases", "patch"),
+    # Flagger (actions/workloads/flagger.py): the Canary is read; Flagger rolls it back itself
+    ("cluster", "flagger.app", "canaries", "get"),
     # Kubernetes Events on the rolled-back object (actuator.py `_event`)
     ("cluster", "", "events", "create"),
     # daemon.auth.kubernetes: callers' ServiceAccount tokens (daemon/auth.py kubernetes_reviewer)
@@ -180,6 +193,35 @@ def review_a_caller(api: FakeKubeAPI, auth: Auth) -> None:
     assert principal is not None and principal.roles == set(rule.roles)
 
 
+def gitops_scenarios() -> list[tuple[str, Any, Target]]:
+    """Workloads managed by Argo CD / Flux, rolled back with rollback.gitops.mode pause-sync."""
+    from tests.integration.test_gitops import application, flux_object
+
+    pause = {"mode": "pause-sync"}
+    argo = argo_canary(step=2, steps=4)
+    argo.rollout["metadata"].setdefault("labels", {})["app.kubernetes.io/instance"] = "fraud"
+    found: list[tuple[str, Any, Target]] = [
+        ("argo cd", SimpleNamespace(objects=[*argo.objects, application()]),
+         kube_target("argo-rollout", gitops=pause)),
+    ]  # fmt: skip
+    for kind, group in (("Kustomization", "kustomize"), ("HelmRelease", "helm")):
+        seed = kserve_canary(percent=10)
+        seed.isvc["metadata"]["labels"] = {
+            f"{group}.toolkit.fluxcd.io/name": "fraud",
+            f"{group}.toolkit.fluxcd.io/namespace": "flux-system",
+        }
+        objects = SimpleNamespace(objects=[*seed.objects, flux_object(kind)])
+        found.append((f"flux {kind}", objects, kube_target("kserve", gitops=pause)))
+    return found
+
+
+def flagger_canary() -> dict[str, Any]:
+    """The shipped Canary example, mid-analysis: Flagger asks its rollback webhook."""
+    from tests.integration.test_flagger_webhook import seeded_canary
+
+    return seeded_canary("Progressing")
+
+
 def test_every_request_the_daemon_sends_is_granted_and_every_grant_is_used(
     tmp_path: Path,
 ) -> None:
@@ -194,12 +236,19 @@ def test_every_request_the_daemon_sends_is_granted_and_every_grant_is_used(
         ("argo canary, prior", argo_canary(step=2, steps=4), kube_target("argo-rollout")),
         ("argo workloadRef", argo_workload_ref(), kube_target("argo-rollout")),
         ("kserve canary, prior", kserve_canary(percent=10), kube_target("kserve")),
-    ]
+        ("deployment, prior", deployment_with_history(["fraud:1", "fraud:2"]),
+         kube_target("deployment")),
+        ("flagger canary", SimpleNamespace(objects=[flagger_canary()]),
+         kube_target("flagger-canary")),
+        *gitops_scenarios(),
+    ]  # fmt: skip
     for i, (_name, seed, target) in enumerate(scenarios):
         with FakeKubeAPI() as api:
             api.seed(seed.objects)
             install_argo_controller(api)
             install_kserve_controller(api)
+            if target.workload and target.workload.kind == "deployment":
+                install_deployment_controller(api)
             roll_back(api, tmp_path / f"audit-{i}.jsonl", target)
             requests += [(r.method, r.path) for r in api.requests]
     with FakeKubeAPI() as api:

@@ -32,6 +32,7 @@ from mlwatchdog.core import (
 )
 from mlwatchdog.rules import Target
 from tests.kube.apiserver import FakeKubeAPI
+from tests.kube.kserve_controller import complete_raw_rollout
 from tests.kube.objects import (
     argo_blue_green,
     argo_canary,
@@ -214,19 +215,50 @@ def test_an_already_aborted_rollout_gets_no_second_abort(api: FakeKubeAPI, audit
 def test_after_full_promotion_the_second_highest_revision_comes_back(
     api: FakeKubeAPI, audit: AuditLog
 ) -> None:
-    api.seed(argo_promoted(history=["registry.example.com/fraud:1.3.0"]).objects)
+    # With spec.rollbackWindow: before, the fake controller fast-tracked any old template, so
+    # this passed without one; Argo runs such an undo as a new update (rollout/sync.go
+    # isRollbackWithinWindow), and the planner now refuses it (next test).
+    seed = argo_promoted(history=["registry.example.com/fraud:1.3.0"], rollback_window=1)
+    api.seed(seed.objects)
     install_argo_controller(api)
     target = kube_target()
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert outcome.ok, outcome.detail
     assert [p.path for p in api.patches()] == [ROLLOUT]  # nothing in progress: nothing to abort
-    image = rollout(api)["spec"]["template"]["spec"]["containers"][0]["image"]
+    after = rollout(api)
+    image = after["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.example.com/fraud:1.4.0"  # not 1.3.0, the oldest
+    # Completed at once: stable again on revision 2's ReplicaSet, all steps skipped.
+    assert after["status"]["stableRS"] == after["status"]["currentPodHash"] == seed.hashes[1]
+    assert after["status"]["phase"] == "Healthy"
+    assert actuator(api, audit).health(target).status is Health.HEALTHY
+    [line] = list(audit.entries())
+    assert any("spec.rollbackWindow" in note for note in line["notes"]), line["notes"]
     api.assert_all_valid()
 
 
+def test_after_full_promotion_without_a_rollback_window_the_undo_is_refused_naming_it(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    seed = argo_promoted(history=["registry.example.com/fraud:1.3.0"])
+    api.seed(seed.objects)
+    install_argo_controller(api)
+    target = kube_target()
+    outcome = actuator(api, audit).rollback(target, decision(target))
+    assert not outcome.ok
+    assert "spec.rollbackWindow: {revisions: 1}" in outcome.detail
+    assert "every canary step and analysis" in outcome.detail
+    assert api.patches() == []  # nothing sent: the bad version is not half-reverted
+    after = rollout(api)
+    assert after["status"]["stableRS"] == seed.hashes[-1] and after["status"]["phase"] == "Healthy"
+    assert [line["result"] for line in audit.entries()] == ["failed"]
+    [event] = events(api)
+    assert event["reason"] == "MlwatchdogRollbackFailed" and "rollbackWindow" in event["message"]
+
+
 def test_a_named_revision(api: FakeKubeAPI, audit: AuditLog) -> None:
-    api.seed(argo_promoted(history=["registry.example.com/fraud:1.3.0"]).objects)
+    # Revision 1 is two back (revision 2 was created in between): a window of 2 reaches it.
+    api.seed(argo_promoted(history=["registry.example.com/fraud:1.3.0"], rollback_window=2).objects)
     missing = kube_target(to="revision", revision=9)
     failed = actuator(api, audit).rollback(missing, decision(missing))
     assert not failed.ok and "no ReplicaSet of revision 9 (it has: 3, 2, 1;" in failed.detail
@@ -467,38 +499,74 @@ def test_kserve_traffic_not_yet_moved_is_progressing(api: FakeKubeAPI, audit: Au
     assert act.rollback(target, decision(target)).ok
     health = act.health(target)
     assert health.status is Health.PROGRESSING
-    assert health.reason == "the controller has not yet observed generation 2"
-
-    def observed_but_not_moved(obj: dict[str, Any]) -> None:
-        obj["status"]["observedGeneration"] = obj["metadata"]["generation"]
-
-    api.mutate(ISVC, observed_but_not_moved)
-    health = act.health(target)
-    assert health.status is Health.PROGRESSING
     assert health.reason == "90% of traffic on fraud-model-predictor-00001"
 
 
-def test_kserve_raw_deployment_is_refused_clearly(api: FakeKubeAPI, audit: AuditLog) -> None:
-    api.seed(kserve_raw().objects)
+def test_kserve_raw_deployment_goes_back_to_the_previous_storage_uri(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(kserve_raw(history=("s3://models/fraud/v1",)).objects)
+    install_kserve_controller(api)
+    target = kube_target("kserve", policy={"allowed_storage_uris": ["s3://models/fraud/*"]})
+    act = actuator(api, audit)
+    outcome = act.rollback(target, decision(target))
+    assert outcome.ok, outcome.detail
+    [patch] = api.patches()
+    assert patch.path == ISVC
+    assert patch.body["spec"]["predictor"]["model"] == {"storageUri": "s3://models/fraud/v1"}
+    assert isvc(api)["spec"]["predictor"]["model"]["storageUri"] == "s3://models/fraud/v1"
+    health = act.health(target)  # the Deployment is still rolling the old model out
+    assert health.status is Health.PROGRESSING and "still rolling out" in health.reason
+    complete_raw_rollout(api)
+    health = act.health(target)
+    assert health.status is Health.HEALTHY
+    assert (
+        health.reason == "Ready, Deployment fraud-model-predictor rolled out s3://models/fraud/v1"
+    )
+    assert next(iter(audit.entries()))["candidate"]["storage_uri"] == "s3://models/fraud/v1"
+
+
+def test_kserve_raw_deployment_without_an_older_model_is_refused_clearly(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(kserve_raw(history=()).objects)
     target = kube_target("kserve")
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert not outcome.ok
-    assert "RawDeployment mode, where canaryTrafficPercent does nothing" in outcome.detail
-    assert "rollback.to: fallback" in outcome.detail
+    assert "no older ReplicaSet of its Deployment fraud-model-predictor" in outcome.detail
+    assert "Set rollback.to: fallback with fallback.storage_uri" in outcome.detail
     assert api.patches() == []
 
 
 def test_kserve_fallback_points_the_predictor_at_the_fallback_model(
     api: FakeKubeAPI, audit: AuditLog
 ) -> None:
-    api.seed(kserve_raw().objects)  # fallback works in RawDeployment mode too
+    approved = {"models.example.com/approved": "true", "models.example.com/version": "v2"}
+    api.seed(kserve_raw(labels=approved).objects)  # fallback works in RawDeployment mode too
+    install_kserve_controller(api)
     target = kube_target(
-        "kserve", to="fallback", fallback={"storage_uri": "s3://models/fraud/safe"}
+        "kserve",
+        to="fallback",
+        fallback={
+            "storage_uri": "s3://models/fraud/safe",
+            "labels": {"models.example.com/version": "safe"},
+        },
+        policy={"approval": {"label": "models.example.com/approved"}},
     )
-    outcome = actuator(api, audit).rollback(target, decision(target))
+    act = actuator(api, audit)
+    outcome = act.rollback(target, decision(target))
     assert outcome.ok, outcome.detail
-    assert isvc(api)["spec"]["predictor"]["model"]["storageUri"] == "s3://models/fraud/safe"
-    api.assert_all_valid()
+    after = isvc(api)
+    assert after["spec"]["predictor"]["model"]["storageUri"] == "s3://models/fraud/safe"
+    # nothing still claims the replaced model is approved or is what is served
+    assert after["metadata"]["labels"] == {"models.example.com/version": "safe"}
+    deployment = api.get("apps/v1", "deployments", "models", "fraud-model-predictor")
+    assert deployment is not None
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["models.example.com/version"] == "safe"
+    assert "models.example.com/approved" not in labels
+    complete_raw_rollout(api)
+    assert act.health(target).status is Health.HEALTHY
 
 
 def test_kserve_refused_candidate(api: FakeKubeAPI, audit: AuditLog) -> None:

@@ -55,6 +55,21 @@ INFERENCE_SERVICES = ResourceType(
 REVISIONS = ResourceType(
     "serving.knative.dev", "v1", "revisions", "Revision", status_subresource=True, custom=True
 )
+# GitOps controllers (issue 13): Argo CD's Application CRD declares `subresources: {}` (status is
+# part of the object); Flux's Kustomization and HelmRelease have a status subresource.
+APPLICATIONS = ResourceType("argoproj.io", "v1alpha1", "applications", "Application", custom=True)
+KUSTOMIZATIONS = ResourceType(
+    "kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization",
+    status_subresource=True, custom=True,
+)  # fmt: skip
+HELM_RELEASES = ResourceType(
+    "helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease",
+    status_subresource=True, custom=True,
+)  # fmt: skip
+# Flagger's Canary (the flagger-canary driver reads it; tests/kube/crds vendors its CRD).
+CANARIES = ResourceType(
+    "flagger.app", "v1beta1", "canaries", "Canary", status_subresource=True, custom=True
+)
 REPLICA_SETS = ResourceType("apps", "v1", "replicasets", "ReplicaSet", status_subresource=True)
 DEPLOYMENTS = ResourceType("apps", "v1", "deployments", "Deployment", status_subresource=True)
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease", generation=False)
@@ -66,6 +81,10 @@ RESOURCES = (
     ROLLOUTS,
     INFERENCE_SERVICES,
     REVISIONS,
+    CANARIES,
+    APPLICATIONS,
+    KUSTOMIZATIONS,
+    HELM_RELEASES,
     REPLICA_SETS,
     DEPLOYMENTS,
     LEASES,

@@ -32,6 +32,10 @@ CRDS = Path(__file__).parent / "crds"
 SCHEMA_FILES = {
     ("argoproj.io/v1alpha1", "Rollout"): "rollout.v1alpha1.json.gz",
     ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice.v1beta1.json.gz",
+    ("argoproj.io/v1alpha1", "Application"): "application.v1alpha1.json.gz",
+    ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"): "kustomization.v1.json.gz",
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"): "helmrelease.v2.json.gz",
+    ("flagger.app/v1beta1", "Canary"): "canary.v1beta1.json.gz",
 }
 
 OBJECT_META_FIELDS = frozenset(

@@ -86,4 +86,4 @@ def test_check_refuses_a_revision_rollback_for_kserve(tmp_path: Path) -> None:
     issues = config_issues(path)
     assert [i.path for i in issues] == ["targets[0].rollback.to"], issues
     assert issues[0].line is not None
-    assert "to: revision names an Argo Rollout revision" in issues[0].message
+    assert "to: revision names an Argo Rollout or Deployment revision" in issues[0].message

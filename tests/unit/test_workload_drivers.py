@@ -34,7 +34,8 @@ def test_each_driver_plans_offline_on_its_own_object(kind: str) -> None:
         DecisionKind.ROLLBACK, target.name, "fraud-1", datetime.now(UTC), ("drift",), to="prior"
     )
     plan = driver.offline_plan(target, decision)
-    assert plan.requests, f"{kind}: an offline plan with no request"
+    # Flagger rolls a Canary back itself (its rollback webhook asks the daemon): nothing to send.
+    assert plan.requests or (kind == "flagger-canary" and plan.done), kind
     own = driver.path(target)
     assert all(r.path.startswith(own) for r in plan.requests), [r.path for r in plan.requests]
     other_paths = [d.path(target) for k, d in DRIVERS.items() if k != kind]

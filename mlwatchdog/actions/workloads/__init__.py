@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from mlwatchdog.actions.workloads.argo import ArgoRolloutDriver
 from mlwatchdog.actions.workloads.base import Read, WorkloadDriver
+from mlwatchdog.actions.workloads.deployment import DeploymentDriver
+from mlwatchdog.actions.workloads.flagger import FlaggerCanaryDriver
 from mlwatchdog.actions.workloads.kserve import KServeDriver
 from mlwatchdog.errors import ActionError
 
 DRIVERS: dict[str, WorkloadDriver] = {
-    driver.kind: driver for driver in (ArgoRolloutDriver(), KServeDriver())
+    driver.kind: driver
+    for driver in (
+        ArgoRolloutDriver(),
+        KServeDriver(),
+        DeploymentDriver(),
+        FlaggerCanaryDriver(),
+    )
 }
 
 

@@ -13,12 +13,22 @@ Revert, as `kubectl argo rollouts abort` and `undo` do it:
   named revision; or the rules.yaml fallback applied to the current template.
 The LAST_ACTION annotation goes into the same patch as the template, so a revert is recorded on
 the object exactly when it happened, and is never sent twice (see `plan.already_done`).
+
+An undo is sent only when Argo will complete it at once (`fast_tracked`, as argo-rollouts
+rollout/sync.go isFastRollback): back to the stable ReplicaSet, within `spec.rollbackWindow`, or
+(blue-green) to a ReplicaSet still within its scaleDownDelay. Any other old template is a new
+update to Argo, through every canary step and analysis while the bad version stays stable, so it
+is refused (`ActionError` naming the `spec.rollbackWindow` to add). Undo plus
+`status.promoteFull` is no way around it: the controller clears promoteFull when it picks up the
+new template (rollout/sync.go resetRolloutStatus), and `kubectl argo rollouts promote --full`
+sends it only once status.currentPodHash shows the new template, which a plan sent at once
+cannot wait for.
 """
 
 from __future__ import annotations
 
 import copy
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from mlwatchdog.actions.kube_api import KubeApi
@@ -42,6 +52,8 @@ from mlwatchdog.rules.schema import Fallback, Target
 
 REVISION = "rollout.argoproj.io/revision"
 HASH_LABEL = "rollouts-pod-template-hash"
+SCALE_DOWN_DEADLINE = "scale-down-deadline"  # on a ReplicaSet Argo keeps up for a while
+EXPERIMENT_NAME = "experiment.argoproj.io/name"  # an Experiment's ReplicaSet
 
 
 def rollout_path(target: Target) -> str:
@@ -97,6 +109,11 @@ def plan_argo(
         }
         if not ops:
             notes.append("the pod template is already the fallback")
+        else:
+            notes.append(
+                "the fallback is a new pod template: Argo rolls it out as a new update, through "
+                "every canary step and analysis; verify.window must cover them"
+            )
     else:
         rs = _replicaset_to(rollout, replicasets, target, decision, updating)
         rs_hash = rs["metadata"].get("labels", {}).get(HASH_LABEL)
@@ -115,6 +132,11 @@ def plan_argo(
         details = {"revision": revision, "hash": rs_hash}
         if rs_hash == current and not updating:
             return Plan((), candidate, f"already on revision {revision} ({rs_hash})")
+        why = fast_tracked(rollout, replicasets, rs, now)
+        if not why:
+            raise ActionError(not_fast_tracked(rollout, replicasets, rs), kind="permanent")
+        if rs_hash != status.get("stableRS"):
+            notes.append(f"the controller fast-tracks it: {why}")
         ops = [{"op": "replace", "path": "/spec/template", "value": rs_template}]
 
     note = last_action_note(target, decision, by, now, **details)
@@ -184,17 +206,115 @@ def argo_health(rollout: dict[str, Any]) -> WorkloadHealth:
             Health.PROGRESSING, f"the controller has not yet observed generation {generation}"
         )
     phase, message = status.get("phase", "unknown"), status.get("message", "")
-    if phase == "Healthy":
-        wanted = last_action(rollout).get("hash")
-        if wanted and status.get("stableRS") != wanted:
-            return WorkloadHealth(
-                Health.UNHEALTHY,
-                f"stable ReplicaSet is {status.get('stableRS')}, not the reverted {wanted}",
-            )
-        return WorkloadHealth(Health.HEALTHY, f"phase Healthy on {status.get('stableRS')}")
+    stable, current = status.get("stableRS"), status.get("currentPodHash")
+    wanted = last_action(rollout).get("hash")
     if phase == "Degraded":
         return WorkloadHealth(Health.UNHEALTHY, f"phase Degraded: {message}")
+    if wanted and current != wanted:
+        return WorkloadHealth(
+            Health.UNHEALTHY,
+            f"the Rollout is on {current}, not the reverted {wanted}: someone changed its template",
+        )
+    if phase == "Healthy" and stable == current and (not wanted or stable == wanted):
+        return WorkloadHealth(Health.HEALTHY, f"phase Healthy on {stable}")
+    if stable != current:
+        # Not a completed revert: an update of `current` in progress (e.g. an undo outside
+        # spec.rollbackWindow, which Argo runs through every step and analysis).
+        step = status.get("currentStepIndex")
+        at = f" at step {step}" if step is not None else ""
+        return WorkloadHealth(
+            Health.PROGRESSING,
+            f"an update to {current} is in progress{at} (stable is still {stable}); "
+            f"phase {phase}: {message}".rstrip(": "),
+        )
     return WorkloadHealth(Health.PROGRESSING, f"phase {phase}: {message}".rstrip(": "))
+
+
+def fast_tracked(
+    rollout: dict[str, Any], replicasets: list[dict[str, Any]], rs: dict[str, Any], now: Any
+) -> str:
+    """Why Argo Rollouts takes a new `spec.template` equal to `rs`'s as a rollback that skips
+    every step and analysis, or "" when it would run it as a new update (argo-rollouts
+    rollout/sync.go isFastRollback): back to the stable ReplicaSet; to one created before it
+    with fewer than `spec.rollbackWindow.revisions` created in between (isRollbackWithinWindow);
+    blue-green, to one whose `scale-down-deadline` is still ahead (newRSWithinDelay)."""
+    stable = (rollout.get("status") or {}).get("stableRS")
+    if _hash(rs) == stable:
+        return f"back to the stable ReplicaSet {stable}"
+    stable_rs = next((r for r in replicasets if _hash(r) == stable and owned_by(r, rollout)), None)
+    if stable_rs is None or not _created(rs) < _created(stable_rs):
+        return ""
+    revisions = _window(rollout)
+    between = _between(rollout, replicasets, rs, stable_rs)
+    if revisions > 0 and between < revisions:
+        return (
+            f"within spec.rollbackWindow ({between} ReplicaSet(s) in between, "
+            f"fewer than {revisions})"
+        )
+    deadline = (rs["metadata"].get("annotations") or {}).get(SCALE_DOWN_DEADLINE)
+    if "blueGreen" in ((rollout.get("spec") or {}).get("strategy") or {}) and deadline:
+        at = _parse_time(deadline)
+        if at is not None and isinstance(now, datetime) and at > now:
+            return f"blue-green, within scaleDownDelaySeconds (until {deadline})"
+    return ""
+
+
+def not_fast_tracked(
+    rollout: dict[str, Any], replicasets: list[dict[str, Any]], rs: dict[str, Any]
+) -> str:
+    """Why the revert is refused: what Argo would do instead, and the spec.rollbackWindow that
+    would let it through."""
+    stable = (rollout.get("status") or {}).get("stableRS")
+    stable_rs = next((r for r in replicasets if _hash(r) == stable and owned_by(r, rollout)), None)
+    revision = rs["metadata"].get("annotations", {}).get(REVISION)
+    needed = _between(rollout, replicasets, rs, stable_rs) + 1 if stable_rs else 1
+    return (
+        f"Rollout {_name(rollout)}: going back to revision {revision} ({_hash(rs)}) would not "
+        "revert it now: Argo Rollouts fast-tracks only a rollback to the stable ReplicaSet or "
+        "within spec.rollbackWindow (argo-rollouts rollout/sync.go isFastRollback); anything "
+        "else is a new update that runs every canary step and analysis again, while the bad "
+        f"version stays stable (spec.rollbackWindow is {_window(rollout) or 'not set'}). Add "
+        f"`spec.rollbackWindow: {{revisions: {needed}}}` (or more) to the Rollout (or revert by "
+        "hand: kubectl argo rollouts undo, then promote --full once it shows the new revision)"
+    )
+
+
+def _window(rollout: dict[str, Any]) -> int:
+    window = ((rollout.get("spec") or {}).get("rollbackWindow") or {}).get("revisions")
+    return int(window) if isinstance(window, int) else 0
+
+
+def _between(
+    rollout: dict[str, Any],
+    replicasets: list[dict[str, Any]],
+    older: dict[str, Any],
+    newer: dict[str, Any],
+) -> int:
+    """ReplicaSets of the rollout created after `older` and before `newer` (not experiments')."""
+    return sum(
+        1
+        for r in replicasets
+        if owned_by(r, rollout)
+        and not (r["metadata"].get("annotations") or {}).get(EXPERIMENT_NAME)
+        and _created(older) < _created(r) < _created(newer)
+    )
+
+
+def _created(rs: dict[str, Any]) -> datetime:
+    at = _parse_time(rs["metadata"].get("creationTimestamp", ""))
+    return at or datetime.min.replace(tzinfo=UTC)
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _hash(rs: dict[str, Any]) -> str:
+    return str(rs["metadata"].get("labels", {}).get(HASH_LABEL, ""))
 
 
 def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
