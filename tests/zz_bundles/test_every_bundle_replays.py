@@ -2,12 +2,15 @@
 
 This directory sorts last, so it runs after the others: it looks for bundles under the session's
 temporary directory (daemons started by the end-to-end tests, the runner's incident in the
-integration tests, ...). Run alone, it records an incident first, so it never passes on nothing.
+integration tests, ...), or under $MLWATCHDOG_TEST_BUNDLES: `make test` runs the suite on
+several workers first, then this on their temporary folder. Run alone, it records an incident
+first, so it never passes on nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,11 @@ def bundles_under(base: Path) -> dict[Path, dict[str, Any]]:
 def test_every_bundle_written_in_this_session_replays_bit_for_bit(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    base = tmp_path_factory.getbasetemp()
+    earlier = os.environ.get("MLWATCHDOG_TEST_BUNDLES")
+    base = Path(earlier).resolve() if earlier else tmp_path_factory.getbasetemp()
     found = bundles_under(base)
     if not found:
+        base = tmp_path_factory.getbasetemp()
         run_incident(tmp_path_factory.mktemp("incident"))
         found = bundles_under(base)
     assert found, f"no bundle under {base}"
