@@ -30,9 +30,8 @@ evaluate: $(RUN_STAMP)
 # The suite runs on every CPU (pytest-xdist); tests/zz_bundles then replays every incident bundle
 # the run wrote, from the run's temporary folder.
 test: $(DEV_STAMP) servers lint
-	rm -rf .test-tmp
-	$(BIN)/python -m pytest -n auto --basetemp=.test-tmp/run --ignore=tests/zz_bundles
-	MLWATCHDOG_TEST_BUNDLES=.test-tmp/run $(BIN)/python -m pytest tests/zz_bundles
+	$(BIN)/python -m pytest -n auto --basetemp=.test-tmp --ignore=tests/zz_bundles
+	MLWATCHDOG_TEST_BUNDLES=.test-tmp $(BIN)/python -m pytest tests/zz_bundles
 
 # The servers the integration tests start on loopback (Debian packages); installed when missing.
 # Chromium renders the investigation reports the way a person sees them.
