@@ -138,7 +138,8 @@ class DaemonProcess:
         )
         # `token`: sent with every request of `http` (a daemon.auth credential of the config).
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0, headers=headers)
+        # Generous: an investigation renders reports, and CI machines are loaded.
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0, headers=headers)
 
     def text(self) -> str:
         return self.output.read_text(errors="replace")
