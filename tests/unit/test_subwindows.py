@@ -1,0 +1,117 @@
+"""Recent sub-windows (on by default): a step change breaches within a bounded number of rows
+however long the window, which the whole-window test alone misses; on stationary data the
+check's false-alarm rate per evaluation stays at about alpha (Bonferroni across sub-windows)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlwatchdog.core import CheckResult, DataStatus, Observation
+from mlwatchdog.core.measure import measure, subwindow_rows
+from mlwatchdog.detectors import Reference
+from mlwatchdog.rules import DriftCheck, Target, parse_config
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+WEEK = timedelta(days=7)
+ALPHA = 0.05
+
+
+def make_target(**check: Any) -> Target:
+    rules = {
+        "version": 1,
+        "sources": {"live": {"type": "files", "url": "/nonexistent/live"}},
+        "targets": [{
+            "name": "model",
+            "samples": {"source": "live", "window": "7d", "min_samples": 100},
+            "reference": {"source": "live"},
+            "columns": {"features": {"x": "numeric"}},
+            "checks": [{"name": "drift", "type": "drift", "test": "ks", "threshold": ALPHA,
+                        **check}],
+        }],
+    }  # fmt: skip
+    return parse_config(yaml.safe_dump(rules), "rules.yaml").targets[0]
+
+
+@pytest.fixture(scope="module")
+def reference() -> Reference:
+    return Reference(pd.DataFrame({"x": np.random.default_rng(1).normal(size=20_000)}))
+
+
+def window(rng: np.random.Generator, n: int, changed: int = 0, shift: float = 1.0) -> pd.DataFrame:
+    """`n` rows spread over a week, oldest first; the newest `changed` rows shifted by `shift` sd."""
+    x = rng.normal(size=n)
+    x[n - changed :] += shift
+    stamps = pd.date_range(end=NOW - timedelta(seconds=1), periods=n, freq=WEEK / n, tz="UTC")
+    return pd.DataFrame({"timestamp": stamps, "x": x})
+
+
+def judge(target: Target, reference: Reference, frame: pd.DataFrame) -> CheckResult:
+    ok = DataStatus.OK
+    seen = Observation("model", NOW, frame, ok, "", reference, ok, time_column="timestamp")
+    return measure(target, seen)[0]
+
+
+def first_breach(target: Target, reference: Reference, n: int, seed: int) -> int | None:
+    """The fewest changed rows (in steps of 25) at which the check breaches."""
+    for changed in range(25, 1001, 25):
+        frame = window(np.random.default_rng(seed), n, changed)
+        if judge(target, reference, frame).breaching:
+            return changed
+    return None
+
+
+BOUND = 200  # post-change rows: the smallest sub-window, max(min_samples, 200)
+
+
+@pytest.mark.parametrize("n", [120_000, 480_000])  # a week at ~0.2/s, and a window 4x longer
+def test_a_step_change_breaches_within_a_bound_that_does_not_grow_with_the_window(
+    reference: Reference, n: int
+) -> None:
+    default = make_target()
+    changed = first_breach(default, reference, n, seed=n)
+    assert changed is not None and changed <= BOUND, changed
+    frame = window(np.random.default_rng(n), n, BOUND)
+    whole_only = make_target(recent_rows=0)
+    assert not judge(whole_only, reference, frame).breaching  # diluted in the week: missed
+    caught = judge(default, reference, frame)
+    assert caught.breaching and caught.status is DataStatus.OK
+    # The reason says which rows breached, and when they were taken.
+    first = frame["timestamp"].iloc[-200]
+    assert f"in the most recent 200 of {n} rows, {first:%Y-%m-%d %H:%M:%S}" in caught.reason
+    assert f"alpha 0.05/{len(subwindow_rows(default.checks[0], 100, n))}" in caught.reason  # type: ignore[arg-type]
+
+
+def test_on_stationary_data_the_false_alarm_rate_stays_at_about_alpha(
+    reference: Reference,
+) -> None:
+    target = make_target()
+    check = target.checks[0]
+    assert isinstance(check, DriftCheck)
+    n, evaluations = 4_000, 400
+    assert subwindow_rows(check, 100, n) == [200, 400, 800, 1600, 4000]
+    rng = np.random.default_rng(20261205)
+    alarms = sum(judge(target, reference, window(rng, n)).breaching for _ in range(evaluations))
+    rate = alarms / evaluations
+    tolerance = 3 * math.sqrt(ALPHA * (1 - ALPHA) / evaluations)
+    # Five tests at alpha each would alarm at up to 5x alpha; corrected, at most alpha.
+    assert rate <= ALPHA + tolerance, rate
+    assert rate > 0  # it still alarms at all: the correction is not switched off by accident
+
+
+def test_psi_and_small_windows_test_the_whole_window_only() -> None:
+    psi = make_target(test="psi", threshold=0.1).checks[0]
+    ks = make_target().checks[0]
+    ks_set = make_target(recent_rows=500).checks[0]
+    assert isinstance(psi, DriftCheck) and isinstance(ks, DriftCheck)
+    assert isinstance(ks_set, DriftCheck)
+    assert subwindow_rows(psi, 100, 100_000) == [100_000]  # PSI has no p-value to correct
+    assert subwindow_rows(ks, 100, 399) == [399]  # no sub-window of at most half the window
+    assert subwindow_rows(ks, 300, 1200) == [300, 600, 1200]  # m follows min_samples
+    assert subwindow_rows(ks_set, 100, 2000) == [500, 1000, 2000]
