@@ -125,5 +125,5 @@ def test_rules_refuse_a_measure_of_the_wrong_kind_naming_the_check() -> None:
         assert wrong in text
     parse_config(_rules({"test": "ks", "effect": {"measure": "wasserstein", "min": 0.1}}))
     parse_config(_rules({"test": "chi2", "effect": {"measure": "jensen_shannon", "min": 0.05}}))
-    with pytest.raises(ConfigError, match="effect.measure"):
+    with pytest.raises(ConfigError, match=r"effect\.measure"):
         parse_config(_rules({"test": "ks", "effect": {"measure": "hellinger", "min": 0.1}}))

@@ -45,7 +45,7 @@ def reference() -> Reference:
 
 
 def window(rng: np.random.Generator, n: int, changed: int = 0, shift: float = 1.0) -> pd.DataFrame:
-    """`n` rows spread over a week, oldest first; the newest `changed` rows shifted by `shift` sd."""
+    """`n` rows over a week, oldest first; the newest `changed` rows shifted by `shift` sd."""
     x = rng.normal(size=n)
     x[n - changed :] += shift
     stamps = pd.date_range(end=NOW - timedelta(seconds=1), periods=n, freq=WEEK / n, tz="UTC")
@@ -85,7 +85,9 @@ def test_a_step_change_breaches_within_a_bound_that_does_not_grow_with_the_windo
     # The reason says which rows breached, and when they were taken.
     first = frame["timestamp"].iloc[-200]
     assert f"in the most recent 200 of {n} rows, {first:%Y-%m-%d %H:%M:%S}" in caught.reason
-    assert f"alpha 0.05/{len(subwindow_rows(default.checks[0], 100, n))}" in caught.reason  # type: ignore[arg-type]
+    check = default.checks[0]
+    assert isinstance(check, DriftCheck)
+    assert f"alpha 0.05/{len(subwindow_rows(check, 100, n))}" in caught.reason
 
 
 def test_on_stationary_data_the_false_alarm_rate_stays_at_about_alpha(
