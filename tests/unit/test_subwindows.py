@@ -117,3 +117,22 @@ def test_psi_and_small_windows_test_the_whole_window_only() -> None:
     assert subwindow_rows(ks, 100, 399) == [399]  # no sub-window of at most half the window
     assert subwindow_rows(ks, 300, 1200) == [300, 600, 1200]  # m follows min_samples
     assert subwindow_rows(ks_set, 100, 2000) == [500, 1000, 2000]
+
+
+def test_the_reason_shows_effects_and_the_columns_the_floor_held_back(
+    reference: Reference,
+) -> None:
+    # The whole window only: on a few hundred rows an effect carries sampling noise of several
+    # hundredths of an sd, so a sub-window can clear the floor by chance (see DESIGN.md).
+    target = make_target(effect={"measure": "wasserstein", "min": 0.1}, recent_rows=0)
+    rng = np.random.default_rng(5)
+    small = judge(target, reference, window(rng, 100_000, changed=100_000, shift=0.05))
+    assert not small.breaching
+    assert "0 of 1 column(s) drifted by ks; below the effect floor: x (wasserstein 0.0" in (
+        small.reason
+    )
+    assert small.columns[0].effect is not None and small.columns[0].effect < 0.1
+    large = judge(target, reference, window(rng, 100_000, changed=100_000, shift=0.5))
+    assert large.breaching
+    assert large.reason.startswith("1 of 1 column(s) drifted by ks: x (wasserstein 0.")
+    assert ">= 0.1)" in large.reason
