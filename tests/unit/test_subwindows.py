@@ -4,17 +4,24 @@ check's false-alarm rate per evaluation stays at about alpha (Bonferroni across 
 
 from __future__ import annotations
 
+import asyncio
+import io
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import structlog
 import yaml
 
 from mlwatchdog.core import CheckResult, DataStatus, Observation
 from mlwatchdog.core.measure import measure, subwindow_rows
+from mlwatchdog.daemon.app import create_app
+from mlwatchdog.daemon.service import Daemon
 from mlwatchdog.detectors import Reference
 from mlwatchdog.rules import DriftCheck, Target, parse_config
 
@@ -23,10 +30,15 @@ WEEK = timedelta(days=7)
 ALPHA = 0.05
 
 
-def make_target(**check: Any) -> Target:
-    rules = {
+def rules(root: Path, **check: Any) -> dict[str, Any]:
+    return {
         "version": 1,
-        "sources": {"live": {"type": "files", "url": "/nonexistent/live"}},
+        "daemon": {
+            "kubernetes": {"mode": "offline"},
+            "state_dir": str(root / "state"),
+            "audit_log": str(root / "audit.jsonl"),
+        },
+        "sources": {"live": {"type": "files", "url": str(root / "live")}},
         "targets": [{
             "name": "model",
             "samples": {"source": "live", "window": "7d", "min_samples": 100},
@@ -36,7 +48,11 @@ def make_target(**check: Any) -> Target:
                         **check}],
         }],
     }  # fmt: skip
-    return parse_config(yaml.safe_dump(rules), "rules.yaml").targets[0]
+
+
+def make_target(**check: Any) -> Target:
+    text = yaml.safe_dump(rules(Path("/nonexistent"), **check))
+    return parse_config(text, "rules.yaml").targets[0]
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +152,36 @@ def test_the_reason_shows_effects_and_the_columns_the_floor_held_back(
     assert large.breaching
     assert large.reason.startswith("1 of 1 column(s) drifted by ks: x (wasserstein 0.")
     assert ">= 0.1)" in large.reason
+
+
+def test_the_daemon_orders_rows_by_time_and_its_api_shows_effects(tmp_path: Path) -> None:
+    """From files to the API: rows shuffled in the file are taken in time order, so the newest
+    rows form the sub-window (named with its time span), and the column view shows the effect."""
+    rng = np.random.default_rng(11)
+    (tmp_path / "live").mkdir()
+    pd.DataFrame({"x": rng.normal(size=20_000)}).to_parquet(tmp_path / "ref.parquet")
+    frame = window(rng, 20_000, changed=400)
+    frame.sample(frac=1.0, random_state=3).to_parquet(tmp_path / "live" / "batch.parquet")
+    config = rules(tmp_path, effect={"measure": "wasserstein", "min": 0.1})
+    config["sources"]["training"] = {
+        "type": "files", "url": str(tmp_path / "ref.parquet"), "timestamp_column": None
+    }  # fmt: skip
+    config["targets"][0]["reference"] = {"source": "training"}
+    log = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()))
+    daemon = Daemon(parse_config(yaml.safe_dump(config)), log, clock=lambda: NOW)
+    assert daemon.runners["model"].run_once() is not None
+
+    async def detail() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(daemon))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/api/v1/targets/model")
+
+    response = asyncio.run(detail())
+    assert response.status_code == 200, response.text
+    (column,) = response.json()["columns"]
+    assert column["effect_measure"] == "wasserstein" and column["min_effect"] == 0.1
+    assert column["drifted"] is True and column["effect"] >= 0.1
+    assert column["n_current"] in (200, 400)  # a recent sub-window's rows, not the window's
+    reason = daemon.runners["model"].last.results[0].reason  # type: ignore[union-attr]
+    newest = frame["timestamp"].iloc[-1]
+    assert "of 20000 rows, " in reason and f"to {newest:%Y-%m-%d %H:%M:%S}" in reason
