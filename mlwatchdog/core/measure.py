@@ -7,15 +7,20 @@ compare the reading with their limit. Any data problem becomes a status with its
 from __future__ import annotations
 
 from mlwatchdog.core.model import CheckResult, DataStatus, MetricReading, Observation
-from mlwatchdog.detectors import Sample
+from mlwatchdog.detectors import REGISTRY, ColumnResult, DriftResult, Sample
 from mlwatchdog.errors import InputError
 from mlwatchdog.rules import DriftCheck, MetricCheck, Target, drift_columns
+
+# Sub-windows: the most recent m, 2m, 4m... rows are tested besides the whole window, so a
+# step change breaches within a bounded number of rows however long the window is.
+DEFAULT_RECENT_ROWS = 200
 
 
 def measure(target: Target, observation: Observation) -> tuple[CheckResult, ...]:
     """Every check's result, in the order of `target.checks`."""
     drift = [c for c in target.checks if isinstance(c, DriftCheck)]
     prepared, unusable = _prepare(target, observation, drift) if drift else (None, None)
+    recent: dict[int, Sample] = {}  # the newest k rows prepared once for every drift check
     results = []
     for check in target.checks:
         if isinstance(check, MetricCheck):
@@ -24,7 +29,7 @@ def measure(target: Target, observation: Observation) -> tuple[CheckResult, ...]
             assert unusable is not None
             results.append(CheckResult(check.name, unusable[0], reason=unusable[1]))
         else:
-            results.append(_drift(target, check, observation, prepared))
+            results.append(_drift(target, check, observation, prepared, recent))
     return tuple(results)
 
 
@@ -50,20 +55,75 @@ def _prepare(
         return None, (DataStatus.ERROR, f"samples: {exc}")
 
 
+def subwindow_rows(check: DriftCheck, min_samples: int, n_rows: int) -> list[int]:
+    """The row counts tested, smallest first: the most recent m, 2m, 4m... rows (each at most
+    half the window) and the whole window. Only the whole window for PSI (no p-value to
+    correct) or `recent_rows: 0`."""
+    m = (
+        check.recent_rows
+        if check.recent_rows is not None
+        else max(min_samples, DEFAULT_RECENT_ROWS)
+    )
+    sizes = []
+    if m > 0 and REGISTRY[check.test].has_pvalue:
+        k = m
+        while 2 * k <= n_rows:
+            sizes.append(k)
+            k *= 2
+    return [*sizes, n_rows]
+
+
+def _recent(
+    observation: Observation, columns: list[str], k: int, cache: dict[int, Sample]
+) -> Sample:
+    """The newest `k` rows of the window (rows come oldest first), prepared for `columns`."""
+    if k not in cache:
+        assert observation.reference is not None
+        samples = observation.samples
+        newest = samples.iloc[-k:] if hasattr(samples, "iloc") else samples[-k:]
+        cache[k] = observation.reference.prepare(newest, columns)
+    return cache[k]
+
+
 def _drift(
-    target: Target, check: DriftCheck, observation: Observation, prepared: Sample
+    target: Target,
+    check: DriftCheck,
+    observation: Observation,
+    prepared: Sample,
+    recent: dict[int, Sample],
 ) -> CheckResult:
     assert observation.reference is not None
-    result = observation.reference.test(
-        prepared,
-        check.test,
-        columns=drift_columns(target, check),
-        threshold=check.threshold,
-        correction=check.correction,
-        min_samples=target.samples.min_samples,
-        bins=check.bins,
-        binning=check.binning,
+    n_rows = len(observation.samples)
+    sizes = subwindow_rows(check, target.samples.min_samples, n_rows)
+    alpha = (
+        check.threshold if check.threshold is not None else REGISTRY[check.test].default_threshold
     )
+    columns = drift_columns(target, check)
+
+    def test(sample: Sample) -> DriftResult:
+        assert observation.reference is not None
+        return observation.reference.test(
+            sample,
+            check.test,
+            columns=columns,
+            # Bonferroni across the sub-windows: the whole check keeps its false-alarm rate.
+            threshold=alpha / len(sizes),
+            correction=check.correction,
+            min_samples=target.samples.min_samples,
+            bins=check.bins,
+            binning=check.binning,
+            effect=check.effect.measure if check.effect else None,
+            min_effect=check.effect.min if check.effect else 0.0,
+        )
+
+    whole = test(prepared)
+    result, k = whole, n_rows
+    if whole.share_drifted() < check.drift_share:  # also when NaN: a recent breach may show
+        for size in sizes[:-1]:
+            candidate = test(_recent(observation, list(prepared.names), size, recent))
+            if candidate.share_drifted() >= check.drift_share:
+                result, k = candidate, size
+                break
     rows = tuple(result.rows())
     share = result.share_drifted()
     if share != share:  # NaN: no column had enough values
@@ -83,9 +143,47 @@ def _drift(
         value=share,
         threshold=check.drift_share,
         reason=f"{len(drifted)} of {tested} column(s) drifted by {check.test}"
-        + (f": {', '.join(drifted)}" if drifted else ""),
+        + (f": {', '.join(_with_effect(r) for r in rows if r.drifted)}" if drifted else "")
+        + _below_floor(result)
+        + _where(observation, sizes, k, alpha),
         columns=rows,
     )
+
+
+def _with_effect(row: ColumnResult) -> str:
+    if row.effect is None or row.effect_measure is None:
+        return row.column
+    return f"{row.column} ({row.effect_measure} {row.effect:.3g} >= {row.min_effect:g})"
+
+
+def _below_floor(result: DriftResult) -> str:
+    """Columns the test flags but whose effect is under the floor: significant, negligible."""
+    if result.effect is None:
+        return ""
+    small = result.significant() & ~result.drifted()
+    shown = [
+        f"{c} ({result.effect_measure} {e:.3g} < {result.min_effect:g})"
+        for c, e, s in zip(result.columns, result.effect.tolist(), small.tolist(), strict=True)
+        if s
+    ]
+    return f"; below the effect floor: {', '.join(shown)}" if shown else ""
+
+
+def _where(observation: Observation, sizes: list[int], k: int, alpha: float) -> str:
+    """Which window breached (rows and time span) and the multiplicity correction applied."""
+    if len(sizes) == 1:
+        return ""
+    n = sizes[-1]
+    note = f" (alpha {alpha:g}/{len(sizes)}: whole window and {len(sizes) - 1} recent sub-windows)"
+    if k == n:
+        return note
+    span = ""
+    column = observation.time_column
+    samples = observation.samples
+    if column is not None and hasattr(samples, "iloc") and column in samples.columns:
+        stamps = samples[column].iloc[-k:]
+        span = f", {stamps.iloc[0]:%Y-%m-%d %H:%M:%S} to {stamps.iloc[-1]:%Y-%m-%d %H:%M:%S}"
+    return f" in the most recent {k} of {n} rows{span}" + note
 
 
 def _metric(check: MetricCheck, reading: MetricReading | None) -> CheckResult:

@@ -100,6 +100,8 @@ class Observation:
     reference_reason: str = ""
     metrics: Mapping[str, MetricReading] = field(default_factory=dict)
     workload: WorkloadHealth | None = None  # read while verifying; None: not read (dry-run, replay)
+    # The samples' timestamp column; the rows come oldest first (sub-windows take the newest).
+    time_column: str | None = None
 
 
 @dataclass(frozen=True)

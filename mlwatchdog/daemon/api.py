@@ -70,6 +70,9 @@ class ColumnView(BaseModel):
     statistic: float | None
     pvalue: float | None
     drifted: bool | None
+    effect: float | None = None  # the effect size, when the check has an effect floor
+    effect_measure: str | None = None
+    min_effect: float | None = None
 
 
 class TargetDetail(TargetView):
@@ -314,6 +317,9 @@ def target_detail(runner: TargetRunner) -> TargetDetail:
                         statistic=_number(row.statistic),
                         pvalue=_number(pvalue),
                         drifted=row.drifted,
+                        effect=_number(row.effect),
+                        effect_measure=row.effect_measure,
+                        min_effect=row.min_effect,
                     )
                 )
     return TargetDetail(

@@ -23,6 +23,7 @@ from typing import Any
 from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.core import CheckState, Evaluation, Observation, to_json
 from mlwatchdog.daemon.journal import Journal, for_target
+from mlwatchdog.detectors import ColumnResult
 from mlwatchdog.rules import MetricCheck, Target
 from mlwatchdog.rules.schema import Reports
 from mlwatchdog.rules.secret import Redactor
@@ -263,7 +264,8 @@ def render_page(
 
     parts.append("<section id='columns'><h2>Drift per column</h2><table><tr><th>check</th>"
                  "<th>column</th><th>test</th><th>n reference</th><th>n current</th>"
-                 "<th>statistic</th><th>p-value</th><th>drifted</th></tr>")  # fmt: skip
+                 "<th>statistic</th><th>p-value</th><th>effect (floor)</th><th>drifted</th>"
+                 "</tr>")  # fmt: skip
     for result in evaluation.results:
         for row in result.columns:
             pvalue = row.pvalue_adjusted if row.pvalue_adjusted is not None else row.pvalue
@@ -272,6 +274,7 @@ def render_page(
                 f"<tr><td>{e(result.check)}</td><td>{e(row.column)}</td><td>{e(str(row.test))}"
                 f"</td><td class='num'>{row.n_reference}</td><td class='num'>{row.n_current}</td>"
                 f"<td class='num'>{_num(row.statistic)}</td><td class='num'>{_num(pvalue)}</td>"
+                f"<td class='num'>{e(_effect(row))}</td>"
                 f"<td>{drifted.get(row.drifted, 'insufficient')}</td></tr>"  # type: ignore[arg-type]
             )
     parts.append("</table>")
@@ -321,6 +324,13 @@ def _entries_table(entries: list[dict[str, Any]], columns: tuple[str, ...]) -> s
             cells.append(f"<td>{e(text)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _effect(row: ColumnResult) -> str:
+    """The effect and its floor, e.g. 'wasserstein 0.52 (>= 0.1)'; '-' without a floor."""
+    if row.effect_measure is None:
+        return "-"
+    return f"{row.effect_measure} {_num(row.effect)} (>= {row.min_effect:g})"
 
 
 def _num(value: float | None) -> str:

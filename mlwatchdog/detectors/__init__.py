@@ -6,6 +6,7 @@ sample once; the functional tests mirror scipy's signatures for one-off use.
 
 from mlwatchdog.detectors.chi2 import Chi2Result, chi2, chi2_counts
 from mlwatchdog.detectors.corrections import Correction, adjust_pvalues, benjamini_hochberg
+from mlwatchdog.detectors.effect import EFFECT_KINDS, EffectMeasure, effect_size
 from mlwatchdog.detectors.ks import KSResult, ks_2samp
 from mlwatchdog.detectors.psi import PSIResult, psi
 from mlwatchdog.detectors.reference import DEFAULT_MIN_SAMPLES, Reference
@@ -15,6 +16,7 @@ from mlwatchdog.detectors.sample import ColumnKind, Sample
 
 __all__ = [
     "DEFAULT_MIN_SAMPLES",
+    "EFFECT_KINDS",
     "REGISTRY",
     "Chi2Result",
     "ColumnKind",
@@ -24,6 +26,7 @@ __all__ = [
     "DriftResult",
     "DriftTest",
     "DriftTestSpec",
+    "EffectMeasure",
     "KSResult",
     "PSIResult",
     "Reference",
@@ -32,6 +35,7 @@ __all__ = [
     "benjamini_hochberg",
     "chi2",
     "chi2_counts",
+    "effect_size",
     "ks_2samp",
     "psi",
 ]

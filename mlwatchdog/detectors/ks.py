@@ -201,6 +201,11 @@ class _StepCache:
         return self._by_n[n]
 
 
+def ks_statistic(ref: FloatArray, cur: FloatArray) -> float:
+    """The KS statistic D of two sorted, finite, non-empty samples."""
+    return _statistic(ref, cur, _StepCache())
+
+
 def _statistic(ref: FloatArray, cur: FloatArray, steps: _StepCache) -> float:
     n1 = ref.size
     below, upto = steps.get(cur.size)

@@ -14,6 +14,7 @@ import numpy as np
 
 from mlwatchdog.detectors.chi2 import chi2_counts
 from mlwatchdog.detectors.corrections import Correction
+from mlwatchdog.detectors.effect import EffectMeasure, effect_columns
 from mlwatchdog.detectors.ks import KSMethod, ks_columns
 from mlwatchdog.detectors.psi import (
     Binning,
@@ -124,6 +125,8 @@ class Reference:
         binning: Binning = "quantile",
         method: KSMethod = "auto",
         workers: int | None = None,
+        effect: EffectMeasure | str | None = None,
+        min_effect: float = 0.0,
     ) -> DriftResult:
         """Run one drift test on `columns` (default: every column of a kind the test takes).
 
@@ -132,6 +135,8 @@ class Reference:
         reported as insufficient. `bins`/`binning` are for PSI, `method` for KS. `workers`: threads
         for sorting the window and the KS statistics, as scipy reads it (1: this thread only, -1:
         every CPU); None (default) uses more than one only for windows of 200,000 values or more.
+        `effect`/`min_effect`: an effect floor (see `detectors.effect`); a column then drifts only
+        when the test says so and its effect is at least `min_effect`.
         """
         name = _drift_test(test)
         spec = REGISTRY[name]
@@ -144,6 +149,12 @@ class Reference:
         statistic, pvalue = self._run(
             name, index, ref_cols, cur_cols, bins, binning, method, workers
         )
+        measure = None if effect is None else EffectMeasure.parse(effect)
+        sizes = None
+        if measure is EffectMeasure.KS_D and name is DriftTest.KS:
+            sizes = statistic  # the same D: not computed twice
+        elif measure is not None:
+            sizes = effect_columns(measure, ref_cols, cur_cols)
         return DriftResult(
             test=name,
             columns=tuple(chosen),
@@ -155,6 +166,9 @@ class Reference:
             sufficient=(n_ref >= min_samples) & (n_cur >= min_samples),
             threshold=spec.default_threshold if threshold is None else float(threshold),
             correction=Correction.parse(correction),
+            effect=sizes,
+            effect_measure=measure,
+            min_effect=float(min_effect),
         )
 
     def _columns_for(

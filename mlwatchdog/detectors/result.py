@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlwatchdog.detectors.corrections import Correction, adjust_pvalues
+from mlwatchdog.detectors.effect import EffectMeasure
 from mlwatchdog.detectors.registry import REGISTRY, DriftTest
 from mlwatchdog.detectors.sample import FloatArray, IntArray
 
@@ -38,6 +39,10 @@ class ColumnResult:
     pvalue: float | None
     pvalue_adjusted: float | None
     drifted: bool | None
+    # The effect size and the floor it had to reach as well (None: the check has no floor).
+    effect: float | None = None
+    effect_measure: EffectMeasure | None = None
+    min_effect: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +50,9 @@ class DriftResult:
     """Statistic and p-value (NaN for PSI) per column, with the counts that produced them.
 
     `n_dropped` counts the NaN, inf or missing values removed from each current column;
-    `sufficient` is False where a sample had fewer than the minimum usable values.
+    `sufficient` is False where a sample had fewer than the minimum usable values. With an
+    effect floor, `effect` holds each column's `effect_measure` and a column drifts only when the
+    test says so and its effect is at least `min_effect`.
     """
 
     test: DriftTest
@@ -58,6 +65,9 @@ class DriftResult:
     sufficient: NDArray[np.bool_]
     threshold: float
     correction: Correction = Correction.NONE
+    effect: FloatArray | None = None
+    effect_measure: EffectMeasure | None = None
+    min_effect: float = 0.0
 
     @property
     def has_pvalue(self) -> bool:
@@ -68,16 +78,26 @@ class DriftResult:
         p = np.where(self.sufficient, self.pvalue, np.nan)
         return adjust_pvalues(p, self.correction if correction is None else correction)
 
-    def drifted(
+    def significant(
         self, threshold: float | None = None, correction: Correction | str | None = None
     ) -> NDArray[np.bool_]:
-        """Per column: did it drift? Always False for an insufficient column."""
+        """Per column: does the test alone say it drifted (the effect floor left out)?"""
         limit = self.threshold if threshold is None else threshold
         if self.has_pvalue:
             flags = self.pvalue_adjusted(correction) < limit
         else:
             flags = self.statistic >= limit
         return flags & self.sufficient
+
+    def drifted(
+        self, threshold: float | None = None, correction: Correction | str | None = None
+    ) -> NDArray[np.bool_]:
+        """Per column: did it drift (significant, and at the effect floor if there is one)?
+        Always False for an insufficient column."""
+        flags = self.significant(threshold, correction)
+        if self.effect is not None:
+            flags = flags & (self.effect >= self.min_effect)  # NaN effect: never drifted
+        return flags
 
     def share_drifted(
         self, threshold: float | None = None, correction: Correction | str | None = None
@@ -102,6 +122,9 @@ class DriftResult:
                 pvalue=float(self.pvalue[j]) if ok and self.has_pvalue else None,
                 pvalue_adjusted=float(adjusted[j]) if ok and self.has_pvalue else None,
                 drifted=bool(drifted[j]) if ok else None,
+                effect=float(self.effect[j]) if ok and self.effect is not None else None,
+                effect_measure=self.effect_measure,
+                min_effect=self.min_effect if self.effect_measure is not None else None,
             )
             for j, (name, ok) in enumerate(zip(self.columns, self.sufficient, strict=True))
         ]

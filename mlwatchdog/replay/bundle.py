@@ -161,6 +161,7 @@ def manifest_of(recorded: Recorded, event: str, reference_file: str | None) -> d
                 "reason": observation.samples_reason,
                 "file": "current.parquet" if samples is not None else None,
                 "rows": None if samples is None else len(samples),
+                "time_column": observation.time_column,
             },
             "reference": {
                 "status": str(observation.reference_status),
@@ -412,6 +413,7 @@ def _observation(
         reference_reason=reference_info["reason"],
         metrics={k: from_json(MetricReading, v) for k, v in recorded["metrics"].items()},
         workload=from_json(WorkloadHealth, recorded["workload"]) if recorded["workload"] else None,
+        time_column=samples_info.get("time_column"),  # absent in bundles before issue 14
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from mlwatchdog.detectors import REGISTRY, ColumnKind
+from mlwatchdog.detectors import EFFECT_KINDS, REGISTRY, ColumnKind
 from mlwatchdog.rules.schema import (
     Config,
     DriftCheck,
@@ -134,6 +134,7 @@ def _target_problems(config: Config, target: Target, at: Path) -> list[tuple[Pat
             problems.append((check_at + ("name",), f"check name {check.name!r} is used twice"))
         if isinstance(check, DriftCheck):
             problems += [(check_at + ("columns",), p) for p in _column_problems(target, check)]
+            problems += [(check_at + ("effect",), p) for p in _effect_problems(target, check)]
         else:
             need = "metric checks read a `type: prometheus` source"
             problem = _source_problem(config, check.source, PrometheusSource, need)
@@ -199,6 +200,23 @@ def drift_columns(target: Target, check: DriftCheck) -> list[str]:
     }[check.columns]
     kinds = REGISTRY[check.test].kinds
     return [c for c, kind in group.items() if ColumnKind(kind) in kinds]
+
+
+def _effect_problems(target: Target, check: DriftCheck) -> list[str]:
+    """An effect measure must be defined on every column the check tests."""
+    if check.effect is None:
+        return []
+    want = EFFECT_KINDS[check.effect.measure]
+    declared = target.columns.all
+    other = [c for c in drift_columns(target, check) if ColumnKind(declared.get(c, want)) != want]
+    if not other:
+        return []
+    use = "jensen_shannon" if want is ColumnKind.NUMERIC else "ks_d or wasserstein"
+    return [
+        f"check {check.name!r}: effect {check.effect.measure!s} measures {want!s} columns, "
+        f"and {other} {'is' if len(other) == 1 else 'are'} not; use {use} for those "
+        "(in a check of their own)"
+    ]
 
 
 def _column_problems(target: Target, check: DriftCheck) -> list[str]:

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from mlwatchdog.detectors import Correction, DriftTest
+from mlwatchdog.detectors import Correction, DriftTest, EffectMeasure
 from mlwatchdog.rules.secret import Secret, SecretUrl, mask_options
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -258,6 +258,16 @@ class Columns(Strict):
 ColumnGroup = Literal["features", "predictions", "all"]
 
 
+class EffectFloor(Strict):
+    """A column drifts only if its effect is at least `min` as well as significant."""
+
+    measure: EffectMeasure = Field(
+        description="ks_d or wasserstein (in reference sds) for numeric columns, "
+        "jensen_shannon for categorical ones"
+    )
+    min: float = Field(ge=0)
+
+
 class DriftCheck(Strict):
     """A drift test over columns; it breaches when at least `drift_share` of them drifted."""
 
@@ -272,6 +282,13 @@ class DriftCheck(Strict):
     drift_share: float = Field(0.5, gt=0, le=1)
     bins: int = Field(10, ge=2)
     binning: Literal["quantile", "evidently"] = "quantile"
+    effect: EffectFloor | None = Field(None, description="an effect floor, e.g. wasserstein 0.1")
+    recent_rows: int | None = Field(
+        None,
+        ge=0,
+        description="also test the most recent m, 2m, 4m... rows (Bonferroni across them); "
+        "default max(min_samples, 200); 0: the whole window only",
+    )
     for_: Duration | None = Field(None, alias="for", description="default: the target's `for`")
 
 

@@ -113,6 +113,12 @@ class Observer:
         columns = list(target.columns.all)
         read = self._read_samples(target, columns, now)
         read = self._as_declared(target.samples.source, read, target.columns.all)
+        time_column = self._time_column(target.samples.source, read.frame)
+        frame = read.frame
+        if frame is not None and time_column and not frame[time_column].is_monotonic_increasing:
+            # Oldest first, so the most recent rows are the last ones (drift sub-windows).
+            ordered = frame.sort_values(time_column, kind="stable", ignore_index=True)
+            read = replace(read, frame=ordered)
         reference, ref_status, ref_reason = self.reference(target)
         scrub = self.redactor.text
         metrics = {
@@ -128,7 +134,15 @@ class Observer:
             reference_status=ref_status,
             reference_reason=scrub(ref_reason),
             metrics={n: replace(m, reason=scrub(m.reason)) for n, m in metrics.items()},
+            time_column=time_column,
         )
+
+    def _time_column(self, source: str, frame: Any) -> str | None:
+        """The window's timestamp column, if its rows carry one (KServe's sink: `timestamp`)."""
+        column = getattr(self.config.sources[source], "timestamp_column", "timestamp")
+        if frame is None or not isinstance(column, str) or column not in frame.columns:
+            return None
+        return str(column)
 
     def _read_samples(self, target: Target, columns: list[str], now: datetime) -> SourceRead:
         source = target.samples.source

@@ -104,6 +104,10 @@ def test_mlwatchdogs_page_shows_the_decision_checks_columns_and_history(
         assert check.name in shown
     for column in target.columns.all:
         assert column in shown
+    # rules.yaml's drift checks have effect floors: each column's effect is shown with its floor
+    assert "effect (floor)" in shown
+    assert re.search(r"wasserstein \d\.\d+ \((>|&gt;)= 0\.1\)", shown), shown
+    assert re.search(r"jensen_shannon \d\.\d+ \((>|&gt;)= 0\.05\)", shown), shown
     assert "degraded" in shown  # the state history
     assert "CreditModelDrift" in shown
     assert "Evidently data drift report" in shown

@@ -66,14 +66,16 @@ DRIFT_CHECKS: list[dict[str, Any]] = [
         "threshold": 0.01,
         "correction": "bh",
         "drift_share": 0.3,
+        "effect": {"measure": "wasserstein", "min": 0.1},
     },
     {
         "name": "channel_mix",
         "type": "drift",
         "test": "chi2",
         "columns": ["channel", "region"],
-        "threshold": 0.01,
+        "threshold": 0.001,
         "drift_share": 0.5,
+        "effect": {"measure": "jensen_shannon", "min": 0.05},
     },
     {
         "name": "prediction_drift",
