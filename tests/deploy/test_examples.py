@@ -115,7 +115,7 @@ def test_the_verify_window_covers_the_revert_and_a_clean_sample_window() -> None
 
 
 def test_the_flagger_canary_webhooks_call_the_daemon_with_a_valid_path_secret() -> None:
-    """deploy/examples/flagger-canary.yaml: both hooks call the daemon's Service at its Flagger
+    """deploy/examples/flagger-canary.yaml: every hook calls the daemon's Service at its Flagger
     routes, with one secret that rules.yaml accepts for this Canary (a placeholder to replace).
     (Its schema, Flagger's Canary CRD, is checked in test_manifests.py.)"""
     from urllib.parse import urlsplit
@@ -128,7 +128,7 @@ def test_the_flagger_canary_webhooks_call_the_daemon_with_a_valid_path_secret() 
         o for o in render(BASE) if o["kind"] == "Service" and o["metadata"]["name"] == "mlwatchdog"
     )
     hooks = {h["type"]: h for h in canary["spec"]["analysis"]["webhooks"]}
-    assert set(hooks) == {"rollback", "confirm-promotion"}
+    assert set(hooks) == {"rollback", "confirm-promotion", "rollout"}
     secrets = set()
     for kind, hook in hooks.items():
         assert calls_mlwatchdog(hook, kind), hook["url"]
