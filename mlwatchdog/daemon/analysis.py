@@ -136,7 +136,7 @@ def analysis_router(daemon: Daemon) -> APIRouter:
         runner = daemon.runners.get(name)
         if runner is None:
             raise HTTPException(404, f"no target {name!r}; targets: {sorted(daemon.runners)}")
-        answer = analysis_answer(runner, revision)
+        answer = analysis_answer(runner, revision or None)  # `?revision=`: none asked
         daemon.log.info(
             "analysis answered", target=name, revision=revision, verdict=answer.verdict,
             reason=answer.reason,

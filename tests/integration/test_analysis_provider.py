@@ -251,6 +251,9 @@ def test_the_verdict_through_argo_and_flagger_follows_the_evaluations(
     assert run_analysis_hooks(canary) is False
     body = analysis(port, revision=CANARY_HASH).json()
     assert body["state"] is None and body["window"]["rows"] is None
+    assert (
+        body["revision"] == CANARY_HASH and analysis(port, revision="").json()["revision"] is None
+    )
 
     # Evaluated on an empty window: no data is inconclusive too.
     evaluate(daemon, clock, START)
