@@ -15,12 +15,12 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel
 
-from mlwatchdog.core import CheckState, to_json
+from mlwatchdog.core import CheckState, Evaluation, TargetState, to_json
 from mlwatchdog.daemon.alerts import AlertWebhook, annotate, matched_targets, summary
 from mlwatchdog.daemon.journal import for_target, incidents
 from mlwatchdog.daemon.people import ApprovalView, HoldView, people_fields
 from mlwatchdog.daemon.reports import ReportInfo
-from mlwatchdog.rules import MetricCheck
+from mlwatchdog.rules import MetricCheck, Target
 
 if TYPE_CHECKING:
     from mlwatchdog.daemon.runner import TargetRunner
@@ -332,7 +332,26 @@ def target_detail(runner: TargetRunner) -> TargetDetail:
 
 
 def _view_fields(runner: TargetRunner) -> dict[str, Any]:
-    target, state, evaluation = runner.target, runner.state, runner.last
+    target, state = runner.target, runner.state
+    return {
+        "name": target.name,
+        "workload": target.workload.model_dump(mode="json"),
+        "phase": str(state.phase) if state else None,
+        "since": state.since if state else None,
+        "incident": state.incident.id if state and state.incident else None,
+        "evaluated_at": state.evaluated_at if state else None,
+        "blind": runner.blindness.blind,
+        "blind_since": runner.blindness.since,
+        "blind_reason": runner.blindness.reason,
+        **people_fields(state),
+        "checks": check_views(target, state, runner.last),
+    }
+
+
+def check_views(
+    target: Target, state: TargetState | None, evaluation: Evaluation | None
+) -> list[CheckView]:
+    """Each check of `target`: its state in `state`, its result in `evaluation`."""
     results = {r.check: r for r in evaluation.results} if evaluation else {}
     checks = []
     for check in target.checks:
@@ -352,19 +371,7 @@ def _view_fields(runner: TargetRunner) -> dict[str, Any]:
                 fired_at=record.fired_at if record else None,
             )
         )
-    return {
-        "name": target.name,
-        "workload": target.workload.model_dump(mode="json"),
-        "phase": str(state.phase) if state else None,
-        "since": state.since if state else None,
-        "incident": state.incident.id if state and state.incident else None,
-        "evaluated_at": state.evaluated_at if state else None,
-        "blind": runner.blindness.blind,
-        "blind_since": runner.blindness.since,
-        "blind_reason": runner.blindness.reason,
-        **people_fields(state),
-        "checks": checks,
-    }
+    return checks
 
 
 def _number(value: float | None) -> float | None:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlwatchdog.core import to_json
+from mlwatchdog.daemon.analysis import analysis_router
 from mlwatchdog.daemon.api import api_router, principal_name
 from mlwatchdog.daemon.auth import AuthMiddleware
 from mlwatchdog.daemon.body_limit import BodyLimitMiddleware, limits
@@ -41,6 +42,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(api_router(daemon))
+    app.include_router(analysis_router(daemon))  # Argo Rollouts' web metric asks for a verdict
     app.include_router(flagger_router(lambda: daemon.runners, daemon.log))
     app.include_router(people_router(daemon))  # pause, silence, approve: a person in the loop
     # Added last, so outermost: credentials first (before anything reads the body), then the

@@ -1,5 +1,6 @@
-"""POST /flagger/rollback and /flagger/confirm-promotion (each also /<secret>): the webhooks a
-Flagger Canary calls, answered from the state of the target watching it; `app.py` mounts them.
+"""POST /flagger/<hook> (each also /<secret>) for rollback, confirm-promotion, pre-rollout and
+rollout: the webhooks a Flagger Canary calls, answered from the state of the target watching it;
+`app.py` mounts them.
 
 What Flagger does with the answer (fluxcd/flagger pkg/controller/webhook.go callWebhook: a status
 above 202 is an error; pkg/controller/scheduler_hooks.go):
@@ -10,6 +11,12 @@ above 202 is an error; pkg/controller/scheduler_hooks.go):
 - `confirm-promotion` (runConfirmPromotionHooks, before the primary is replaced): 2xx promotes,
   anything else holds the Canary in WaitingPromotion. We answer 200 only while the target is
   healthy; 403 otherwise, and 503 before its first evaluation (hold, do not guess).
+- `pre-rollout` (runPreRolloutHooks, before the canary gets traffic) and `rollout`
+  (runAnalysis, every analysis interval): anything but 2xx halts the advancement and counts a
+  failed check; `threshold` failed checks roll the canary back. We answer the verdict of
+  `daemon/analysis.py` (the same as Argo's web metric gets): 200 pass, 403 fail, 503
+  inconclusive (no data yet: a failed check, as Flagger counts its own metrics without values,
+  "Halt advancement no values found"; never a pass).
 403 for "no" is Flagger's own convention (pkg/loadtester/server.go, its gates). The body says the
 target's state and why, in JSON. The payload is Flagger's CanaryWebhookPayload (name, namespace,
 phase, checksum, metadata); the target is `metadata.target` when given, else the one whose
@@ -34,13 +41,17 @@ from starlette.requests import ClientDisconnect
 
 from mlwatchdog.actions.workloads.flagger import WEBHOOK_PREFIX
 from mlwatchdog.core import Phase
+from mlwatchdog.core.verdict import Verdict
+from mlwatchdog.daemon.analysis import analysis_answer
 from mlwatchdog.daemon.auth import Principal
 
 if TYPE_CHECKING:
     from mlwatchdog.daemon.runner import TargetRunner
 
-HOOKS = ("rollback", "confirm-promotion")
+HOOKS = ("rollback", "confirm-promotion", "pre-rollout", "rollout")
+ANALYSIS_HOOKS = ("pre-rollout", "rollout")  # answered with the analysis verdict
 YES, NO = 200, 403
+VERDICT_STATUS = {Verdict.PASS: YES, Verdict.FAIL: NO, Verdict.INCONCLUSIVE: 503}
 
 
 class CanaryWebhookPayload(BaseModel):
@@ -60,7 +71,7 @@ def flagger_router(runners: Callable[[], Mapping[str, TargetRunner]], log: Any) 
     responses: dict[int | str, dict[str, Any]] = {
         NO: {"description": "no: do not roll back / hold the promotion (the body says why)"},
         404: {"description": "no target watches this Canary (Flagger: no / hold)"},
-        503: {"description": "the target was not evaluated yet (Flagger: no / hold)"},
+        503: {"description": "not evaluated yet, or inconclusive (Flagger: no / hold)"},
     }
 
     async def answer(hook: str, request: Request) -> JSONResponse:
@@ -104,7 +115,8 @@ def flagger_router(runners: Callable[[], Mapping[str, TargetRunner]], log: Any) 
             path,
             answer,
             methods=["POST"],
-            summary="Flagger webhook (rollback, confirm-promotion): 200 yes, 403 no",
+            summary="Flagger webhook (rollback, confirm-promotion, pre-rollout, rollout): "
+            "200 yes, 403 no",
             responses=responses,
             include_in_schema=not path.endswith("{secret}"),
         )
@@ -129,6 +141,12 @@ def decide(
         )
         return 404, {"canary": canary, "reason": why}
     target, state = runner.target, runner.state
+    if hook in ANALYSIS_HOOKS:
+        analysis = analysis_answer(runner, payload.metadata.get("revision"))
+        return VERDICT_STATUS[Verdict(analysis.verdict)], {
+            "canary": canary,
+            **analysis.model_dump(mode="json"),
+        }
     body: dict[str, Any] = {"canary": canary, "target": target.name}
     if state is None or state.evaluated_at is None:
         body.update(state=None, reason=f"target {target.name} has not been evaluated yet")

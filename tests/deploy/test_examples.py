@@ -115,7 +115,7 @@ def test_the_verify_window_covers_the_revert_and_a_clean_sample_window() -> None
 
 
 def test_the_flagger_canary_webhooks_call_the_daemon_with_a_valid_path_secret() -> None:
-    """deploy/examples/flagger-canary.yaml: both hooks call the daemon's Service at its Flagger
+    """deploy/examples/flagger-canary.yaml: every hook calls the daemon's Service at its Flagger
     routes, with one secret that rules.yaml accepts for this Canary (a placeholder to replace).
     (Its schema, Flagger's Canary CRD, is checked in test_manifests.py.)"""
     from urllib.parse import urlsplit
@@ -128,7 +128,7 @@ def test_the_flagger_canary_webhooks_call_the_daemon_with_a_valid_path_secret() 
         o for o in render(BASE) if o["kind"] == "Service" and o["metadata"]["name"] == "mlwatchdog"
     )
     hooks = {h["type"]: h for h in canary["spec"]["analysis"]["webhooks"]}
-    assert set(hooks) == {"rollback", "confirm-promotion"}
+    assert set(hooks) == {"rollback", "confirm-promotion", "rollout"}
     secrets = set()
     for kind, hook in hooks.items():
         assert calls_mlwatchdog(hook, kind), hook["url"]
@@ -146,3 +146,33 @@ def test_the_flagger_canary_webhooks_call_the_daemon_with_a_valid_path_secret() 
             ]
         }
     )
+
+
+def test_the_web_analysis_template_asks_the_daemon_with_its_secret() -> None:
+    """deploy/examples/argo-analysis-web.yaml: the `web` metric calls the daemon's Service at
+    /api/v1/analysis/<target>, with the token of the Secret beside it, and judges the verdict
+    so that only "pass" succeeds and "inconclusive" is neither (Argo: Inconclusive). Driven
+    against the daemon in tests/integration/test_analysis_provider.py."""
+    from urllib.parse import urlsplit
+
+    from mlwatchdog.core.verdict import Verdict
+
+    docs = load_all(EXAMPLES / "argo-analysis-web.yaml")
+    template, secret = one(docs, "AnalysisTemplate"), one(docs, "Secret")
+    assert secret["metadata"]["namespace"] == template["metadata"]["namespace"]
+    args = {a["name"]: a for a in template["spec"]["args"]}
+    ref = args["token"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    service = next(
+        o for o in render(BASE) if o["kind"] == "Service" and o["metadata"]["name"] == "mlwatchdog"
+    )
+    url = urlsplit(args["mlwatchdog-url"]["value"])
+    assert url.hostname == f"mlwatchdog.{service['metadata']['namespace']}.svc"
+    assert url.port == service["spec"]["ports"][0]["port"]
+    [metric] = template["spec"]["metrics"]
+    web = metric["provider"]["web"]
+    assert web["url"].startswith("{{args.mlwatchdog-url}}/api/v1/analysis/{{args.target}}?")
+    assert web["jsonPath"] == "{$.verdict}"
+    assert metric["successCondition"] == f'result == "{Verdict.PASS}"'
+    assert metric["failureCondition"] == f'result == "{Verdict.FAIL}"'
+    assert {"key": "Authorization", "value": "Bearer {{args.token}}"} in web["headers"]

@@ -149,6 +149,8 @@ WATCHED = {"mlwatchdog.io/watched": "true"}
         (Pod("models", PREDICTOR), 8080, False),  # namespace not marked as watched
         (Pod("models", {"app": "batch-job"}, WATCHED), 8080, False),  # not an InferenceService
         (Pod("mlwatchdog", {"app": "debug"}), 8080, False),  # its own namespace too
+        (Pod("argo-rollouts", {"app.kubernetes.io/name": "argo-rollouts"}), 8080, True),  # web
+        (Pod("models", {"app.kubernetes.io/name": "argo-rollouts"}), 8080, False),
     ],
     ids=lambda v: v.namespace + "/" + next(iter(v.labels.values())) if isinstance(v, Pod) else None,
 )

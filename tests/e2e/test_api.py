@@ -171,7 +171,7 @@ def test_api_webhook_reports_status_and_schema(
         ("GET", "/api/v1/incidents"), ("GET", "/api/v1/reports"), ("GET", "/api/v1/audit"),
         ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/reports/x/index.html"),
         ("POST", f"/api/v1/targets/{TARGET}/evaluate"), ("POST", "/-/reload"),
-        ("POST", "/api/v1/alerts"),
+        ("POST", "/api/v1/alerts"), ("GET", f"/api/v1/analysis/{TARGET}"),
     ]:  # fmt: skip
         answer = anonymous.request(method, path)
         assert answer.status_code == 401, (method, path, answer.status_code)
