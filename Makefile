@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run evaluate test servers lint bench bench-alibi example-data clean
+.PHONY: run evaluate test servers lint bench bench-detection bench-alibi example-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ bench: $(DEV_STAMP)
 .PHONY: bench-replay
 bench-replay: $(DEV_STAMP)
 	$(BIN)/python benchmarks/replay_bench.py --ranges 1d,7d,30d,365d --markdown
+
+## bench-detection: detection delay against false alarms per week, fixed window against the
+## defaults (benchmarks/detection_bench.py; alibi-detect's online CVM when run in .venv-alibi)
+bench-detection: $(DEV_STAMP)
+	$(BIN)/python benchmarks/detection_bench.py --markdown
 
 ## bench-alibi: the same benchmark in a second venv that adds alibi-detect (it needs numpy < 2)
 bench-alibi:

@@ -62,7 +62,9 @@ HORIZON = WEEK  # rows after a change within which an alarm counts as a detectio
 
 # The rules compared: name -> extra settings of the drift check (and of `samples`).
 RULES: dict[str, dict[str, Any]] = {
-    "fixed window (KS, alpha 0.01, Bonferroni)": {},
+    "fixed window (before issue 14)": {"check": {"recent_rows": 0}},
+    "defaults (recent sub-windows)": {},
+    "defaults + floor 0.1 sd": {"check": {"effect": {"measure": "wasserstein", "min": 0.1}}},
 }
 
 
