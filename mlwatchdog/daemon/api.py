@@ -20,7 +20,6 @@ from mlwatchdog.daemon.alerts import AlertWebhook, annotate, matched_targets, su
 from mlwatchdog.daemon.journal import for_target, incidents
 from mlwatchdog.daemon.people import ApprovalView, HoldView, people_fields
 from mlwatchdog.daemon.reports import ReportInfo
-from mlwatchdog.rules import MetricCheck
 
 if TYPE_CHECKING:
     from mlwatchdog.daemon.runner import TargetRunner
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 
 class CheckView(BaseModel):
     name: str
-    kind: str  # "drift" or "metric"
+    kind: str  # "drift", "metric" or "performance"
     state: str  # inactive, pending, firing
     status: str | None  # the last evaluation's data status: ok, no_data, stale, error, ...
     value: float | None
@@ -38,6 +37,7 @@ class CheckView(BaseModel):
     reason: str
     active_at: datetime | None
     fired_at: datetime | None
+    interval: list[float | None] | None = None  # performance checks: the value's interval
 
 
 class TargetView(BaseModel):
@@ -335,7 +335,7 @@ def _view_fields(runner: TargetRunner) -> dict[str, Any]:
         checks.append(
             CheckView(
                 name=check.name,
-                kind="metric" if isinstance(check, MetricCheck) else "drift",
+                kind=check.type,
                 state=CheckState(record.state).name.lower() if record else "inactive",
                 status=str(result.status) if result else None,
                 value=_number(result.value) if result else None,
@@ -344,6 +344,9 @@ def _view_fields(runner: TargetRunner) -> dict[str, Any]:
                 reason=result.reason if result else "",
                 active_at=record.active_at if record else None,
                 fired_at=record.fired_at if record else None,
+                interval=[_number(v) for v in result.interval]
+                if result and result.interval
+                else None,
             )
         )
     return {
