@@ -368,6 +368,14 @@ class LabelJoin(Strict):
         timedelta(minutes=5), description="with on_time: the label is at most this far off"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true; it means the key `on` here.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _one_way(self) -> LabelJoin:
         if (self.on is None) == (self.on_time is None):

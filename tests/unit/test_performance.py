@@ -253,7 +253,7 @@ def rules_with(check: dict[str, Any], labels: dict[str, Any] | None = LABELS) ->
             LABELS,
             "checks[0]",
             "cbpe needs `score:`",
-        ),  # fmt: skip
+        ),
         (ACCURACY, None, "checks[0].metric", "needs the target's `labels:`"),
         ({**ACCURACY, "score": "nope"}, LABELS, "checks[0].score", "not declared"),
         ({**ACCURACY, "estimate": "cbpe"}, None, "checks[0].estimate", "reference's labels"),
