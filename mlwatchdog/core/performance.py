@@ -48,12 +48,12 @@ def measure_performance(
     return CheckResult(
         check.name,
         DataStatus.OK,
-        breaching=breaching,
-        value=result.value,
+        breaching=bool(breaching),  # numpy's bool is not JSON (the state is saved as JSON)
+        value=float(result.value),
         threshold=limit,
         reason=f"{label} {result.value:.3g} [{low:.3g}, {high:.3g}] {verdict} {relation} "
         f"(n={result.n:,} {what})",
-        interval=(low, high),
+        interval=(float(low), float(high)),
     )
 
 

@@ -6,6 +6,7 @@ and CBPE estimates the current window from the reference's labels before any lab
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import structlog
 
 from mlwatchdog.core import DataStatus, evaluate, measure
 from mlwatchdog.detectors import performance as perf
+from mlwatchdog.replay.bundle import BundleWriter, Recorded, load_bundle
 from mlwatchdog.rules import parse_config
+from mlwatchdog.rules.schema import Bundles
 from mlwatchdog.sources.observe import Observer
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -221,3 +225,38 @@ def test_the_state_machine_fires_on_accuracy_after_for(world: tuple[Path, pd.Dat
         states.append(state.checks["accuracy"].state.name)
     assert states[:2] == ["PENDING", "PENDING"]
     assert states[2:] == ["FIRING"] * 4
+
+
+def test_a_bundle_replays_performance_checks_as_recorded(
+    world: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """The joined rows and the reference's labels go into the incident bundle, so replaying it
+    gives the same results (labelled and CBPE) and the same decision, and a what-if on the
+    limit changes them."""
+    root, _ = world
+    rules = config(root)
+    target, observer = rules.targets[0], Observer(rules)
+    now = T0 + timedelta(hours=2, minutes=20)
+    observation = observer.observe(target, now)
+    evaluation = evaluate(target, observation, None, now)
+    assert any(r.breaching for r in evaluation.results)
+    recorded = Recorded(
+        target=target,
+        config=rules,
+        at=now,
+        observation=observation,
+        state_before=None,
+        evaluation=evaluation,
+        outcomes=(),
+        state_after=evaluation.state,
+        reference_frame=observer.reference_frame(target),
+    )
+    log = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()))
+    path = BundleWriter(Bundles(), str(tmp_path / "bundles"), log).write(recorded, "pending")
+    bundle = load_bundle(path)
+    again = bundle.replay()
+    assert again.same_as_recorded, again.differences()
+    replayed = {r.check: r for r in again.evaluation.results}
+    assert replayed["accuracy"].breaching and replayed["est-accuracy"].status is DataStatus.OK
+    looser = bundle.what_if(checks={"accuracy": {"below": 0.4}})
+    assert not looser.evaluation.results[0].breaching
