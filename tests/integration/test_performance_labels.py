@@ -4,6 +4,7 @@ request id or by time and customer; the Observer reads the delayed window, the c
 and CBPE estimates the current window from the reference's labels before any label arrives.
 """
 
+# ruff: noqa: F811  (a test takes the imported `postgres` fixture as a parameter of that name)
 from __future__ import annotations
 
 import io
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 import structlog
 
 from mlwatchdog.core import DataStatus, evaluate, measure
@@ -22,6 +24,7 @@ from mlwatchdog.replay.bundle import BundleWriter, Recorded, load_bundle
 from mlwatchdog.rules import parse_config
 from mlwatchdog.rules.schema import Bundles
 from mlwatchdog.sources.observe import Observer
+from tests.servers.postgres import PostgresServer, postgres  # noqa: F401
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 HOURS = 3
@@ -260,3 +263,37 @@ def test_a_bundle_replays_performance_checks_as_recorded(
     assert replayed["accuracy"].breaching and replayed["est-accuracy"].status is DataStatus.OK
     looser = bundle.what_if(checks={"accuracy": {"below": 0.4}})
     assert not looser.evaluation.results[0].breaching
+
+
+def test_labels_from_a_sql_table_join_the_files_predictions(
+    world: tuple[Path, pd.DataFrame], postgres: PostgresServer
+) -> None:
+    """Labels in PostgreSQL (a boolean is_fraud, filed_at as the window column): the files'
+    predictions join them by request id, and true counts as the positive class 1."""
+    root, rows = world
+    engine = sa.create_engine(postgres.url)
+    labels = pd.concat(pd.read_csv(p) for p in sorted((root / "outcomes").glob("*.csv")))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS outcomes")
+        conn.exec_driver_sql(
+            "CREATE TABLE outcomes (filed_at timestamptz, request_id text, is_fraud boolean)"
+        )
+    pd.DataFrame({
+        "filed_at": pd.to_datetime(labels["timestamp"], utc=True),
+        "request_id": labels["request_id"],
+        "is_fraud": labels["is_fraud"].astype(bool),
+    }).to_sql("outcomes", engine, if_exists="append", index=False)  # fmt: skip
+    engine.dispose()
+    text = RULES.format(root=root, join="{on: request_id}", delay="40m").replace(
+        f'  outcomes: {{type: files, url: "{root}/outcomes"}}',
+        '  outcomes: {type: sql, url: "${PG_URL}", table: outcomes, timestamp_column: filed_at}',
+    )
+    rules = parse_config(text, env={"PG_URL": postgres.url})
+    now = T0 + timedelta(hours=2, minutes=20)
+    observation = Observer(rules).observe(rules.targets[0], now)
+    assert observation.labels is not None
+    assert "900 of 900 predictions" in observation.labels.reason, observation.labels.reason
+    [accuracy] = [r for r in measure(rules.targets[0], observation) if r.check == "accuracy"]
+    start = now - timedelta(minutes=55)
+    assert accuracy.value == pytest.approx(realised(rows, start, start + timedelta(minutes=15)))
+    assert accuracy.breaching
