@@ -225,9 +225,7 @@ class Observer:
         except Exception as exc:  # any failure of the source is "no reference", never a crash
             return None, DataStatus.ERROR, f"cannot read source {spec.source!r}: {exc}"
         if read.frame is None:
-            why = read.reason
-            if target.labels.column not in why:
-                why += f" (CBPE needs the label column {target.labels.column!r} in it)"
+            why = f"{read.reason} (CBPE calibrates on its label column {target.labels.column!r})"
             return None, read.status, f"source {spec.source!r}: {why}"
         if target.labels.column not in read.frame:
             return (

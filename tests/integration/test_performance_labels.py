@@ -24,6 +24,7 @@ from mlwatchdog.replay.bundle import BundleWriter, Recorded, load_bundle
 from mlwatchdog.rules import parse_config
 from mlwatchdog.rules.schema import Bundles
 from mlwatchdog.sources.observe import Observer
+from mlwatchdog.sources.probe import probe
 from tests.servers.postgres import PostgresServer, postgres  # noqa: F401
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -297,3 +298,21 @@ def test_labels_from_a_sql_table_join_the_files_predictions(
     start = now - timedelta(minutes=55)
     assert accuracy.value == pytest.approx(realised(rows, start, start + timedelta(minutes=15)))
     assert accuracy.breaching
+
+
+def test_check_sources_names_a_label_column_missing_from_the_labels_and_the_reference(
+    world: tuple[Path, pd.DataFrame],
+) -> None:
+    """`mlwatchdog check --sources` (the probe) reads the labels as an evaluation does: a label
+    column that is not in the labels source, nor in the reference (CBPE), is a problem named."""
+    root, _ = world
+    text = RULES.format(root=root, join="{on: request_id}", delay="40m")
+    now = T0 + timedelta(hours=2)
+    [fine] = probe(parse_config(text, env={}), now)
+    assert fine.labels is not None and fine.labels.status is DataStatus.OK
+    assert fine.labels.rows == 900 and fine.problems == []
+    [found] = probe(parse_config(text.replace("column: is_fraud", "column: chargeback")), now)
+    problems = "\n".join(found.problems)
+    assert "labels (error)" in problems and "chargeback" in problems
+    assert "reference labels (error)" in problems
+    assert "CBPE calibrates on its label column 'chargeback'" in problems
