@@ -7,11 +7,13 @@ and CBPE estimates the current window from the reference's labels before any lab
 # ruff: noqa: F811  (a test takes the imported `postgres` fixture as a parameter of that name)
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +21,8 @@ import sqlalchemy as sa
 import structlog
 
 from mlwatchdog.core import DataStatus, evaluate, measure
+from mlwatchdog.daemon.app import create_app
+from mlwatchdog.daemon.service import Daemon
 from mlwatchdog.detectors import performance as perf
 from mlwatchdog.replay.bundle import BundleWriter, Recorded, load_bundle
 from mlwatchdog.rules import parse_config
@@ -316,3 +320,41 @@ def test_check_sources_names_a_label_column_missing_from_the_labels_and_the_refe
     assert "labels (error)" in problems and "chargeback" in problems
     assert "reference labels (error)" in problems
     assert "CBPE calibrates on its label column 'chargeback'" in problems
+
+
+def test_the_daemon_shows_value_and_interval_in_api_and_metrics(
+    world: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """One evaluation by the daemon's runner: /api/v1/targets gives each performance check's
+    value and interval, /metrics exports the value."""
+    root, _ = world
+    daemon_keys = (
+        f"daemon: {{state_dir: {tmp_path / 'state'}, audit_log: {tmp_path / 'audit.jsonl'}, "
+        "kubernetes: {mode: offline}}\n"
+    )
+    text = RULES.format(root=root, join="{on: request_id}", delay="40m")
+    rules = parse_config(daemon_keys + text, env={})
+    log = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()))
+    now = T0 + timedelta(hours=2, minutes=20)
+    daemon = Daemon(rules, log, clock=lambda: now)
+    assert daemon.runners["fraud"].run_once() is not None
+    app = create_app(daemon)  # served without its lifespan: the scheduler is not started
+
+    async def get(path: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get(path)
+
+    [view] = asyncio.run(get("/api/v1/targets")).json()
+    checks = {c["name"]: c for c in view["checks"]}
+    accuracy = checks["accuracy"]
+    assert accuracy["kind"] == "performance" and accuracy["state"] == "pending"
+    low, high = accuracy["interval"]
+    assert low < accuracy["value"] < high < 0.85
+    assert checks["est-accuracy"]["interval"] is not None
+    metrics = asyncio.run(get("/metrics")).text
+    [line] = [
+        m for m in metrics.splitlines()
+        if m.startswith("mlwatchdog_check_value{") and 'check="accuracy"' in m
+    ]  # fmt: skip
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(accuracy["value"])
