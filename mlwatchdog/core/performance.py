@@ -123,9 +123,8 @@ def _result(
     if check.metric == "accuracy" and check.prediction is not None:
         # Multi-class accuracy: the predicted class equals the label (not only "positive").
         hits = as_classes(_column(frame, check.prediction, object))[rows] == classes[rows]
-        return perf.classification("accuracy", hits, np.ones(len(hits), bool), check.confidence), (
-            "labelled rows"
-        )
+        found = perf.proportion("accuracy", int(hits.sum()), len(hits), check.confidence)
+        return found, "labelled rows"
     actual = classes[rows] == positive
     return perf.classification(check.metric, actual, predicted, check.confidence), "labelled rows"
 

@@ -65,7 +65,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def _proportion(metric: str, hits: int, n: int, confidence: float) -> PerformanceResult:
+def proportion(metric: str, hits: int, n: int, confidence: float = 0.95) -> PerformanceResult:
+    """A metric that is a share of rows (hits of n), with its Wilson interval."""
     low, high = wilson_interval(hits, n, confidence)
     value = hits / n if n else float("nan")
     return PerformanceResult(metric, value, low, high, n, confidence)
@@ -87,11 +88,11 @@ def classification(
     tp, fp = int(np.sum(y & p)), int(np.sum(~y & p))
     fn, tn = int(np.sum(y & ~p)), n - int(np.sum(y | p))
     if metric == "accuracy":
-        return _proportion(metric, tp + tn, n, confidence)
+        return proportion(metric, tp + tn, n, confidence)
     if metric == "precision":
-        return _proportion(metric, tp, tp + fp, confidence)
+        return proportion(metric, tp, tp + fp, confidence)
     if metric == "recall":
-        return _proportion(metric, tp, tp + fn, confidence)
+        return proportion(metric, tp, tp + fn, confidence)
     if metric != "f1":
         raise ValueError(f"{metric} is not a label metric of predicted classes")
     counts = np.array([tp, fp, fn, tn], dtype=float)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 from sklearn import metrics as skm
 from sklearn.isotonic import IsotonicRegression
@@ -16,10 +17,20 @@ from sklearn.isotonic import IsotonicRegression
 from mlwatchdog.core import CheckState, DataStatus, LabelledRows, Observation, measure
 from mlwatchdog.core.labels import as_classes, match_ids, match_nearest
 from mlwatchdog.detectors import performance as perf
-from tests.unit.test_core_scenarios import FOR, at, make_target, phases, rollbacks, run
+from tests.unit.test_core_scenarios import (
+    BASE_TARGET,
+    FOR,
+    SOURCES,
+    at,
+    make_target,
+    phases,
+    rollbacks,
+    run,
+)
 from tests.unit.test_rules import issues_of
 
 RNG = np.random.default_rng(14)
+BASE_COLUMNS: dict[str, Any] = BASE_TARGET["columns"]
 
 
 def classified(n: int, accuracy: float, rng: np.random.Generator) -> tuple[Any, Any, Any]:
@@ -234,10 +245,6 @@ ACCURACY = {
 
 
 def rules_with(check: dict[str, Any], labels: dict[str, Any] | None = LABELS) -> str:
-    import yaml
-
-    from tests.unit.test_core_scenarios import BASE_TARGET, SOURCES
-
     target = {**BASE_TARGET, "checks": [check], "trigger": "any"}
     if labels is not None:
         target["labels"] = labels
@@ -346,3 +353,25 @@ def test_breach_on_interval_spares_noise_that_breach_on_value_flags() -> None:
     assert spared.status is DataStatus.OK and not spared.breaching
     assert "is not wholly below 0.85" in spared.reason
     assert flagged.breaching and flagged.value == pytest.approx(hits.mean())
+
+
+def test_multiclass_accuracy_and_positive_class_from_a_prediction_column() -> None:
+    """With `prediction:` accuracy counts the rows whose class is the label's (any class), and
+    precision/recall take `positive` as the class; labels as text match predictions as numbers."""
+    rng = np.random.default_rng(21)
+    actual = rng.integers(0, 3, 900)
+    predicted = np.where(rng.random(900) < 0.8, actual, rng.integers(0, 3, 900))
+    rows = pd.DataFrame({"label_pred": predicted, "is_fraud": actual.astype(str)})
+    checks = [
+        {"name": "acc", "type": "performance", "metric": "accuracy", "prediction": "label_pred",
+         "below": 0.5},
+        {"name": "rec", "type": "performance", "metric": "recall", "prediction": "label_pred",
+         "positive": 2, "below": 0.5},
+    ]  # fmt: skip
+    columns = {**BASE_COLUMNS, "predictions": {"score": "numeric", "label_pred": "categorical"}}
+    target = make_target({"checks": checks, "trigger": "any", "labels": LABELS, "columns": columns})
+    obs = Observation("credit-model", at(0), labels=LabelledRows(rows, DataStatus.OK))
+    accuracy, recall = measure(target, obs)
+    assert accuracy.value == pytest.approx(skm.accuracy_score(actual, predicted))
+    assert recall.value == pytest.approx(skm.recall_score(actual == 2, predicted == 2))
+    assert not accuracy.breaching and not recall.breaching
