@@ -22,6 +22,7 @@ import structlog
 
 from mlwatchdog.core import DataStatus, evaluate, measure
 from mlwatchdog.daemon.app import create_app
+from mlwatchdog.daemon.reports import render_page
 from mlwatchdog.daemon.service import Daemon
 from mlwatchdog.detectors import performance as perf
 from mlwatchdog.replay.bundle import BundleWriter, Recorded, load_bundle
@@ -233,6 +234,11 @@ def test_the_state_machine_fires_on_accuracy_after_for(world: tuple[Path, pd.Dat
         states.append(state.checks["accuracy"].state.name)
     assert states[:2] == ["PENDING", "PENDING"]
     assert states[2:] == ["FIRING"] * 4
+    page = render_page(target, evaluation, None, [], [], [], "", now)
+    [result] = [r for r in evaluation.results if r.check == "accuracy"]
+    assert result.interval is not None
+    low, high = (f"{v:.4f}" for v in result.interval)
+    assert "performance (accuracy)" in page and f"{result.value:.4f} [{low}, {high}]" in page
 
 
 def test_a_bundle_replays_performance_checks_as_recorded(
