@@ -171,8 +171,11 @@ class Observer:
         if read.frame is None:
             return None, read.status, f"predictions of {window}: {read.reason}"
         label_start = start - (join.tolerance if join.on_time else timedelta(0))
+        # A labels source without a timestamp_column is a fixed table: all of it is read.
+        stamped = getattr(self.config.sources[spec.source], "timestamp_column", "") is not None
+        since, until = (label_start, now) if stamped else (None, None)
         try:
-            labels = self.readers[spec.source].read([spec.column, *keys], label_start, now)
+            labels = self.readers[spec.source].read([spec.column, *keys], since, until)
         except Exception as exc:
             labels = SourceRead(None, DataStatus.ERROR, f"{type(exc).__name__}: {exc}")
         if labels.frame is None:
@@ -180,9 +183,9 @@ class Observer:
                 return read.frame.iloc[:0], DataStatus.OK, f"no labels yet: {labels.reason}"
             return None, labels.status, f"labels source {spec.source!r}: {labels.reason}"
         predictions, outcomes = read.frame, labels.frame
-        for frame, what in ((predictions, "predictions"), (outcomes, "labels")):
-            missing = [k for k in (*keys, spec.column) if k not in frame and what == "labels"]
-            missing += [k for k in keys if k not in frame and what == "predictions"]
+        sides = ((predictions, "predictions", keys), (outcomes, "labels", [*keys, spec.column]))
+        for frame, what, needed in sides:
+            missing = [k for k in needed if k not in frame]
             if missing:
                 return None, DataStatus.ERROR, f"the {what} have no column {missing[0]!r}"
         if join.on is not None:

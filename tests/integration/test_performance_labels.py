@@ -364,3 +364,23 @@ def test_the_daemon_shows_value_and_interval_in_api_and_metrics(
         if m.startswith("mlwatchdog_check_value{") and 'check="accuracy"' in m
     ]  # fmt: skip
     assert float(line.rsplit(" ", 1)[1]) == pytest.approx(accuracy["value"])
+
+
+def test_a_labels_table_without_timestamps_is_read_whole(
+    world: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """A fixed file of outcomes (`timestamp_column: null`) is joined whole, by request id."""
+    root, rows = world
+    rows[["request_id", "is_fraud"]].to_parquet(tmp_path / "outcomes.parquet")
+    text = RULES.format(root=root, join="{on: request_id}", delay="40m").replace(
+        f'  outcomes: {{type: files, url: "{root}/outcomes"}}',
+        f'  outcomes: {{type: files, url: "{tmp_path}/outcomes.parquet", timestamp_column: null}}',
+    )
+    rules = parse_config(text, env={})
+    now = T0 + timedelta(hours=2, minutes=20)
+    observation = Observer(rules).observe(rules.targets[0], now)
+    assert observation.labels is not None
+    assert "900 of 900 predictions" in observation.labels.reason, observation.labels.reason
+    [accuracy] = [r for r in measure(rules.targets[0], observation) if r.check == "accuracy"]
+    start = now - timedelta(minutes=55)
+    assert accuracy.value == pytest.approx(realised(rows, start, start + timedelta(minutes=15)))
