@@ -280,6 +280,12 @@ def _print_probe(found: list[TargetFound]) -> bool:
             value = "" if metric.value is None else f"value {metric.value:g}"
             reading = [value, metric.reason]
             rows.append((f"metric {metric.check}", metric.source, metric.status, "-", reading))
+        labels = target.labels
+        if labels is not None:
+            rows.append(("labels", labels.source, labels.status, str(labels.rows), [labels.reason]))
+            if labels.reference_status is not None:
+                rows.append(("reference labels", reference.source, labels.reference_status, "-",
+                             [labels.reference_reason]))  # fmt: skip
         for name, source, status, count, parts in rows:
             mark = str(status) if status is DataStatus.OK else f"{status} !"
             text = "; ".join(part for part in parts if part)

@@ -7,9 +7,10 @@ compare the reading with their limit. Any data problem becomes a status with its
 from __future__ import annotations
 
 from mlwatchdog.core.model import CheckResult, DataStatus, MetricReading, Observation
+from mlwatchdog.core.performance import measure_performance
 from mlwatchdog.detectors import REGISTRY, ColumnResult, DriftResult, Sample
 from mlwatchdog.errors import InputError
-from mlwatchdog.rules import DriftCheck, MetricCheck, Target, drift_columns
+from mlwatchdog.rules import DriftCheck, MetricCheck, PerformanceCheck, Target, drift_columns
 
 # Sub-windows: the most recent m, 2m, 4m... rows are tested besides the whole window, so a
 # step change breaches within a bounded number of rows however long the window is.
@@ -25,6 +26,8 @@ def measure(target: Target, observation: Observation) -> tuple[CheckResult, ...]
     for check in target.checks:
         if isinstance(check, MetricCheck):
             results.append(_metric(check, observation.metrics.get(check.name)))
+        elif isinstance(check, PerformanceCheck):
+            results.append(measure_performance(target, check, observation))
         elif prepared is None:
             assert unusable is not None
             results.append(CheckResult(check.name, unusable[0], reason=unusable[1]))

@@ -84,6 +84,20 @@ class WorkloadHealth:
 
 
 @dataclass(frozen=True, eq=False)
+class LabelledRows:
+    """Performance checks' data: the predictions of the delayed window joined with the labels
+    that have arrived (`rows`, a DataFrame with the label column; only matched rows), and the
+    reference rows with their labels (`reference`, for CBPE's calibration; None if not read)."""
+
+    rows: Any = None
+    status: DataStatus = DataStatus.NO_DATA
+    reason: str = ""
+    reference: Any = None
+    reference_status: DataStatus = DataStatus.NO_DATA
+    reference_reason: str = ""
+
+
+@dataclass(frozen=True, eq=False)
 class Observation:
     """What the shell observed for one target at `at`: the sample window, the reference, metrics.
 
@@ -102,6 +116,7 @@ class Observation:
     workload: WorkloadHealth | None = None  # read while verifying; None: not read (dry-run, replay)
     # The samples' timestamp column; the rows come oldest first (sub-windows take the newest).
     time_column: str | None = None
+    labels: LabelledRows | None = None  # for performance checks; None: the target has no labels
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ class CheckResult:
     threshold: float | None = None
     reason: str = ""
     columns: tuple[ColumnResult, ...] = ()
+    interval: tuple[float, float] | None = None  # performance checks: the value's interval
 
 
 @dataclass(frozen=True)

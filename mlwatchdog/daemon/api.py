@@ -20,7 +20,7 @@ from mlwatchdog.daemon.alerts import AlertWebhook, annotate, matched_targets, su
 from mlwatchdog.daemon.journal import for_target, incidents
 from mlwatchdog.daemon.people import ApprovalView, HoldView, people_fields
 from mlwatchdog.daemon.reports import ReportInfo
-from mlwatchdog.rules import MetricCheck, Target
+from mlwatchdog.rules import Target
 
 if TYPE_CHECKING:
     from mlwatchdog.daemon.runner import TargetRunner
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 class CheckView(BaseModel):
     name: str
-    kind: str  # "drift" or "metric"
+    kind: str  # "drift", "metric" or "performance"
     state: str  # inactive, pending, firing
     status: str | None  # the last evaluation's data status: ok, no_data, stale, error, ...
     value: float | None
@@ -38,6 +38,7 @@ class CheckView(BaseModel):
     reason: str
     active_at: datetime | None
     fired_at: datetime | None
+    interval: list[float | None] | None = None  # performance checks: the value's interval
 
 
 class TargetView(BaseModel):
@@ -360,7 +361,7 @@ def check_views(
         checks.append(
             CheckView(
                 name=check.name,
-                kind="metric" if isinstance(check, MetricCheck) else "drift",
+                kind=check.type,
                 state=CheckState(record.state).name.lower() if record else "inactive",
                 status=str(result.status) if result else None,
                 value=_number(result.value) if result else None,
@@ -369,6 +370,9 @@ def check_views(
                 reason=result.reason if result else "",
                 active_at=record.active_at if record else None,
                 fired_at=record.fired_at if record else None,
+                interval=[_number(v) for v in result.interval]
+                if result and result.interval
+                else None,
             )
         )
     return checks

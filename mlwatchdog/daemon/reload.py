@@ -169,9 +169,10 @@ def carry_state(state: TargetState | None, target: Target) -> TargetState | None
 
 
 def source_names(target: Target) -> list[str]:
-    """The sources a target reads: its samples, its reference, its metric checks'."""
+    """The sources a target reads: its samples, its reference, its metric checks', its labels."""
     metric = [c.source for c in target.checks if isinstance(c, MetricCheck)]
-    return [target.samples.source, target.reference.source, *metric]
+    labels = [target.labels.source] if target.labels is not None else []
+    return [target.samples.source, target.reference.source, *metric, *labels]
 
 
 def changed_keys(old: Any, new: Any, prefix: str) -> list[str]:

@@ -24,7 +24,7 @@ from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.core import CheckState, Evaluation, Observation, to_json
 from mlwatchdog.daemon.journal import Journal, for_target
 from mlwatchdog.detectors import ColumnResult
-from mlwatchdog.rules import MetricCheck, Target
+from mlwatchdog.rules import MetricCheck, PerformanceCheck, Target
 from mlwatchdog.rules.schema import Reports
 from mlwatchdog.rules.secret import Redactor
 
@@ -250,12 +250,19 @@ def render_page(
     for result in evaluation.results:
         check = target.check(result.check)
         record = state.checks.get(result.check)
-        kind = "metric" if isinstance(check, MetricCheck) else f"drift ({check.test})"
+        kind = (
+            "metric"
+            if isinstance(check, MetricCheck)
+            else f"performance ({check.metric})"
+            if isinstance(check, PerformanceCheck)
+            else f"drift ({check.test})"
+        )
         breach = _YES if result.breaching else _NO
         check_state = CheckState(record.state).name.lower() if record else "-"
         parts.append(
             f"<tr><td>{e(result.check)}</td><td>{e(kind)}</td><td>{e(str(result.status))}</td>"
-            f"<td class='num'>{_num(result.value)}</td><td class='num'>{_num(result.threshold)}"
+            f"<td class='num'>{_num(result.value)}{_interval(result.interval)}</td>"
+            f"<td class='num'>{_num(result.threshold)}"
             f"</td><td>{breach}</td><td>{e(check_state)}</td>"
             f"<td>{e(str(record.active_at) if record and record.active_at else '-')}</td>"
             f"<td>{e(result.reason)}</td></tr>"
@@ -331,6 +338,11 @@ def _effect(row: ColumnResult) -> str:
     if row.effect_measure is None:
         return "-"
     return f"{row.effect_measure} {_num(row.effect)} (>= {row.min_effect:g})"
+
+
+def _interval(interval: tuple[float, float] | None) -> str:
+    """A performance check's confidence interval after its value ('' for other checks)."""
+    return "" if interval is None else f" [{_num(interval[0])}, {_num(interval[1])}]"
 
 
 def _num(value: float | None) -> str:

@@ -36,6 +36,7 @@ from mlwatchdog.core import (
     DataStatus,
     Decision,
     Evaluation,
+    LabelledRows,
     MetricReading,
     Observation,
     TargetState,
@@ -105,7 +106,17 @@ class BundleWriter:
         if reference is not None and frame is not None and _same_reference(reference, frame):
             self._parquet(folder, "reference.parquet", frame)
             reference_file = "reference.parquet"
-        manifest = self.redactor.data(manifest_of(recorded, event, reference_file))
+        labels, labels_reference_file = observation.labels, None
+        if labels is not None and labels.rows is not None:
+            self._parquet(folder, "labelled.parquet", labels.rows)
+        if labels is not None and labels.reference is not None:
+            cells = labels.reference.shape[0] * labels.reference.shape[1]
+            if cells <= self.settings.max_reference_cells:
+                self._parquet(folder, "reference_labels.parquet", labels.reference)
+                labels_reference_file = "reference_labels.parquet"
+        manifest = self.redactor.data(
+            manifest_of(recorded, event, reference_file, labels_reference_file)
+        )
         # Whole or not at all: written beside and renamed into place, so a crash or a full disk
         # in the middle of it never leaves a manifest that makes a half bundle look complete.
         part = posixpath.join(folder, ".manifest.json.part")
@@ -142,7 +153,12 @@ class BundleWriter:
                 self.fs.rm(bundle, recursive=True)
 
 
-def manifest_of(recorded: Recorded, event: str, reference_file: str | None) -> dict[str, Any]:
+def manifest_of(
+    recorded: Recorded,
+    event: str,
+    reference_file: str | None,
+    labels_reference_file: str | None = None,
+) -> dict[str, Any]:
     """The manifest of a bundle: plain JSON, every value from `to_json`."""
     observation = recorded.observation
     reference = observation.reference
@@ -176,6 +192,7 @@ def manifest_of(recorded: Recorded, event: str, reference_file: str | None) -> d
             },
             "metrics": {name: to_json(m) for name, m in observation.metrics.items()},
             "workload": to_json(observation.workload) if observation.workload else None,
+            "labels": _labels_manifest(observation.labels, labels_reference_file),
         },
         "state_before": to_json(recorded.state_before) if recorded.state_before else None,
         "evaluation": {
@@ -414,6 +431,51 @@ def _observation(
         metrics={k: from_json(MetricReading, v) for k, v in recorded["metrics"].items()},
         workload=from_json(WorkloadHealth, recorded["workload"]) if recorded["workload"] else None,
         time_column=samples_info.get("time_column"),  # absent in bundles before issue 14
+        labels=_labels(fs, root, recorded.get("labels")),
+    )
+
+
+def _labels_manifest(labels: LabelledRows | None, reference_file: str | None) -> Any:
+    """Performance checks' inputs: the joined rows, and the reference rows with labels (copied
+    when within bundles.max_reference_cells, as the reference is)."""
+    if labels is None:
+        return None
+    return {
+        "status": str(labels.status),
+        "reason": labels.reason,
+        "file": "labelled.parquet" if labels.rows is not None else None,
+        "reference_status": str(labels.reference_status),
+        "reference_reason": labels.reference_reason,
+        "reference_file": reference_file,
+        "reference_copied": reference_file is not None or labels.reference is None,
+    }
+
+
+def _labels(fs: Any, root: str, recorded: Mapping[str, Any] | None) -> LabelledRows | None:
+    """The LabelledRows a bundle recorded (None: none, or a bundle from before issue 14)."""
+    if not recorded:
+        return None
+    frames = []
+    for key in ("file", "reference_file"):
+        frame = None
+        if recorded[key]:
+            with fs.open(posixpath.join(root, recorded[key]), "rb") as f:
+                frame = pd.read_parquet(f)
+        frames.append(frame)
+    reference_status, reference_reason = (
+        DataStatus(recorded["reference_status"]),
+        recorded["reference_reason"],
+    )
+    if not recorded["reference_copied"]:  # too large to copy: replay cannot estimate
+        reference_status = DataStatus.NO_DATA
+        reference_reason = "the reference rows with labels were too large to copy into the bundle"
+    return LabelledRows(
+        frames[0],
+        DataStatus(recorded["status"]),
+        recorded["reason"],
+        frames[1],
+        reference_status,
+        reference_reason,
     )
 
 

@@ -17,6 +17,7 @@ from mlwatchdog.rules.schema import (
     DriftCheck,
     FilesSource,
     KServeSource,
+    PerformanceCheck,
     PrometheusSource,
     Source,
     SqlSource,
@@ -28,7 +29,7 @@ from mlwatchdog.rules.trigger import TriggerSyntaxError, parse_trigger
 Path = tuple[str | int, ...]
 _SOURCE: TypeAdapter[Any] = TypeAdapter(Source)
 _NAME_KEYS = {"source", "trigger", "name"}  # problems about names, whatever the values
-_TAGS = {"drift", "metric"}  # pydantic puts a union's tag into error locations
+_TAGS = {"drift", "metric", "performance"}  # pydantic puts a union's tag into error locations
 
 
 def reference_problems(config: Config) -> list[tuple[Path, str]]:
@@ -135,11 +136,25 @@ def _target_problems(config: Config, target: Target, at: Path) -> list[tuple[Pat
         if isinstance(check, DriftCheck):
             problems += [(check_at + ("columns",), p) for p in _column_problems(target, check)]
             problems += [(check_at + ("effect",), p) for p in _effect_problems(target, check)]
+        elif isinstance(check, PerformanceCheck):
+            problems += [(check_at + p, m) for p, m in _performance_problems(target, check)]
         else:
             need = "metric checks read a `type: prometheus` source"
             problem = _source_problem(config, check.source, PrometheusSource, need)
             if problem:
                 problems.append((check_at + ("source",), problem))
+    if target.labels is not None:
+        need = "labels come from a `type: files`, `sql` or `kserve` source"
+        sample_kinds = (FilesSource, SqlSource, KServeSource)
+        problem = _source_problem(config, target.labels.source, sample_kinds, need)
+        if problem:
+            problems.append((at + ("labels", "source"), problem))
+        if target.labels.column in target.columns.all:
+            problems.append((
+                at + ("labels", "column"),
+                f"label column {target.labels.column!r} is also declared under `columns:`; the "
+                "label is the realised outcome, not a model input or output",
+            ))  # fmt: skip
     try:
         parse_trigger(target.trigger, names)
     except TriggerSyntaxError as exc:
@@ -241,4 +256,37 @@ def _column_problems(target: Target, check: DriftCheck) -> list[str]:
                 f"test {check.test!s} does not take {declared[column]} column {column!r}; "
                 f"use {' or '.join(takers)} for it"
             )
+    return problems
+
+
+def _performance_problems(target: Target, check: PerformanceCheck) -> list[tuple[Path, str]]:
+    problems: list[tuple[Path, str]] = []
+    if check.estimate is None and target.labels is None:
+        problems.append((
+            ("metric",),
+            f"performance check {check.name!r} needs the target's `labels:` (source, column, "
+            "join), or `estimate: cbpe` to estimate it without labels",
+        ))  # fmt: skip
+    if check.estimate == "cbpe" and target.labels is None:
+        problems.append((
+            ("estimate",),
+            "estimate: cbpe calibrates on the reference's labels: give the target's `labels:` "
+            "(its `column` must be in the reference source too)",
+        ))  # fmt: skip
+    declared = target.columns.all
+    for key in ("prediction", "score"):
+        column = getattr(check, key)
+        if column is not None and column not in declared:
+            problems.append((
+                (key,),
+                f"column {column!r} is not declared under `columns:` (have {sorted(declared)})",
+            ))  # fmt: skip
+    if check.score is not None and declared.get(check.score) == "categorical":
+        problems.append(((("score",)), f"score column {check.score!r} must be numeric"))
+    numeric = ("rmse", "mae")
+    if check.metric in numeric and declared.get(check.prediction or "") == "categorical":
+        problems.append((
+            ("prediction",),
+            f"{check.metric} needs a numeric prediction; {check.prediction!r} is categorical",
+        ))  # fmt: skip
     return problems

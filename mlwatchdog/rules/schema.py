@@ -313,7 +313,106 @@ class MetricCheck(Strict):
         return self
 
 
-Check = Annotated[DriftCheck | MetricCheck, Field(discriminator="type")]
+PerformanceMetric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae"]
+
+
+class PerformanceCheck(Strict):
+    """A model performance metric from the delayed labels joined to the predictions (or
+    estimated without labels by CBPE), compared with a limit through its confidence interval."""
+
+    name: Name
+    type: Literal["performance"]
+    metric: PerformanceMetric
+    above: float | None = None
+    below: float | None = None
+    prediction: str | None = Field(
+        None,
+        description="the predicted class (classification) or value (rmse, mae) column; "
+        "default for classification: score >= cutoff is the positive class",
+    )
+    score: str | None = Field(
+        None, description="the predicted probability of the positive class (roc_auc, cbpe)"
+    )
+    positive: Scalar = Field(1, description="the positive class (precision, recall, f1, ...)")
+    cutoff: float = Field(
+        0.5, ge=0, le=1, description="without `prediction`: score >= cutoff is predicted positive"
+    )
+    estimate: Literal["cbpe"] | None = Field(
+        None,
+        description="cbpe: estimate the metric on the current window without labels, from the "
+        "scores calibrated on the reference's labels",
+    )
+    min_samples: int = Field(100, ge=1, description="fewer labelled rows: insufficient data")
+    confidence: float = Field(0.95, gt=0, lt=1, description="of the interval")
+    breach_on: Literal["interval", "value"] = Field(
+        "interval",
+        description="interval: breach only when the whole interval is beyond the limit (no "
+        "alarm on noise); value: when the point estimate is",
+    )
+    for_: Duration | None = Field(None, alias="for", description="default: the target's `for`")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PerformanceCheck:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of `above` or `below`")
+        if self.metric == "roc_auc" and self.score is None:
+            raise ValueError("roc_auc needs `score:`, the predicted probability column")
+        if self.metric in ("rmse", "mae"):
+            if self.prediction is None:
+                raise ValueError(f"{self.metric} needs `prediction:`, the predicted value column")
+            if self.estimate is not None:
+                raise ValueError(f"cbpe estimates classification metrics, not {self.metric}")
+        elif self.prediction is None and self.score is None:
+            raise ValueError(f"{self.metric} needs `prediction:` (the class) or `score:`")
+        if self.estimate == "cbpe":
+            if self.score is None:
+                raise ValueError("estimate: cbpe needs `score:`, the positive class probability")
+            if self.metric == "roc_auc":
+                raise ValueError("estimate: cbpe gives accuracy, precision, recall or f1")
+        return self
+
+
+Check = Annotated[DriftCheck | MetricCheck | PerformanceCheck, Field(discriminator="type")]
+
+
+class LabelJoin(Strict):
+    """How a label finds its prediction: the same request id, or the same key nearest in time."""
+
+    on: str | None = Field(None, description="a request id column in both sources")
+    on_time: str | None = Field(None, description="a timestamp column in both sources")
+    key: str | None = Field(None, description="with on_time: a column both must match")
+    tolerance: Duration = Field(
+        timedelta(minutes=5), description="with on_time: the label is at most this far off"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true; it means the key `on` here.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LabelJoin:
+        if (self.on is None) == (self.on_time is None):
+            raise ValueError("give exactly one of `on` (request id) or `on_time` (timestamp)")
+        if self.on is not None and self.key is not None:
+            raise ValueError("`key` goes with `on_time`; `on` joins on the request id alone")
+        return self
+
+
+class Labels(Strict):
+    """Delayed ground truth: a sample source's label column joined to the predictions."""
+
+    source: str
+    column: str = Field(description="the realised label (or value, for rmse and mae)")
+    join: LabelJoin
+    delay: Duration = Field(
+        timedelta(0),
+        description="labels arrive up to this late: performance is judged on the predictions "
+        "of [now - window - delay, now - delay)",
+    )
 
 
 class Fallback(Strict):
@@ -509,6 +608,7 @@ class Target(Strict):
     reference: ReferenceSpec
     columns: Columns
     checks: list[Check] = Field(min_length=1)
+    labels: Labels | None = Field(None, description="delayed labels, for performance checks")
     trigger: str = Field("any", description="any, all, or e.g. 'drift and (errors or latency)'")
     for_: Duration = Field(timedelta(minutes=5), alias="for")
     resolve_after: Duration = Field(
@@ -534,7 +634,7 @@ class Target(Strict):
         """How long after acting the checks have to recover (see `Verify.window`)."""
         return self.verify.window or self.samples.window + self.resolve_after
 
-    def check(self, name: str) -> DriftCheck | MetricCheck:
+    def check(self, name: str) -> DriftCheck | MetricCheck | PerformanceCheck:
         return next(c for c in self.checks if c.name == name)
 
 

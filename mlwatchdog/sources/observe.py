@@ -12,14 +12,15 @@ import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlwatchdog.core import DataStatus, MetricReading, Observation
+from mlwatchdog.core import DataStatus, LabelledRows, MetricReading, Observation
+from mlwatchdog.core.labels import match_ids, match_nearest
 from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import InputError
 from mlwatchdog.rules import (
@@ -27,6 +28,7 @@ from mlwatchdog.rules import (
     FilesSource,
     KServeSource,
     MetricCheck,
+    PerformanceCheck,
     PrometheusSource,
     SqlSource,
     Target,
@@ -106,6 +108,8 @@ class Observer:
         if previous is not None:  # dict() copies at once, while evaluations may add entries
             cached = dict(previous._references)
             self._references = {key: v for key, v in cached.items() if key[0] in kept}
+        # CBPE's reference rows with labels, by (source, start, end, columns): (signature, rows).
+        self._labelled_references: dict[tuple[Any, ...], tuple[Any, pd.DataFrame, str]] = {}
         self.reference_builds = 0  # how many times a Reference was (re)built, for /metrics
 
     def observe(self, target: Target, now: datetime) -> Observation:
@@ -135,6 +139,7 @@ class Observer:
             reference_reason=scrub(ref_reason),
             metrics={n: replace(m, reason=scrub(m.reason)) for n, m in metrics.items()},
             time_column=time_column,
+            labels=self.labelled(target, now),
         )
 
     def _time_column(self, source: str, frame: Any) -> str | None:
@@ -143,6 +148,114 @@ class Observer:
         if frame is None or not isinstance(column, str) or column not in frame.columns:
             return None
         return str(column)
+
+    def labelled(self, target: Target, now: datetime) -> LabelledRows | None:
+        """For performance checks: the predictions of [now - window - delay, now - delay)
+        joined with the labels that have arrived by `now`, and (for CBPE) the reference rows
+        with their labels. None when the target has no performance check."""
+        checks = [c for c in target.checks if isinstance(c, PerformanceCheck)]
+        spec = target.labels
+        if not checks or spec is None:
+            return None
+        scrub = self.redactor.text
+        rows, status, reason = None, DataStatus.NO_DATA, "no check needs labels"
+        if any(c.estimate is None for c in checks):
+            rows, status, reason = self._joined(target, now)
+        reference, ref_status, ref_reason = None, DataStatus.NO_DATA, "no check estimates"
+        if any(c.estimate == "cbpe" for c in checks):
+            reference, ref_status, ref_reason = self._reference_labels(target, checks)
+        return LabelledRows(rows, status, scrub(reason), reference, ref_status, scrub(ref_reason))
+
+    def _joined(self, target: Target, now: datetime) -> tuple[Any, DataStatus, str]:
+        spec = target.labels
+        assert spec is not None
+        join = spec.join
+        keys = [k for k in (join.on, join.on_time, join.key) if k is not None]
+        end = now - spec.delay
+        start = end - target.samples.window
+        source = target.samples.source
+        try:
+            read = self.readers[source].read(
+                [*target.columns.all, *keys], start, end, target.samples.filters
+            )
+        except Exception as exc:  # readers report failures; this catches their bugs
+            read = SourceRead(None, DataStatus.ERROR, f"source {source!r}: {exc}")
+        read = self._as_declared(source, read, target.columns.all)
+        window = f"[{start:%Y-%m-%d %H:%M:%S}, {end:%Y-%m-%d %H:%M:%S})"
+        if read.frame is None:
+            return None, read.status, f"predictions of {window}: {read.reason}"
+        label_start = start - (join.tolerance if join.on_time else timedelta(0))
+        # A labels source without a timestamp_column is a fixed table: all of it is read.
+        stamped = getattr(self.config.sources[spec.source], "timestamp_column", "") is not None
+        since, until = (label_start, now) if stamped else (None, None)
+        try:
+            labels = self.readers[spec.source].read([spec.column, *keys], since, until)
+        except Exception as exc:
+            labels = SourceRead(None, DataStatus.ERROR, f"{type(exc).__name__}: {exc}")
+        if labels.frame is None:
+            if labels.status is DataStatus.NO_DATA:  # none arrived yet: nothing labelled
+                return read.frame.iloc[:0], DataStatus.OK, f"no labels yet: {labels.reason}"
+            return None, labels.status, f"labels source {spec.source!r}: {labels.reason}"
+        predictions, outcomes = read.frame, labels.frame
+        sides = ((predictions, "predictions", keys), (outcomes, "labels", [*keys, spec.column]))
+        for frame, what, needed in sides:
+            missing = [k for k in needed if k not in frame]
+            if missing:
+                return None, DataStatus.ERROR, f"the {what} have no column {missing[0]!r}"
+        if join.on is not None:
+            found = match_ids(predictions[join.on].to_numpy(), outcomes[join.on].to_numpy())
+        else:
+            assert join.on_time is not None
+            p_times, p_ok = _nanoseconds(predictions[join.on_time])
+            l_times, l_ok = _nanoseconds(outcomes[join.on_time])
+            predictions, outcomes = predictions[p_ok], outcomes[l_ok]
+            found = match_nearest(
+                p_times[p_ok],
+                l_times[l_ok],
+                int(join.tolerance.total_seconds() * 1e9),
+                None if join.key is None else predictions[join.key].to_numpy(),
+                None if join.key is None else outcomes[join.key].to_numpy(),
+            )
+        matched = found >= 0
+        joined = predictions[matched].copy()
+        joined[spec.column] = outcomes[spec.column].to_numpy()[found[matched]]
+        reason = f"{int(matched.sum()):,} of {len(predictions):,} predictions of {window} labelled"
+        return joined.reset_index(drop=True), DataStatus.OK, reason
+
+    def _reference_labels(
+        self, target: Target, checks: list[PerformanceCheck]
+    ) -> tuple[Any, DataStatus, str]:
+        """The reference rows' scores and labels, for CBPE's calibration (cached as the
+        Reference is: read again only when the source's files change)."""
+        assert target.labels is not None
+        spec = target.reference
+        scores = sorted({c.score for c in checks if c.score is not None})
+        columns = [*scores, target.labels.column]
+        key = (spec.source, spec.start, spec.end, tuple(columns))
+        reader = self.readers[spec.source]
+        try:
+            signature = reader.signature(spec.start, spec.end)
+            cached = self._labelled_references.get(key)
+            if cached is not None and cached[0] == signature:
+                return cached[1], DataStatus.OK, cached[2]
+            read = reader.read(columns, spec.start, spec.end)
+        except Exception as exc:  # any failure of the source is "no reference", never a crash
+            return None, DataStatus.ERROR, f"cannot read source {spec.source!r}: {exc}"
+        if read.frame is None:
+            why = f"{read.reason} (CBPE calibrates on its label column {target.labels.column!r})"
+            return None, read.status, f"source {spec.source!r}: {why}"
+        if target.labels.column not in read.frame:
+            return (
+                None,
+                DataStatus.ERROR,
+                (
+                    f"reference source {spec.source!r} has no label column "
+                    f"{target.labels.column!r}: CBPE calibrates scores on the reference's labels"
+                ),
+            )
+        note = f"{len(read.frame):,} reference rows"
+        self._labelled_references[key] = (signature, read.frame, note)
+        return read.frame, DataStatus.OK, note
 
     def _read_samples(self, target: Target, columns: list[str], now: datetime) -> SourceRead:
         source = target.samples.source
@@ -239,6 +352,14 @@ def as_declared(
         if lost:
             aside.append(SetAside("value", "not_numeric", lost, column))
     return (frame.assign(**converted) if converted else frame), aside
+
+
+def _nanoseconds(values: pd.Series) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Timestamps as UTC nanoseconds, and which rows have one."""
+    stamps = pd.to_datetime(values, utc=True, errors="coerce")
+    ok = stamps.notna().to_numpy()
+    nanos = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return nanos, ok
 
 
 def _number_dtype(dtype: Any) -> bool:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mlwatchdog.core import DataStatus, Observation
 from mlwatchdog.core.blind import MISSING
-from mlwatchdog.rules import Config, DriftCheck, MetricCheck, Target
+from mlwatchdog.rules import Config, DriftCheck, MetricCheck, PerformanceCheck, Target
 from mlwatchdog.sources.observe import Observer
 
 
@@ -55,6 +55,19 @@ class MetricFound:
 
 
 @dataclass(frozen=True)
+class LabelsFound:
+    """Performance checks' inputs: the delayed window's predictions joined with their labels
+    (`status`, `reason`: how many were labelled), and the reference's labels for CBPE."""
+
+    source: str
+    status: DataStatus
+    reason: str
+    rows: int = 0
+    reference_status: DataStatus | None = None  # None: no check estimates (CBPE)
+    reference_reason: str = ""
+
+
+@dataclass(frozen=True)
 class TargetFound:
     """What one read of a target's sources found, and what is missing (`problems`)."""
 
@@ -64,6 +77,7 @@ class TargetFound:
     samples: SamplesFound
     reference: ReferenceFound
     metrics: tuple[MetricFound, ...]
+    labels: LabelsFound | None = None  # None: no performance check
 
     @property
     def problems(self) -> list[str]:
@@ -80,6 +94,11 @@ class TargetFound:
         for metric in self.metrics:
             if metric.status in MISSING:
                 found.append(f"metric {metric.check} ({metric.status}): {metric.reason}")
+        labels = self.labels
+        if labels is not None and labels.status in MISSING:
+            found.append(f"labels ({labels.status}): {labels.reason}")
+        if labels is not None and labels.reference_status in MISSING:
+            found.append(f"reference labels ({labels.reference_status}): {labels.reference_reason}")
         return found
 
 
@@ -123,7 +142,25 @@ def _found(config: Config, target: Target, seen: Observation) -> TargetFound:
         for reading in [seen.metrics[c.name]]
     )
     window = target.samples.window
-    return TargetFound(target.name, seen.at, window, samples, reference, metrics)
+    return TargetFound(
+        target.name, seen.at, window, samples, reference, metrics, _labels_found(target, seen)
+    )
+
+
+def _labels_found(target: Target, seen: Observation) -> LabelsFound | None:
+    labelled, spec = seen.labels, target.labels
+    if labelled is None or spec is None:
+        return None
+    estimates = any(isinstance(c, PerformanceCheck) and c.estimate for c in target.checks)
+    measures = any(isinstance(c, PerformanceCheck) and not c.estimate for c in target.checks)
+    return LabelsFound(
+        spec.source,
+        labelled.status if measures else DataStatus.OK,
+        labelled.reason,
+        rows=0 if labelled.rows is None else len(labelled.rows),
+        reference_status=labelled.reference_status if estimates else None,
+        reference_reason=labelled.reference_reason,
+    )
 
 
 def _time_range(frame: pd.DataFrame, spec: Any) -> tuple[datetime | None, datetime | None]:
