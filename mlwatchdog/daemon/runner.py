@@ -35,7 +35,8 @@ from mlwatchdog.daemon.reload import carry_state
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.replay.bundle import BundleWriter, Recorded
 from mlwatchdog.rules import Target
-from mlwatchdog.sources.observe import Observer
+from mlwatchdog.rules.schema import Revisions
+from mlwatchdog.sources.observe import Observer, revision_column
 
 # Bundles kept in memory while their store fails (each holds a window): the newest few.
 UNWRITTEN_BUNDLES = 16
@@ -45,6 +46,8 @@ class Actuator(Protocol):
     def rollback(self, target: Target, decision: Decision) -> ActionOutcome: ...
 
     def health(self, target: Target) -> WorkloadHealth | None: ...
+
+    def serving(self, target: Target) -> Revisions | None: ...
 
 
 class TargetRunner:
@@ -155,6 +158,13 @@ class TargetRunner:
             self.retired = True
             self.metrics.forget(self.target.name)
 
+    def _serving(self) -> Revisions | None:
+        """The revisions the workload serves, read only when the samples can be split by them
+        (a revision_column) and the config does not state them (samples.revisions)."""
+        if self.target.samples.revisions or not revision_column(self.observer.config, self.target):
+            return None
+        return self.actuator.serving(self.target)
+
     def _run_once(self) -> Evaluation | None:
         previous = self.state.phase if self.state else None
         # A phase change that closes an incident is journalled under that incident.
@@ -165,7 +175,8 @@ class TargetRunner:
         try:
             if self.state is not None and self.state.phase is Phase.ROLLING_BACK:
                 self._resume(now)  # unless paused or silenced: then once that is over
-            observation = self.observer.observe(self.target, now)
+            serving = self._serving()
+            observation = self.observer.observe(self.target, now, serving)
             self._watch_sight(observation, now)
             if self._verifying_a_sent_rollback():
                 observation = replace(observation, workload=self.actuator.health(self.target))

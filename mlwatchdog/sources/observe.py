@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlwatchdog.core import DataStatus, MetricReading, Observation
+from mlwatchdog.core import DataStatus, MetricReading, Observation, RevisionWindows
 from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import InputError
 from mlwatchdog.rules import (
@@ -31,6 +31,7 @@ from mlwatchdog.rules import (
     SqlSource,
     Target,
 )
+from mlwatchdog.rules.schema import Revisions
 from mlwatchdog.rules.secret import Redactor, secret_values
 from mlwatchdog.sources.base import (
     MetricReader,
@@ -108,9 +109,14 @@ class Observer:
             self._references = {key: v for key, v in cached.items() if key[0] in kept}
         self.reference_builds = 0  # how many times a Reference was (re)built, for /metrics
 
-    def observe(self, target: Target, now: datetime) -> Observation:
-        """The window [now - samples.window, now), the reference and the metric readings."""
-        columns = list(target.columns.all)
+    def observe(
+        self, target: Target, now: datetime, serving: Revisions | None = None
+    ) -> Observation:
+        """The window [now - samples.window, now), the reference and the metric readings.
+        During a canary (`samples.revisions`, else `serving`: the revisions the workload
+        serves now), the window's rows split by the source's `revision_column`."""
+        column = revision_column(self.config, target)
+        columns = list(target.columns.all) + ([column] if column else [])
         read = self._read_samples(target, columns, now)
         read = self._as_declared(target.samples.source, read, target.columns.all)
         reference, ref_status, ref_reason = self.reference(target)
@@ -128,6 +134,7 @@ class Observer:
             reference_status=ref_status,
             reference_reason=scrub(ref_reason),
             metrics={n: replace(m, reason=scrub(m.reason)) for n, m in metrics.items()},
+            revisions=by_revision(read.frame, column, target.samples.revisions or serving),
         )
 
     def _read_samples(self, target: Target, columns: list[str], now: datetime) -> SourceRead:
@@ -195,6 +202,25 @@ class Observer:
             return read
         reason = f"{read.reason}; {describe_set_aside(values)}"
         return replace(read, frame=frame, reason=reason, set_aside=aside)
+
+
+def revision_column(config: Config, target: Target) -> str | None:
+    """The column of the target's samples that names the revision serving each row, if any."""
+    spec = config.sources.get(target.samples.source)
+    return spec.revision_column if isinstance(spec, FilesSource | SqlSource) else None
+
+
+def by_revision(
+    frame: pd.DataFrame | None, column: str | None, revisions: Revisions | None
+) -> RevisionWindows | None:
+    """The window's rows of the canary and of the stable revision (values compared as text,
+    so a hash read as a number still matches); None when no canary runs or rows cannot say."""
+    if frame is None or column is None or revisions is None or column not in frame.columns:
+        return None
+    served = frame[column].astype("string")
+    canary = frame[(served == revisions.canary).fillna(False).to_numpy(dtype=bool)]
+    stable = frame[(served == revisions.stable).fillna(False).to_numpy(dtype=bool)]
+    return RevisionWindows(revisions.canary, revisions.stable, canary, stable)
 
 
 def as_declared(
