@@ -36,7 +36,7 @@ from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.replay.bundle import BundleWriter, Recorded
 from mlwatchdog.rules import Target
 from mlwatchdog.rules.schema import Revisions
-from mlwatchdog.sources.observe import Observer, revision_column
+from mlwatchdog.sources.observe import Observer
 
 # Bundles kept in memory while their store fails (each holds a window): the newest few.
 UNWRITTEN_BUNDLES = 16
@@ -159,10 +159,8 @@ class TargetRunner:
             self.metrics.forget(self.target.name)
 
     def _serving(self) -> Revisions | None:
-        """The revisions the workload serves, read only when the samples can be split by them
-        (a revision_column) and the config does not state them (samples.revisions)."""
-        if self.target.samples.revisions or not revision_column(self.observer.config, self.target):
-            return None
+        """The revisions the workload serves now (asked by the Observer only when the samples
+        can be split by them)."""
         return self.actuator.serving(self.target)
 
     def _run_once(self) -> Evaluation | None:
@@ -175,8 +173,7 @@ class TargetRunner:
         try:
             if self.state is not None and self.state.phase is Phase.ROLLING_BACK:
                 self._resume(now)  # unless paused or silenced: then once that is over
-            serving = self._serving()
-            observation = self.observer.observe(self.target, now, serving)
+            observation = self.observer.observe(self.target, now, self._serving)
             self._watch_sight(observation, now)
             if self._verifying_a_sent_rollback():
                 observation = replace(observation, workload=self.actuator.health(self.target))

@@ -110,12 +110,19 @@ class Observer:
         self.reference_builds = 0  # how many times a Reference was (re)built, for /metrics
 
     def observe(
-        self, target: Target, now: datetime, serving: Revisions | None = None
+        self,
+        target: Target,
+        now: datetime,
+        serving: Callable[[], Revisions | None] | None = None,
     ) -> Observation:
         """The window [now - samples.window, now), the reference and the metric readings.
-        During a canary (`samples.revisions`, else `serving`: the revisions the workload
-        serves now), the window's rows split by the source's `revision_column`."""
+        During a canary (`samples.revisions`, else `serving()`: the revisions the workload
+        serves now, asked only when the source has a `revision_column`), the window's rows
+        split by revision."""
         column = revision_column(self.config, target)
+        revisions = target.samples.revisions
+        if column and revisions is None and serving is not None:
+            revisions = serving()
         columns = list(target.columns.all) + ([column] if column else [])
         read = self._read_samples(target, columns, now)
         read = self._as_declared(target.samples.source, read, target.columns.all)
@@ -134,7 +141,7 @@ class Observer:
             reference_status=ref_status,
             reference_reason=scrub(ref_reason),
             metrics={n: replace(m, reason=scrub(m.reason)) for n, m in metrics.items()},
-            revisions=by_revision(read.frame, column, target.samples.revisions or serving),
+            revisions=by_revision(read.frame, column, revisions),
         )
 
     def _read_samples(self, target: Target, columns: list[str], now: datetime) -> SourceRead:

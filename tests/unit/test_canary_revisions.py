@@ -171,7 +171,7 @@ def test_a_files_source_with_revision_column_splits_the_window(tmp_path: Path) -
     assert observer.observe(target, NOW).revisions is None
     # The workload serves a canary (as the Argo driver reads it): the rows split by revision.
     serving = config("/x", "/y", {"canary": CANARY, "stable": STABLE}).targets[0].samples.revisions
-    seen = observer.observe(target, NOW, serving)
+    seen = observer.observe(target, NOW, lambda: serving)
     assert seen.revisions is not None
     assert set(seen.revisions.canary_samples.revision) == {CANARY}
     assert len(seen.revisions.canary_samples) + len(seen.revisions.stable_samples) == len(
