@@ -71,13 +71,20 @@ def reference_rows(rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame({"amount": rng.normal(size=5000), "score": rng.normal(size=5000)})
 
 
-def window_rows(rng: np.random.Generator, n: int = 2000) -> pd.DataFrame:
-    """`n` rows of the last 15 minutes, 10% served by the canary, whose scores are shifted."""
+def window_rows(
+    rng: np.random.Generator,
+    n: int = 2000,
+    canary_revision: str = CANARY,
+    stable_revision: str = STABLE,
+    now: datetime = NOW,
+) -> pd.DataFrame:
+    """`n` rows of the 15 minutes before `now`, 10% served by the canary, whose scores are
+    shifted."""
     canary = rng.random(n) < 0.10
     return pd.DataFrame(
         {
-            "timestamp": NOW - pd.to_timedelta(rng.uniform(1, 800, n), unit="s"),
-            "revision": np.where(canary, CANARY, STABLE),
+            "timestamp": now - pd.to_timedelta(rng.uniform(1, 800, n), unit="s"),
+            "revision": np.where(canary, canary_revision, stable_revision),
             "amount": rng.normal(size=n),
             "score": rng.normal(size=n) + SHIFT * canary,
         }

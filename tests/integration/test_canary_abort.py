@@ -1,0 +1,85 @@
+"""A 10% Argo canary whose predictions shift, end to end through the daemon's TargetRunner:
+samples in files carrying each row's `rollouts-pod-template-hash`, the canary and stable hashes
+read from the Rollout (FakeKubeAPI, real HTTP, CRD-validated, with the emulated Argo
+controller), the canary judged on its own rows, and only the abort sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import structlog
+
+from mlwatchdog.actions.audit import AuditLog
+from mlwatchdog.core import DecisionKind, Phase
+from mlwatchdog.daemon.metrics import DaemonMetrics
+from mlwatchdog.daemon.runner import TargetRunner
+from mlwatchdog.daemon.state_store import StateStore
+from mlwatchdog.sources.observe import Observer
+from tests.integration.test_kube_actions import ROLLOUT, actuator, rollout
+from tests.kube.apiserver import FakeKubeAPI
+from tests.kube.objects import argo_canary, install_argo_controller
+from tests.unit.test_canary_revisions import NOW, config, reference_rows, window_rows
+
+
+@pytest.fixture
+def api() -> Iterator[FakeKubeAPI]:
+    with FakeKubeAPI() as fake:
+        yield fake
+    fake.assert_all_valid()
+    assert not fake.reactor_errors, fake.reactor_errors
+    assert not fake.internal_errors, fake.internal_errors
+
+
+def test_a_drifting_canary_is_aborted_and_the_stable_template_kept(
+    api: FakeKubeAPI, tmp_path: Path
+) -> None:
+    seed = argo_canary(step=1, steps=4)
+    api.seed(seed.objects)
+    install_argo_controller(api)
+    template_before = rollout(api)["spec"]["template"]
+
+    rng = np.random.default_rng(18)
+    reference_rows(rng).to_parquet(tmp_path / "ref.parquet")
+    (tmp_path / "live").mkdir()
+    rows = window_rows(rng, canary_revision=seed.current_hash, stable_revision=seed.stable_hash)
+    rows.to_parquet(tmp_path / "live" / "batch.parquet")
+    loaded = config(str(tmp_path / "live"), str(tmp_path / "ref.parquet"))
+    target = loaded.targets[0]
+
+    clock = [NOW]
+    log = structlog.get_logger()
+    runner = TargetRunner(
+        target,
+        Observer(loaded),
+        actuator(api, AuditLog(tmp_path / "audit.jsonl")),
+        StateStore(tmp_path / "state", log),
+        DaemonMetrics(),
+        log,
+        lambda: clock[0],
+    )
+    first = runner.run_once()
+    assert first is not None and first.decisions == ()  # pending for `for: 10s`
+    results = {r.check: r for r in first.results}
+    assert not results["score_drift"].breaching  # the mixed window misses it
+    assert results["score_drift[canary-vs-stable]"].breaching
+    assert seed.current_hash in results["score_drift[canary-vs-stable]"].reason
+
+    clock[0] = NOW + timedelta(seconds=10)
+    second = runner.run_once()
+    assert second is not None
+    (decision,) = second.decisions
+    assert decision.kind is DecisionKind.ROLLBACK and decision.scope == "canary"
+    assert second.state.phase is Phase.VERIFYING
+
+    # The abort alone: traffic back to the stable ReplicaSet, the template left as it was.
+    (abort,) = api.patches()
+    assert abort.path == f"{ROLLOUT}/status" and abort.status == 200
+    assert abort.body["status"] == {"abort": True}
+    after = rollout(api)
+    assert after["status"]["abort"] is True
+    assert after["spec"]["template"] == template_before
