@@ -38,6 +38,7 @@ from mlwatchdog.core import (
     Evaluation,
     MetricReading,
     Observation,
+    RevisionWindows,
     TargetState,
     WorkloadHealth,
     evaluate,
@@ -48,8 +49,9 @@ from mlwatchdog.core import (
 from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import MlwatchdogError
 from mlwatchdog.rules import Config, Target
-from mlwatchdog.rules.schema import Bundles
+from mlwatchdog.rules.schema import Bundles, Revisions
 from mlwatchdog.rules.secret import Redactor
+from mlwatchdog.sources.observe import by_revision, revision_column
 
 FORMAT = "mlwatchdog-bundle"
 VERSION = 1
@@ -175,6 +177,7 @@ def manifest_of(recorded: Recorded, event: str, reference_file: str | None) -> d
             },
             "metrics": {name: to_json(m) for name, m in observation.metrics.items()},
             "workload": to_json(observation.workload) if observation.workload else None,
+            "revisions": _revisions_of(recorded),
         },
         "state_before": to_json(recorded.state_before) if recorded.state_before else None,
         "evaluation": {
@@ -412,7 +415,24 @@ def _observation(
         reference_reason=reference_info["reason"],
         metrics={k: from_json(MetricReading, v) for k, v in recorded["metrics"].items()},
         workload=from_json(WorkloadHealth, recorded["workload"]) if recorded["workload"] else None,
+        revisions=_revision_windows(samples, recorded.get("revisions")),
     )
+
+
+def _revisions_of(recorded: Recorded) -> dict[str, str] | None:
+    """The canary in progress and the column splitting the window (current.parquet keeps it)."""
+    windows = recorded.observation.revisions
+    column = revision_column(recorded.config, recorded.target)
+    if windows is None or column is None:
+        return None
+    return {"column": column, "canary": windows.canary, "stable": windows.stable}
+
+
+def _revision_windows(samples: Any, recorded: Mapping[str, str] | None) -> RevisionWindows | None:
+    if recorded is None:  # no canary then (or a bundle from before per-revision windows)
+        return None
+    revisions = Revisions(canary=recorded["canary"], stable=recorded["stable"])
+    return by_revision(samples, recorded["column"], revisions)
 
 
 def _same_reference(reference: Reference, frame: pd.DataFrame) -> bool:

@@ -19,6 +19,8 @@ from mlwatchdog.core import DecisionKind, Phase
 from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.runner import TargetRunner
 from mlwatchdog.daemon.state_store import StateStore
+from mlwatchdog.replay.bundle import BundleWriter, list_bundles, load_bundle
+from mlwatchdog.rules.schema import Bundles
 from mlwatchdog.sources.observe import Observer
 from tests.integration.test_kube_actions import ROLLOUT, actuator, rollout
 from tests.kube.apiserver import FakeKubeAPI
@@ -61,6 +63,7 @@ def test_a_drifting_canary_is_aborted_and_the_stable_template_kept(
         DaemonMetrics(),
         log,
         lambda: clock[0],
+        bundles=BundleWriter(Bundles(), str(tmp_path / "bundles"), log),
     )
     first = runner.run_once()
     assert first is not None and first.decisions == ()  # pending for `for: 10s`
@@ -83,3 +86,9 @@ def test_a_drifting_canary_is_aborted_and_the_stable_template_kept(
     after = rollout(api)
     assert after["status"]["abort"] is True
     assert after["spec"]["template"] == template_before
+
+    # The incident bundle replays offline to the same canary-only decision.
+    replayed = [load_bundle(p).replay() for p in list_bundles(str(tmp_path / "bundles"))]
+    rolled_back = [r for r in replayed if r.rolls_back]
+    assert len(rolled_back) == 1 and rolled_back[0].same_as_recorded
+    assert rolled_back[0].decisions[0].scope == "canary"
