@@ -159,6 +159,11 @@ class KServeSource(Strict):
     output_names: list[str] | None = Field(
         None, description="column names of positional outputs (default: the declared predictions)"
     )
+    revision_column: Literal["endpoint"] | None = Field(
+        None,
+        description="split a canary's rows by the logger's `endpoint` attribute (the predictor "
+        "pod's `endpoint` label; see README: per-revision windows)",
+    )
 
 
 class PrometheusSource(Strict):

@@ -123,7 +123,9 @@ class Observer:
         revisions = target.samples.revisions
         if column and revisions is None and serving is not None:
             revisions = serving()
-        columns = list(target.columns.all) + ([column] if column else [])
+        # The KServe sink's rows always carry their event's endpoint; other sources read it.
+        sink = isinstance(self.config.sources.get(target.samples.source), KServeSource)
+        columns = list(target.columns.all) + ([column] if column and not sink else [])
         read = self._read_samples(target, columns, now)
         read = self._as_declared(target.samples.source, read, target.columns.all)
         reference, ref_status, ref_reason = self.reference(target)
@@ -214,7 +216,9 @@ class Observer:
 def revision_column(config: Config, target: Target) -> str | None:
     """The column of the target's samples that names the revision serving each row, if any."""
     spec = config.sources.get(target.samples.source)
-    return spec.revision_column if isinstance(spec, FilesSource | SqlSource) else None
+    return (
+        spec.revision_column if isinstance(spec, FilesSource | SqlSource | KServeSource) else None
+    )
 
 
 def by_revision(

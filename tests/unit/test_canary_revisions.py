@@ -26,7 +26,10 @@ from mlwatchdog.core import (
     evaluate,
 )
 from mlwatchdog.detectors import Reference
-from mlwatchdog.rules import Config, Target, parse_config
+from mlwatchdog.rules import Config, KServeSource, Sink, Target, parse_config
+from mlwatchdog.rules.schema import Revisions
+from mlwatchdog.sources.kserve import Event, KServeReader, SinkStore
+from mlwatchdog.sources.kserve.lines import stamp
 from mlwatchdog.sources.observe import Observer, by_revision
 from tests.kube.objects import argo_canary
 from tests.kube.targets import kube_target
@@ -208,3 +211,30 @@ def test_argo_aborts_the_canary_only_without_undoing_the_template() -> None:
     aborted = argo_canary(aborted=True)
     nothing = plan_argo(aborted.rollout, aborted.replicasets, None, target, canary, "t", NOW)
     assert nothing.requests == () and "no canary to abort" in nothing.done
+
+
+def test_the_kserve_sink_splits_by_the_loggers_endpoint(tmp_path: Path) -> None:
+    sink = Sink(path=str(tmp_path / "sink"), pair_timeout=timedelta(minutes=1))
+    store = SinkStore(sink)
+    meta = {"inference_service": "credit", "namespace": "models", "component": "predictor"}
+    events = []
+    for i in range(20):
+        endpoint = "canary" if i % 10 == 0 else "default"  # the predictor pod's label
+        at = stamp(NOW - timedelta(seconds=30 + i))
+        events += [
+            Event(at, "request", f"e{i}", **meta, endpoint=endpoint, rows=[[i, i / 2]]),
+            Event(at, "response", f"e{i}", **meta, endpoint=endpoint, rows=[[i / 100]]),
+        ]
+    try:
+        store.write(events).result()
+    finally:
+        store.close()
+    spec = KServeSource(type="kserve", inference_service="credit", revision_column="endpoint")
+    read = KServeReader("live", spec, sink, clock=lambda: NOW).read(
+        ["amount", "income", "score"], NOW - timedelta(minutes=5), NOW
+    )
+    assert read.status is DataStatus.OK, read.reason
+    windows = by_revision(read.frame, "endpoint", Revisions(canary="canary", stable="default"))
+    assert windows is not None
+    assert sorted(windows.canary_samples.amount) == [0, 10]
+    assert len(windows.stable_samples) == 18
