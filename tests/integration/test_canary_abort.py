@@ -87,6 +87,18 @@ def test_a_drifting_canary_is_aborted_and_the_stable_template_kept(
     assert after["status"]["abort"] is True
     assert after["spec"]["template"] == template_before
 
+    # Verified: at the end of verify.window the stable revision alone serves, its rows are
+    # clean, and the aborted Rollout (Degraded: RolloutAborted, as Argo says) counts as
+    # recovered: the incident closes instead of escalating.
+    assert second.state.verify_until is not None
+    clock[0] = second.state.verify_until
+    stable_only = window_rows(rng, stable_revision=seed.stable_hash, now=clock[0], share=0.0)
+    stable_only.to_parquet(tmp_path / "live" / "after.parquet")
+    verified = runner.run_once()
+    assert verified is not None and verified.decisions == ()
+    assert verified.state.phase is Phase.HEALTHY, verified.state
+    assert not any(r.check.endswith("]") for r in verified.results)  # no canary any more
+
     # The incident bundle replays offline to the same canary-only decision.
     replayed = [load_bundle(p).replay() for p in list_bundles(str(tmp_path / "bundles"))]
     rolled_back = [r for r in replayed if r.rolls_back]

@@ -80,10 +80,11 @@ def window_rows(
     canary_revision: str = CANARY,
     stable_revision: str = STABLE,
     now: datetime = NOW,
+    share: float = 0.10,
 ) -> pd.DataFrame:
-    """`n` rows of the 15 minutes before `now`, 10% served by the canary, whose scores are
-    shifted."""
-    canary = rng.random(n) < 0.10
+    """`n` rows of the 15 minutes before `now`, `share` of them served by the canary, whose
+    scores are shifted."""
+    canary = rng.random(n) < share
     return pd.DataFrame(
         {
             "timestamp": now - pd.to_timedelta(rng.uniform(1, 800, n), unit="s"),

@@ -215,6 +215,11 @@ def argo_health(rollout: dict[str, Any]) -> WorkloadHealth:
         )
     phase, message = status.get("phase", "unknown"), status.get("message", "")
     stable, current = status.get("stableRS"), status.get("currentPodHash")
+    if status.get("abort") and stable and current != stable:
+        # A canary aborted (scope: canary, or by hand): all traffic on the stable ReplicaSet.
+        # Argo calls that Degraded (RolloutAborted) until the next update; the revert held. A
+        # full rollback's undo clears the abort (a new template), so it never stops here.
+        return WorkloadHealth(Health.HEALTHY, f"canary {current} aborted: traffic on {stable}")
     wanted = last_action(rollout).get("hash")
     if phase == "Degraded":
         return WorkloadHealth(Health.UNHEALTHY, f"phase Degraded: {message}")
