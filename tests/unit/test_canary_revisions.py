@@ -25,6 +25,7 @@ from mlwatchdog.core import (
     Observation,
     evaluate,
 )
+from mlwatchdog.daemon.reports import render_page
 from mlwatchdog.detectors import Reference
 from mlwatchdog.rules import Config, KServeSource, Sink, Target, parse_config
 from mlwatchdog.rules.schema import Revisions
@@ -151,6 +152,11 @@ def test_a_canary_breach_decides_an_abort_of_the_canary_only() -> None:
     (decision,) = second.decisions
     assert decision.kind is DecisionKind.ROLLBACK and decision.scope == "canary"
     assert any(r.startswith("score_drift[canary") for r in decision.reasons)
+
+    # The report shows the canary's checks beside the whole window's.
+    page = render_page(target, second, seen, [], [], [], "", NOW)
+    for name in ("score_drift", "score_drift[canary]", "score_drift[canary-vs-stable]"):
+        assert f"<td>{name}</td>" in page
 
 
 def test_a_small_canary_is_insufficient_never_a_rollback() -> None:
