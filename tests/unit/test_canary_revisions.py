@@ -27,6 +27,7 @@ from mlwatchdog.core import (
 )
 from mlwatchdog.daemon.reports import render_page
 from mlwatchdog.detectors import Reference
+from mlwatchdog.errors import ConfigError
 from mlwatchdog.rules import Config, KServeSource, Sink, Target, parse_config
 from mlwatchdog.rules.schema import Revisions
 from mlwatchdog.sources.kserve import Event, KServeReader, SinkStore
@@ -245,3 +246,21 @@ def test_the_kserve_sink_splits_by_the_loggers_endpoint(tmp_path: Path) -> None:
     assert windows is not None
     assert sorted(windows.canary_samples.amount) == [0, 10]
     assert len(windows.stable_samples) == 18
+
+
+def test_stated_revisions_need_a_revision_column_says_check() -> None:
+    text = yaml.safe_dump({
+        "version": 1,
+        "sources": {"live": {"type": "files", "url": "/x"}, "ref": {"type": "files", "url": "/y"}},
+        "targets": [{
+            "name": "fraud",
+            "samples": {"source": "live", "revisions": {"canary": "b", "stable": "a"}},
+            "reference": {"source": "ref"},
+            "columns": {"features": {"amount": "numeric"}},
+            "checks": [{"name": "drift", "type": "drift", "test": "ks"}],
+        }],
+    }, sort_keys=False)  # fmt: skip
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, "rules.yaml")
+    assert "rules.yaml:" in str(raised.value)
+    assert "targets[0].samples.revisions: source 'live' has no revision_column" in str(raised.value)
