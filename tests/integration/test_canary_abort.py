@@ -20,11 +20,13 @@ from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.runner import TargetRunner
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.replay.bundle import BundleWriter, list_bundles, load_bundle
-from mlwatchdog.rules.schema import Bundles
+from mlwatchdog.rules.schema import Bundles, Revisions
 from mlwatchdog.sources.observe import Observer
 from tests.integration.test_kube_actions import ROLLOUT, actuator, rollout
 from tests.kube.apiserver import FakeKubeAPI
+from tests.kube.kserve_controller import kserve_canary
 from tests.kube.objects import argo_canary, install_argo_controller
+from tests.kube.targets import kube_target
 from tests.unit.test_canary_revisions import NOW, config, reference_rows, window_rows
 
 
@@ -104,3 +106,27 @@ def test_a_drifting_canary_is_aborted_and_the_stable_template_kept(
     rolled_back = [r for r in replayed if r.rolls_back]
     assert len(rolled_back) == 1 and rolled_back[0].same_as_recorded
     assert rolled_back[0].decisions[0].scope == "canary"
+
+
+def test_the_drivers_say_which_revisions_serve(api: FakeKubeAPI, tmp_path: Path) -> None:
+    """What the runner splits the window by: Argo's canary and stable pod-template-hashes,
+    KServe's latest created and latest rolled-out revisions; none once the canary is over."""
+    kube = actuator(api, AuditLog(tmp_path / "audit.jsonl"))
+    seed = argo_canary(step=1, steps=4)
+    isvc = kserve_canary(percent=10)
+    api.seed([*seed.objects, *isvc.objects])
+    assert kube.serving(kube_target()) == Revisions(
+        canary=seed.current_hash, stable=seed.stable_hash
+    )
+    predictor = isvc.isvc["status"]["components"]["predictor"]
+    assert kube.serving(kube_target("kserve")) == Revisions(
+        canary=predictor["latestCreatedRevision"], stable=predictor["latestRolledoutRevision"]
+    )
+    assert kube.serving(kube_target("deployment")) is None
+
+    aborted = argo_canary(name="fraud-aborted", step=1, steps=4, aborted=True)
+    api.seed(aborted.objects)
+    target = kube_target()
+    workload = target.workload.model_copy(update={"name": "fraud-aborted"})
+    aborted_target = target.model_copy(update={"workload": workload})
+    assert kube.serving(aborted_target) is None  # aborted: the stable alone serves
