@@ -24,6 +24,7 @@ from mlwatchdog.actions.workloads import Read, driver_for
 from mlwatchdog.core import ActionOutcome, Decision, Health, WorkloadHealth
 from mlwatchdog.errors import ActionError
 from mlwatchdog.rules import Target
+from mlwatchdog.rules.schema import Revisions
 
 CONFLICT_ATTEMPTS = 3
 
@@ -92,6 +93,17 @@ class KubeActuator:
         except ActionError as exc:
             return WorkloadHealth(Health.UNKNOWN, str(exc))
         return driver.health(obj)
+
+    def serving(self, target: Target) -> Revisions | None:
+        """The canary and stable revisions the workload serves now; None when no canary is in
+        progress or the object cannot be read (then the window is judged whole, as before)."""
+        if target.workload.kind == "none":
+            return None
+        try:
+            return driver_for(target.workload.kind).serving(self.api, target)
+        except ActionError as exc:
+            self.log.warning("cannot read the serving revisions", error=str(exc))
+            return None
 
     # ------------------------------------------------------------------------------- steps
 

@@ -15,6 +15,7 @@ from mlwatchdog.actions.plan import Plan
 from mlwatchdog.actions.workloads import driver_for
 from mlwatchdog.core import ActionOutcome, Decision, WorkloadHealth
 from mlwatchdog.rules import Target
+from mlwatchdog.rules.schema import Revisions
 
 
 class DryRunActuator:
@@ -60,3 +61,6 @@ class DryRunActuator:
 
     def health(self, target: Target) -> WorkloadHealth | None:
         return None  # nothing was changed, nothing to verify on the object
+
+    def serving(self, target: Target) -> Revisions | None:
+        return None  # no cluster: only revisions stated in samples.revisions split the window

@@ -7,7 +7,7 @@ same inputs give the same decisions.
 from mlwatchdog.core.checks import step
 from mlwatchdog.core.consistency import state_problems
 from mlwatchdog.core.decide import Evaluation, decide, evaluate, record_action
-from mlwatchdog.core.measure import measure
+from mlwatchdog.core.measure import CANARY, CANARY_VS_STABLE, base_check, measure, revision_check
 from mlwatchdog.core.model import (
     ActionOutcome,
     Answer,
@@ -25,6 +25,7 @@ from mlwatchdog.core.model import (
     MetricReading,
     Observation,
     Phase,
+    RevisionWindows,
     TargetState,
     WorkloadHealth,
     from_json,
@@ -32,6 +33,8 @@ from mlwatchdog.core.model import (
 )
 
 __all__ = [
+    "CANARY",
+    "CANARY_VS_STABLE",
     "ActionOutcome",
     "Answer",
     "CheckRecord",
@@ -49,13 +52,16 @@ __all__ = [
     "MetricReading",
     "Observation",
     "Phase",
+    "RevisionWindows",
     "TargetState",
     "WorkloadHealth",
+    "base_check",
     "decide",
     "evaluate",
     "from_json",
     "measure",
     "record_action",
+    "revision_check",
     "state_problems",
     "step",
     "to_json",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from mlwatchdog.core.checks import step
-from mlwatchdog.core.measure import measure
+from mlwatchdog.core.measure import CANARY, base_check, measure
 from mlwatchdog.core.model import (
     ActionOutcome,
     Answer,
@@ -72,18 +72,27 @@ class _Step:
     now: datetime
     workload: WorkloadHealth | None
 
-    def holds_on_firing(self) -> bool:
+    def holds_on_firing(self, *, canary: bool = True) -> bool:
         """The trigger holds on checks that fire and had data now. A check without data now is
         unknown, neither firing nor quiet: held state alone never completes the trigger, and a
-        check without data never satisfies a `not` either."""
+        check without data never satisfies a `not` either. A check judged on a canary's rows
+        (`drift[canary]`) stands for its check when it fires (unless `canary` is False)."""
         return self.trigger.holds(
-            {
-                name: record.state is CheckState.FIRING
-                if self.results[name].status is DataStatus.OK
-                else None
-                for name, record in self.state.checks.items()
-            }
+            _folded(
+                {
+                    name: record.state is CheckState.FIRING
+                    if self.results[name].status is DataStatus.OK
+                    else None
+                    for name, record in self.state.checks.items()
+                    if canary or name == base_check(name)
+                }
+            )
         )
+
+    def scope(self) -> str | None:
+        """ "canary" when the trigger holds only thanks to checks of the canary's rows: then only
+        the canary is aborted; None when it holds on the whole window's checks."""
+        return None if self.holds_on_firing(canary=False) else CANARY
 
     def holds_on_recent_breach(self, since: datetime) -> bool:
         """The trigger holds on the checks that breached (with data) after `since`. Read only
@@ -91,10 +100,12 @@ class _Step:
         here; one without data for a while counts as not breaching then, which for a check under
         `not` can only make the trigger hold (escalate), never declare a recovery."""
         return self.trigger.holds(
-            {
-                name: record.last_breach_at is not None and record.last_breach_at > since
-                for name, record in self.state.checks.items()
-            }
+            _folded(
+                {
+                    name: record.last_breach_at is not None and record.last_breach_at > since
+                    for name, record in self.state.checks.items()
+                }
+            )
         )
 
     def trigger_has_data(self) -> bool:
@@ -116,8 +127,19 @@ class _Step:
         return self.state.silenced or self.state.paused
 
     def firing_reasons(self) -> tuple[str, ...]:
-        names = sorted(self.trigger.names)
+        names = sorted(n for n in self.state.checks if base_check(n) in self.trigger.names)
         return self.reasons([n for n in names if self.state.checks[n].state is CheckState.FIRING])
+
+
+def _folded(values: Mapping[str, bool | None]) -> dict[str, bool | None]:
+    """Per check of the trigger: its own value, or True when one of its per-revision checks
+    (`drift[canary]`, `drift[canary-vs-stable]`) is. Those only ever add a breach: one without
+    data does not make its check unknown."""
+    folded = {name: value for name, value in values.items() if name == base_check(name)}
+    for name, value in values.items():
+        if name != base_check(name) and value is True:
+            folded[base_check(name)] = True
+    return folded
 
 
 def decide(
@@ -142,6 +164,19 @@ def decide(
         )
         for check in target.checks
     }
+    # Checks of a canary's rows step as their check does, while the canary runs; when it ends
+    # (promoted or aborted) they are gone with it.
+    for result in results:
+        if result.check not in checks:
+            check = target.check(base_check(result.check))
+            checks[result.check] = step(
+                prev.checks.get(result.check, CheckRecord()),
+                result,
+                now,
+                hold_for=check.for_ if check.for_ is not None else target.for_,
+                resolve_after=target.resolve_after,
+                no_data=target.no_data,
+            )
     active = any(r.state is not CheckState.INACTIVE for r in checks.values())
     quiet_since = None if active else (prev.quiet_since or now)
     updated = replace(
@@ -153,7 +188,7 @@ def decide(
         paused=prev.paused if prev.paused and prev.paused.active(now) else None,
         silenced=prev.silenced if prev.silenced and prev.silenced.active(now) else None,
     )
-    trigger = parse_trigger(target.trigger, list(checks))
+    trigger = parse_trigger(target.trigger, [c.name for c in target.checks])
     step_ = _Step(target, updated, trigger, by_name, now, workload)
     next_state, decisions = _HANDLERS[prev.phase](step_)
     if next_state.phase is not prev.phase:
@@ -214,6 +249,7 @@ def _watching(s: _Step) -> Handled:
             to=target.rollback.to,
             dry_run=target.rollback.dry_run,
             deadline=deadline,
+            scope=s.scope(),
         )  # fmt: skip
         waiting = replace(incident, confirmation=asked)
         return replace(state, phase=Phase.AWAITING_APPROVAL, incident=waiting), (decision,)
@@ -368,6 +404,7 @@ def _rollback(s: _Step, state: TargetState, reasons: tuple[str, ...]) -> Handled
         reasons,
         to=target.rollback.to,
         dry_run=target.rollback.dry_run,
+        scope=s.scope(),
     )
     acted = replace(incident, acted_at=now, reasons=reasons)
     return (
@@ -399,6 +436,7 @@ def _hold(
         to=s.target.rollback.to if kind is not DecisionKind.ESCALATE else None,
         dry_run=s.target.rollback.dry_run,
         held=kind,
+        scope=s.scope() if kind is not DecisionKind.ESCALATE else None,
     )
     return replace(state, incident=replace(incident, held=(*incident.held, kind))), (decision,)
 

@@ -6,9 +6,11 @@ compare the reading with their limit. Any data problem becomes a status with its
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mlwatchdog.core.model import CheckResult, DataStatus, MetricReading, Observation
 from mlwatchdog.core.performance import measure_performance
-from mlwatchdog.detectors import REGISTRY, ColumnResult, DriftResult, Sample
+from mlwatchdog.detectors import REGISTRY, ColumnResult, DriftResult, Reference, Sample
 from mlwatchdog.errors import InputError
 from mlwatchdog.rules import DriftCheck, MetricCheck, PerformanceCheck, Target, drift_columns
 
@@ -33,7 +35,78 @@ def measure(target: Target, observation: Observation) -> tuple[CheckResult, ...]
             results.append(CheckResult(check.name, unusable[0], reason=unusable[1]))
         else:
             results.append(_drift(target, check, observation, prepared, recent))
+    if drift and observation.revisions is not None:
+        results.extend(_canary(target, observation, drift))
     return tuple(results)
+
+
+# A canary in progress is judged on its own rows, under these names (`drift[canary]`): against
+# the reference, and against the stable revision's rows of the same window.
+CANARY = "canary"
+CANARY_VS_STABLE = "canary-vs-stable"
+
+
+def revision_check(name: str, scope: str) -> str:
+    """The name of check `name` judged on a canary's rows: `drift[canary]`."""
+    return f"{name}[{scope}]"
+
+
+def base_check(name: str) -> str:
+    """The check a per-revision check's name is of: `drift` for `drift[canary]`."""
+    return name.split("[", 1)[0]
+
+
+def _canary(
+    target: Target, observation: Observation, checks: list[DriftCheck]
+) -> list[CheckResult]:
+    """Each drift check on the canary's rows against the reference, then against the stable
+    rows (same inputs, another model: prediction drift between them is the model's doing).
+    min_samples holds per revision: a small canary is insufficient, never a breach."""
+    windows = observation.revisions
+    assert windows is not None
+    rows = windows.canary_samples
+    status = observation.samples_status if rows is not None else DataStatus.NO_DATA
+    canary = replace(observation, samples=rows, samples_status=status, revisions=None)
+    results = _judged(target, canary, checks, CANARY, f"canary {windows.canary}")
+    stable_rows = windows.stable_samples
+    need = target.samples.min_samples
+    n_stable = 0 if stable_rows is None else len(stable_rows)
+    vs_stable: Observation | tuple[DataStatus, str]
+    if n_stable < need:
+        vs_stable = (DataStatus.INSUFFICIENT, f"{n_stable} stable rows in the window, need {need}")
+    else:
+        kinds = target.columns.all
+        try:
+            reference = Reference(stable_rows, columns=list(kinds), kinds=list(kinds.values()))
+            vs_stable = replace(canary, reference=reference, reference_status=DataStatus.OK)
+        except InputError as exc:
+            vs_stable = (DataStatus.ERROR, f"stable {windows.stable}: {exc}")
+    label = f"canary {windows.canary} vs stable {windows.stable}"
+    if isinstance(vs_stable, Observation):
+        results += _judged(target, vs_stable, checks, CANARY_VS_STABLE, label)
+    else:
+        status, why = vs_stable
+        for check in checks:
+            name = revision_check(check.name, CANARY_VS_STABLE)
+            results.append(CheckResult(name, status, reason=f"{label}: {why}"))
+    return results
+
+
+def _judged(
+    target: Target, observation: Observation, checks: list[DriftCheck], scope: str, label: str
+) -> list[CheckResult]:
+    prepared, unusable = _prepare(target, observation, checks)
+    recent: dict[int, Sample] = {}  # this revision's newest rows, prepared once
+    results = []
+    for check in checks:
+        if prepared is None:
+            assert unusable is not None
+            result = CheckResult(check.name, unusable[0], reason=unusable[1])
+        else:
+            result = _drift(target, check, observation, prepared, recent)
+        name = revision_check(check.name, scope)
+        results.append(replace(result, check=name, reason=f"{label}: {result.reason}"))
+    return results
 
 
 def _prepare(

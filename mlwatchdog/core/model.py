@@ -98,6 +98,17 @@ class LabelledRows:
 
 
 @dataclass(frozen=True, eq=False)
+class RevisionWindows:
+    """A canary in progress, and the window's rows split by the revision that served them:
+    `canary_samples` and `stable_samples` are tables (DataFrames) of the same window."""
+
+    canary: str
+    stable: str
+    canary_samples: Any = None
+    stable_samples: Any = None
+
+
+@dataclass(frozen=True, eq=False)
 class Observation:
     """What the shell observed for one target at `at`: the sample window, the reference, metrics.
 
@@ -117,6 +128,7 @@ class Observation:
     # The samples' timestamp column; the rows come oldest first (sub-windows take the newest).
     time_column: str | None = None
     labels: LabelledRows | None = None  # for performance checks; None: the target has no labels
+    revisions: RevisionWindows | None = None  # a canary in progress, its rows and the stable's
 
 
 @dataclass(frozen=True)
@@ -220,6 +232,7 @@ class Decision:
     dry_run: bool = True
     held: DecisionKind | None = None  # for a hold: the decision held (rollback, escalate, ...)
     deadline: datetime | None = None  # for ask_approval: when on_timeout applies
+    scope: str | None = None  # "canary": only canary checks hold the trigger; abort it only
 
 
 @dataclass(frozen=True)

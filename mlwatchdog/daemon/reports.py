@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlwatchdog.actions.audit import AuditLog
-from mlwatchdog.core import CheckState, Evaluation, Observation, to_json
+from mlwatchdog.core import CheckState, Evaluation, Observation, base_check, to_json
 from mlwatchdog.daemon.journal import Journal, for_target
 from mlwatchdog.detectors import ColumnResult
 from mlwatchdog.rules import MetricCheck, PerformanceCheck, Target
@@ -248,7 +248,7 @@ def render_page(
                  "<th>data</th><th>value</th><th>threshold</th><th>breaching</th><th>state</th>"
                  "<th>active since</th><th>reason</th></tr>")  # fmt: skip
     for result in evaluation.results:
-        check = target.check(result.check)
+        check = target.check(base_check(result.check))
         record = state.checks.get(result.check)
         kind = (
             "metric"

@@ -35,6 +35,7 @@ from mlwatchdog.daemon.reload import carry_state
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.replay.bundle import BundleWriter, Recorded
 from mlwatchdog.rules import Target
+from mlwatchdog.rules.schema import Revisions
 from mlwatchdog.sources.observe import Observer
 
 # Bundles kept in memory while their store fails (each holds a window): the newest few.
@@ -45,6 +46,8 @@ class Actuator(Protocol):
     def rollback(self, target: Target, decision: Decision) -> ActionOutcome: ...
 
     def health(self, target: Target) -> WorkloadHealth | None: ...
+
+    def serving(self, target: Target) -> Revisions | None: ...
 
 
 class TargetRunner:
@@ -155,6 +158,11 @@ class TargetRunner:
             self.retired = True
             self.metrics.forget(self.target.name)
 
+    def _serving(self) -> Revisions | None:
+        """The revisions the workload serves now (asked by the Observer only when the samples
+        can be split by them)."""
+        return self.actuator.serving(self.target)
+
     def _run_once(self) -> Evaluation | None:
         previous = self.state.phase if self.state else None
         # A phase change that closes an incident is journalled under that incident.
@@ -165,7 +173,7 @@ class TargetRunner:
         try:
             if self.state is not None and self.state.phase is Phase.ROLLING_BACK:
                 self._resume(now)  # unless paused or silenced: then once that is over
-            observation = self.observer.observe(self.target, now)
+            observation = self.observer.observe(self.target, now, self._serving)
             self._watch_sight(observation, now)
             if self._verifying_a_sent_rollback():
                 observation = replace(observation, workload=self.actuator.health(self.target))

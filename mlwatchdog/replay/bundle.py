@@ -39,6 +39,7 @@ from mlwatchdog.core import (
     LabelledRows,
     MetricReading,
     Observation,
+    RevisionWindows,
     TargetState,
     WorkloadHealth,
     evaluate,
@@ -49,8 +50,9 @@ from mlwatchdog.core import (
 from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import MlwatchdogError
 from mlwatchdog.rules import Config, Target
-from mlwatchdog.rules.schema import Bundles
+from mlwatchdog.rules.schema import Bundles, Revisions
 from mlwatchdog.rules.secret import Redactor
+from mlwatchdog.sources.observe import by_revision, revision_column
 
 FORMAT = "mlwatchdog-bundle"
 VERSION = 1
@@ -193,6 +195,7 @@ def manifest_of(
             "metrics": {name: to_json(m) for name, m in observation.metrics.items()},
             "workload": to_json(observation.workload) if observation.workload else None,
             "labels": _labels_manifest(observation.labels, labels_reference_file),
+            "revisions": _revisions_of(recorded),
         },
         "state_before": to_json(recorded.state_before) if recorded.state_before else None,
         "evaluation": {
@@ -432,6 +435,7 @@ def _observation(
         workload=from_json(WorkloadHealth, recorded["workload"]) if recorded["workload"] else None,
         time_column=samples_info.get("time_column"),  # absent in bundles before issue 14
         labels=_labels(fs, root, recorded.get("labels")),
+        revisions=_revision_windows(samples, recorded.get("revisions")),
     )
 
 
@@ -477,6 +481,22 @@ def _labels(fs: Any, root: str, recorded: Mapping[str, Any] | None) -> LabelledR
         reference_status,
         reference_reason,
     )
+
+
+def _revisions_of(recorded: Recorded) -> dict[str, str] | None:
+    """The canary in progress and the column splitting the window (current.parquet keeps it)."""
+    windows = recorded.observation.revisions
+    column = revision_column(recorded.config, recorded.target)
+    if windows is None or column is None:
+        return None
+    return {"column": column, "canary": windows.canary, "stable": windows.stable}
+
+
+def _revision_windows(samples: Any, recorded: Mapping[str, str] | None) -> RevisionWindows | None:
+    if recorded is None:  # no canary then (or a bundle from before per-revision windows)
+        return None
+    revisions = Revisions(canary=recorded["canary"], stable=recorded["stable"])
+    return by_revision(samples, recorded["column"], revisions)
 
 
 def _same_reference(reference: Reference, frame: pd.DataFrame) -> bool:

@@ -128,6 +128,17 @@ def _target_problems(config: Config, target: Target, at: Path) -> list[tuple[Pat
         problem = _source_problem(config, spec.source, sample_kinds, need_samples)
         if problem:
             problems.append((at + (key, "source"), problem))
+    live = config.sources.get(target.samples.source)
+    if (
+        target.samples.revisions is not None
+        and isinstance(live, FilesSource | SqlSource | KServeSource)
+        and live.revision_column is None
+    ):
+        problems.append((
+            at + ("samples", "revisions"),
+            f"source {target.samples.source!r} has no revision_column to tell the canary's "
+            "rows from the stable ones; add one (e.g. revision_column: pod_hash)",
+        ))  # fmt: skip
     names = [c.name for c in target.checks]
     for j, check in enumerate(target.checks):
         check_at = at + ("checks", j)

@@ -90,6 +90,9 @@ class FilesSource(Strict):
     timestamp_column: str | None = Field(
         "timestamp", description="rows are windowed on it; null reads every row (a fixed file)"
     )
+    revision_column: str | None = Field(
+        None, description="the serving revision of each row (canary/stable windows, issue 14)"
+    )
     partitioning: str | None = Field(
         None,
         description="strftime template of the sub-directories under url, e.g. "
@@ -125,6 +128,9 @@ class SqlSource(Strict):
     timestamp_column: str | None = Field(
         "timestamp", description="rows are windowed on it; null reads every row (a fixed table)"
     )
+    revision_column: str | None = Field(
+        None, description="the serving revision of each row (canary/stable windows, issue 14)"
+    )
     timeout: Duration = Field(
         timedelta(seconds=30), description="per query, enforced by the server"
     )
@@ -152,6 +158,11 @@ class KServeSource(Strict):
     )
     output_names: list[str] | None = Field(
         None, description="column names of positional outputs (default: the declared predictions)"
+    )
+    revision_column: Literal["endpoint"] | None = Field(
+        None,
+        description="split a canary's rows by the logger's `endpoint` attribute (the predictor "
+        "pod's `endpoint` label; see README: per-revision windows)",
     )
 
 
@@ -202,6 +213,14 @@ class Workload(Strict):
 Scalar = str | int | float | bool
 
 
+class Revisions(Strict):
+    """Which revision values are the canary and the stable one, stated in config (offline,
+    replay, tests); otherwise read from the workload while it runs a canary."""
+
+    canary: str
+    stable: str
+
+
 class Samples(Strict):
     """The live window evaluated each time: [now - window, now) of a files source."""
 
@@ -210,6 +229,9 @@ class Samples(Strict):
     min_samples: int = Field(100, ge=1)
     filters: dict[str, Scalar | list[Scalar]] = Field(
         default_factory=dict, description="column: value (or list of values) rows must match"
+    )
+    revisions: Revisions | None = Field(
+        None, description="canary and stable revision values (default: read from the workload)"
     )
 
 

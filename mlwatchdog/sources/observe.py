@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlwatchdog.core import DataStatus, LabelledRows, MetricReading, Observation
+from mlwatchdog.core import DataStatus, LabelledRows, MetricReading, Observation, RevisionWindows
 from mlwatchdog.core.labels import match_ids, match_nearest
 from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import InputError
@@ -33,6 +33,7 @@ from mlwatchdog.rules import (
     SqlSource,
     Target,
 )
+from mlwatchdog.rules.schema import Revisions
 from mlwatchdog.rules.secret import Redactor, secret_values
 from mlwatchdog.sources.base import (
     MetricReader,
@@ -112,9 +113,23 @@ class Observer:
         self._labelled_references: dict[tuple[Any, ...], tuple[Any, pd.DataFrame, str]] = {}
         self.reference_builds = 0  # how many times a Reference was (re)built, for /metrics
 
-    def observe(self, target: Target, now: datetime) -> Observation:
-        """The window [now - samples.window, now), the reference and the metric readings."""
-        columns = list(target.columns.all)
+    def observe(
+        self,
+        target: Target,
+        now: datetime,
+        serving: Callable[[], Revisions | None] | None = None,
+    ) -> Observation:
+        """The window [now - samples.window, now), the reference and the metric readings.
+        During a canary (`samples.revisions`, else `serving()`: the revisions the workload
+        serves now, asked only when the source has a `revision_column`), the window's rows
+        split by revision."""
+        column = revision_column(self.config, target)
+        revisions = target.samples.revisions
+        if column and revisions is None and serving is not None:
+            revisions = serving()
+        # The KServe sink's rows always carry their event's endpoint; other sources read it.
+        sink = isinstance(self.config.sources.get(target.samples.source), KServeSource)
+        columns = list(target.columns.all) + ([column] if column and not sink else [])
         read = self._read_samples(target, columns, now)
         read = self._as_declared(target.samples.source, read, target.columns.all)
         time_column = self._time_column(target.samples.source, read.frame)
@@ -140,6 +155,7 @@ class Observer:
             metrics={n: replace(m, reason=scrub(m.reason)) for n, m in metrics.items()},
             time_column=time_column,
             labels=self.labelled(target, now),
+            revisions=by_revision(read.frame, column, revisions),
         )
 
     def _time_column(self, source: str, frame: Any) -> str | None:
@@ -322,6 +338,27 @@ class Observer:
             return read
         reason = f"{read.reason}; {describe_set_aside(values)}"
         return replace(read, frame=frame, reason=reason, set_aside=aside)
+
+
+def revision_column(config: Config, target: Target) -> str | None:
+    """The column of the target's samples that names the revision serving each row, if any."""
+    spec = config.sources.get(target.samples.source)
+    return (
+        spec.revision_column if isinstance(spec, FilesSource | SqlSource | KServeSource) else None
+    )
+
+
+def by_revision(
+    frame: pd.DataFrame | None, column: str | None, revisions: Revisions | None
+) -> RevisionWindows | None:
+    """The window's rows of the canary and of the stable revision (values compared as text,
+    so a hash read as a number still matches); None when no canary runs or rows cannot say."""
+    if frame is None or column is None or revisions is None or column not in frame.columns:
+        return None
+    served = frame[column].astype("string")
+    canary = frame[(served == revisions.canary).fillna(False).to_numpy(dtype=bool)]
+    stable = frame[(served == revisions.stable).fillna(False).to_numpy(dtype=bool)]
+    return RevisionWindows(revisions.canary, revisions.stable, canary, stable)
 
 
 def as_declared(

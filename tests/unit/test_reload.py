@@ -434,7 +434,7 @@ class BlockingObserver:
         self.release = threading.Event()
         self.seen: list[Target] = []
 
-    def observe(self, target: Target, now: datetime) -> Observation:
+    def observe(self, target: Target, now: datetime, serving: Any = None) -> Observation:
         self.seen.append(target)
         self.entered.set()
         assert self.release.wait(10)

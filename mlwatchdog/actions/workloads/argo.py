@@ -46,9 +46,9 @@ from mlwatchdog.actions.plan import (
     last_action_note,
 )
 from mlwatchdog.actions.workloads.base import Read
-from mlwatchdog.core import Decision, Health, WorkloadHealth
+from mlwatchdog.core import CANARY, Decision, Health, WorkloadHealth
 from mlwatchdog.errors import ActionError
-from mlwatchdog.rules.schema import Fallback, Target
+from mlwatchdog.rules.schema import Fallback, Revisions, Target
 
 REVISION = "rollout.argoproj.io/revision"
 HASH_LABEL = "rollouts-pod-template-hash"
@@ -93,6 +93,14 @@ def plan_argo(
         )
     elif status.get("abort"):
         notes.append("already aborted: no abort sent")
+    if decision.scope == CANARY:  # only the canary's checks breached: the stable stays
+        stable_rs = f"the stable ReplicaSet {stable}"
+        if not requests:
+            return Plan((), None, f"no canary to abort: {stable_rs} serves", tuple(notes))
+        rs = next((r for r in replicasets if _hash(r) == stable), None)
+        template = (rs or {}).get("spec", {}).get("template") or {}
+        candidate = Candidate(stable_rs, images=_images(template))
+        return Plan(tuple(requests), candidate, "", ("abort only: the canary breached",))
 
     holder = deployment if spec.get("workloadRef") else rollout
     if holder is None:
@@ -207,6 +215,11 @@ def argo_health(rollout: dict[str, Any]) -> WorkloadHealth:
         )
     phase, message = status.get("phase", "unknown"), status.get("message", "")
     stable, current = status.get("stableRS"), status.get("currentPodHash")
+    if status.get("abort") and stable and current != stable:
+        # A canary aborted (scope: canary, or by hand): all traffic on the stable ReplicaSet.
+        # Argo calls that Degraded (RolloutAborted) until the next update; the revert held. A
+        # full rollback's undo clears the abort (a new template), so it never stops here.
+        return WorkloadHealth(Health.HEALTHY, f"canary {current} aborted: traffic on {stable}")
     wanted = last_action(rollout).get("hash")
     if phase == "Degraded":
         return WorkloadHealth(Health.UNHEALTHY, f"phase Degraded: {message}")
@@ -432,6 +445,15 @@ class ArgoRolloutDriver:
 
     def health(self, obj: dict[str, Any]) -> WorkloadHealth:
         return argo_health(obj)
+
+    def serving(self, api: KubeApi, target: Target) -> Revisions | None:
+        """The canary and stable pod-template-hashes while an update is in progress (the
+        value a model server logs from its `rollouts-pod-template-hash` label)."""
+        status = api.get(rollout_path(target)).get("status") or {}
+        stable, current = status.get("stableRS"), status.get("currentPodHash")
+        if not stable or not current or stable == current or status.get("abort"):
+            return None
+        return Revisions(canary=str(current), stable=str(stable))
 
     def offline_plan(self, target: Target, decision: Decision) -> Plan:
         rollout = rollout_path(target)

@@ -17,6 +17,7 @@ from mlwatchdog.actions.kube_api import KubeApi
 from mlwatchdog.actions.plan import Plan
 from mlwatchdog.core import Decision, WorkloadHealth
 from mlwatchdog.rules import Target
+from mlwatchdog.rules.schema import Revisions
 
 
 @dataclass
@@ -51,4 +52,9 @@ class WorkloadDriver(Protocol):
 
     def offline_plan(self, target: Target, decision: Decision) -> Plan:
         """The requests a revert would send, described without reading the cluster."""
+        ...
+
+    def serving(self, api: KubeApi, target: Target) -> Revisions | None:
+        """The canary and stable revisions the workload serves now, as its samples' revision
+        column names them; None when no canary is in progress (or the kind has none)."""
         ...

@@ -42,7 +42,7 @@ from mlwatchdog.actions.workloads.argo import fallback_ops
 from mlwatchdog.actions.workloads.base import Read
 from mlwatchdog.core import Decision, Health, WorkloadHealth
 from mlwatchdog.errors import ActionError
-from mlwatchdog.rules.schema import Target
+from mlwatchdog.rules.schema import Revisions, Target
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"  # apps/v1 DefaultDeploymentUniqueLabelKey
@@ -327,6 +327,9 @@ class DeploymentDriver:
 
     def plan(self, read: Read, target: Target, decision: Decision, by: str, now: datetime) -> Plan:
         return plan_deployment(read.main, read.related["replicasets"], target, decision, by, now)
+
+    def serving(self, api: KubeApi, target: Target) -> Revisions | None:
+        return None  # no canary of its own that mlwatchdog can tell apart in the samples
 
     def health(self, obj: dict[str, Any]) -> WorkloadHealth:
         return deployment_health(obj)

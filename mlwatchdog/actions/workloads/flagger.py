@@ -23,7 +23,7 @@ from mlwatchdog.actions.plan import Plan
 from mlwatchdog.actions.workloads.base import Read
 from mlwatchdog.core import Decision, Health, WorkloadHealth
 from mlwatchdog.errors import ActionError
-from mlwatchdog.rules.schema import Target
+from mlwatchdog.rules.schema import Revisions, Target
 
 FLAGGER = "/apis/flagger.app/v1beta1"
 # Where the daemon serves Flagger's webhooks (`daemon/flagger.py`): <prefix>/<hook>[/<secret>].
@@ -127,6 +127,9 @@ class FlaggerCanaryDriver:
 
     def plan(self, read: Read, target: Target, decision: Decision, by: str, now: datetime) -> Plan:
         return plan_flagger(read.main, target, decision, by, now)
+
+    def serving(self, api: KubeApi, target: Target) -> Revisions | None:
+        return None  # no canary of its own that mlwatchdog can tell apart in the samples
 
     def health(self, obj: dict[str, Any]) -> WorkloadHealth:
         return canary_health(obj)

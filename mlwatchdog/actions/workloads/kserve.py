@@ -52,7 +52,7 @@ from mlwatchdog.actions.plan import (
 from mlwatchdog.actions.workloads.base import Read
 from mlwatchdog.core import Decision, Health, WorkloadHealth
 from mlwatchdog.errors import ActionError
-from mlwatchdog.rules.schema import Fallback, Policy, Target
+from mlwatchdog.rules.schema import Fallback, Policy, Revisions, Target
 
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 # On each Knative revision and each RawDeployment pod template (constants.go
@@ -526,6 +526,18 @@ class KServeDriver:
             replicasets=r.get("replicasets"),
             deployment=r.get("deployment"),
         )
+
+    def serving(self, api: KubeApi, target: Target) -> Revisions | None:
+        """During a canary rollout (canaryTrafficPercent, a new revision not yet rolled out):
+        the predictor's latestCreatedRevision (canary) and latestRolledoutRevision (stable),
+        the Knative revision names a sample's revision column holds."""
+        status = api.get(self.path(target)).get("status") or {}
+        predictor = ((status.get("components") or {}).get("predictor")) or {}
+        canary = predictor.get("latestCreatedRevision")
+        stable = predictor.get("latestRolledoutRevision")
+        if not canary or not stable or canary == stable:
+            return None
+        return Revisions(canary=str(canary), stable=str(stable))
 
     def health(self, obj: dict[str, Any]) -> WorkloadHealth:
         return kserve_health(obj)

@@ -127,7 +127,9 @@ class KServeReader:
         rows, counts, more = pair(events, list(columns), self.spec, settled_before, start, end)
         aside += more
         try:
-            rows = with_filters(rows, list(columns), filters or {}, self.name)
+            # The event's endpoint stays when it names the revision (revision_column).
+            revision = [self.spec.revision_column] if self.spec.revision_column else []
+            rows = with_filters(rows, [*columns, *revision], filters or {}, self.name)
         except InputError as exc:  # the config's filters, not the data
             return SourceRead(None, DataStatus.ERROR, str(exc), tuple(paths), tuple(aside))
         note = f", {counts['waiting']} waiting for their partner" if counts["waiting"] else ""
