@@ -191,7 +191,9 @@ class JsonLines:
                     found = self.fs.find(self.root)
                 except FileNotFoundError:
                     found = []
-                return sorted(p for p in found if p.endswith(".jsonl") and "/." not in p), pending
+                # Objects are <root>/<day>/<name>: hidden ones (a writer's temporary file) are
+                # skipped by those two parts only, since the root itself may be under a dot folder.
+                return sorted(p for p in found if p.endswith(".jsonl") and not _hidden(p)), pending
             try:
                 return os.stat(self.location).st_size, pending
             except FileNotFoundError:
@@ -220,6 +222,10 @@ class JsonLines:
                     yield f.read()
             except FileNotFoundError:  # removed meanwhile (retention elsewhere)
                 continue
+
+
+def _hidden(path: str) -> bool:
+    return any(part.startswith(".") for part in path.rsplit("/", 2)[-2:])
 
 
 def _last_byte(path: Path) -> bytes:
