@@ -25,6 +25,18 @@ JSON_PATCH = "application/json-patch+json"
 LAST_ACTION = "mlwatchdog.io/last-action"  # annotation on the reverted object: who, when, why
 
 
+def resource_version(obj: Mapping[str, Any]) -> str | None:
+    """The object's metadata.resourceVersion: the precondition a write is planned from."""
+    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    return None if rv is None else str(rv)
+
+
+def object_name(obj: Mapping[str, Any]) -> str:
+    """namespace/name (name alone for a cluster-scoped object), for messages."""
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '')}/{meta['name']}".lstrip("/")
+
+
 @dataclass(frozen=True)
 class PlannedRequest:
     """One HTTP request to the Kubernetes API; `body` None means it is read from the cluster.

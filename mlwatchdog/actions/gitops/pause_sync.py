@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from mlwatchdog.actions.gitops.detect import Manager
-from mlwatchdog.actions.plan import MERGE_PATCH, PlannedRequest
+from mlwatchdog.actions.plan import MERGE_PATCH, PlannedRequest, resource_version
 
 PAUSED = "mlwatchdog.io/paused-sync"
 
@@ -97,7 +97,7 @@ def plan_pause(
         "metadata": {"annotations": {PAUSED: json.dumps(record, sort_keys=True)}},
         "spec": change,
     }
-    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    rv = resource_version(obj)
     return PlannedRequest("PATCH", manager.path, MERGE_PATCH, body, purpose, rv), purpose
 
 
@@ -113,7 +113,7 @@ def plan_restore(manager: Manager, obj: dict[str, Any], incident: str) -> Restor
             f"{what}: no sync paused by mlwatchdog for incident {incident}{other}; "
             "already restored, or never paused",
         )
-    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    rv = resource_version(obj)
     unmark: dict[str, Any] = {"metadata": {"annotations": {PAUSED: None}}}
     if sync_on(manager, obj):
         return Restore(

@@ -44,6 +44,8 @@ from mlwatchdog.actions.plan import (
     already_done,
     last_action,
     last_action_note,
+    object_name,
+    resource_version,
 )
 from mlwatchdog.actions.workloads.base import Read
 from mlwatchdog.core import CANARY, Decision, Health, WorkloadHealth
@@ -88,7 +90,12 @@ def plan_argo(
         purpose = f"abort the update to {current}: traffic back to the stable ReplicaSet {stable}"
         requests.append(
             PlannedRequest(
-                "PATCH", f"{path}/status", MERGE_PATCH, abort_body(), purpose, _rv(rollout)
+                "PATCH",
+                f"{path}/status",
+                MERGE_PATCH,
+                abort_body(),
+                purpose,
+                resource_version(rollout),
             )
         )
     elif status.get("abort"):
@@ -104,7 +111,9 @@ def plan_argo(
 
     holder = deployment if spec.get("workloadRef") else rollout
     if holder is None:
-        raise ActionError(f"Rollout {_name(rollout)} has a workloadRef but no Deployment was read")
+        raise ActionError(
+            f"Rollout {object_name(rollout)} has a workloadRef but no Deployment was read"
+        )
     template = (holder.get("spec") or {}).get("template") or {}
     if decision.to == "fallback":
         fallback = target.rollback.fallback
@@ -155,7 +164,9 @@ def plan_argo(
         if ops:
             ops.append(_annotate_op(rollout, note))
             requests.append(
-                PlannedRequest("PATCH", path, JSON_PATCH, ops, _purpose(decision), _rv(rollout))
+                PlannedRequest(
+                    "PATCH", path, JSON_PATCH, ops, _purpose(decision), resource_version(rollout)
+                )
             )
         return Plan(tuple(requests), candidate, _done(requests, notes), tuple(notes))
     # A workloadRef rollout: the template lives in the Deployment; annotate both, the Rollout last.
@@ -167,7 +178,12 @@ def plan_argo(
         )
         requests.append(
             PlannedRequest(
-                "PATCH", deployment_path, JSON_PATCH, ops, _purpose(decision), _rv(deployment)
+                "PATCH",
+                deployment_path,
+                JSON_PATCH,
+                ops,
+                _purpose(decision),
+                resource_version(deployment),
             )
         )
     if ops or unpause:
@@ -175,7 +191,9 @@ def plan_argo(
         if unpause:
             body["spec"] = {"paused": False}
         purpose = "record the revert on the Rollout" + (" and unpause it" if unpause else "")
-        requests.append(PlannedRequest("PATCH", path, MERGE_PATCH, body, purpose, _rv(rollout)))
+        requests.append(
+            PlannedRequest("PATCH", path, MERGE_PATCH, body, purpose, resource_version(rollout))
+        )
     return Plan(tuple(requests), candidate, _done(requests, notes), tuple(notes))
 
 
@@ -282,7 +300,8 @@ def not_fast_tracked(
     revision = rs["metadata"].get("annotations", {}).get(REVISION)
     needed = _between(rollout, replicasets, rs, stable_rs) + 1 if stable_rs else 1
     return (
-        f"Rollout {_name(rollout)}: going back to revision {revision} ({_hash(rs)}) would not "
+        f"Rollout {object_name(rollout)}: going back to revision {revision} "
+        f"({_hash(rs)}) would not "
         "revert it now: Argo Rollouts fast-tracks only a rollback to the stable ReplicaSet or "
         "within spec.rollbackWindow (argo-rollouts rollout/sync.go isFastRollback); anything "
         "else is a new update that runs every canary step and analysis again, while the bad "
@@ -351,7 +370,8 @@ def _replicaset_to(
             if _revision(rs) == wanted:
                 return rs
         raise ActionError(
-            f"Rollout {_name(rollout)} has no ReplicaSet of revision {wanted} (it has: {known}; "
+            f"Rollout {object_name(rollout)} has no ReplicaSet of revision {wanted} (it "
+            f"has: {known}; "
             "older ones are deleted beyond spec.revisionHistoryLimit): fix rollback.revision"
         )
     if updating:
@@ -359,10 +379,11 @@ def _replicaset_to(
         for rs in owned:
             if rs["metadata"].get("labels", {}).get(HASH_LABEL) == stable:
                 return rs
-        raise ActionError(f"Rollout {_name(rollout)}: its stable ReplicaSet {stable} is gone")
+        raise ActionError(f"Rollout {object_name(rollout)}: its stable ReplicaSet {stable} is gone")
     if len(by_revision) < 2:
         raise ActionError(
-            f"Rollout {_name(rollout)} has no prior revision to go back to (revisions: {known})"
+            f"Rollout {object_name(rollout)} has no prior revision to go back to "
+            f"(revisions: {known})"
         )
     return by_revision[1]
 
@@ -398,16 +419,6 @@ def _done(requests: list[PlannedRequest], notes: list[str]) -> str:
 
 def _purpose(decision: Decision) -> str:
     return "install the fallback pod template" if decision.to == "fallback" else "undo"
-
-
-def _rv(obj: dict[str, Any]) -> str | None:
-    rv: str | None = obj["metadata"].get("resourceVersion")
-    return rv
-
-
-def _name(obj: dict[str, Any]) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}".lstrip("/")
 
 
 class ArgoRolloutDriver:

@@ -37,6 +37,8 @@ from mlwatchdog.actions.plan import (
     already_done,
     last_action,
     last_action_note,
+    object_name,
+    resource_version,
 )
 from mlwatchdog.actions.workloads.argo import fallback_ops
 from mlwatchdog.actions.workloads.base import Read
@@ -116,7 +118,7 @@ def plan_deployment(
     done = already_done([deployment], target, decision, now)
     if done:
         return Plan((), None, done)
-    name = _name(deployment)
+    name = object_name(deployment)
     spec = deployment.get("spec") or {}
     if spec.get("paused"):
         raise ActionError(
@@ -150,7 +152,7 @@ def plan_deployment(
         )
         request = PlannedRequest(
             "PATCH", deployment_path(target), JSON_PATCH, ops,
-            "install the fallback pod template", _rv(deployment),
+            "install the fallback pod template", resource_version(deployment),
         )  # fmt: skip
         return Plan((request,), candidate)
 
@@ -197,7 +199,7 @@ def plan_deployment(
         "without its pod-template-hash label, and its annotations (kubectl rollout undo)"
     )
     request = PlannedRequest(
-        "PATCH", deployment_path(target), JSON_PATCH, ops, purpose, _rv(deployment)
+        "PATCH", deployment_path(target), JSON_PATCH, ops, purpose, resource_version(deployment)
     )
     return Plan((request,), candidate)
 
@@ -268,13 +270,14 @@ def _replicaset_to(
             if revision_of(rs) == wanted:
                 return rs
         raise ActionError(
-            f"Deployment {_name(deployment)} has no ReplicaSet of revision {wanted} (it has: "
+            f"Deployment {object_name(deployment)} has no ReplicaSet of revision {wanted} (it has: "
             f"{known}; older ones are deleted beyond spec.revisionHistoryLimit): fix "
             "rollback.revision"
         )
     if len(by_revision) < 2:
         raise ActionError(
-            f"Deployment {_name(deployment)} has no rollout history to go back to (revisions: "
+            f"Deployment {object_name(deployment)} has no rollout history to go back to "
+            "(revisions: "
             f"{known}; spec.revisionHistoryLimit 0 keeps none): use rollback.to: fallback"
         )
     return by_revision[1]
@@ -296,16 +299,6 @@ def _template_meta(template: dict[str, Any], key: str) -> dict[str, str]:
 def _images(template: dict[str, Any]) -> tuple[str, ...]:
     containers = (template.get("spec") or {}).get("containers") or []
     return tuple(c.get("image", "") for c in containers)
-
-
-def _rv(obj: dict[str, Any]) -> str | None:
-    rv: str | None = obj["metadata"].get("resourceVersion")
-    return rv
-
-
-def _name(obj: dict[str, Any]) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}".lstrip("/")
 
 
 class DeploymentDriver:

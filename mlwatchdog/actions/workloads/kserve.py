@@ -48,6 +48,7 @@ from mlwatchdog.actions.plan import (
     already_done,
     last_action,
     last_action_note,
+    resource_version,
 )
 from mlwatchdog.actions.workloads.base import Read
 from mlwatchdog.core import Decision, Health, WorkloadHealth
@@ -207,7 +208,7 @@ def plan_kserve(
     predictor = (isvc.get("spec") or {}).get("predictor") or {}
     key = _model_key(predictor)
     current = predictor.get(key) or {}
-    rv = isvc["metadata"].get("resourceVersion")
+    rv = resource_version(isvc)
     comp = predictor_status(isvc)
     if decision.to == "fallback":
         fallback = target.rollback.fallback
@@ -368,7 +369,7 @@ def _restore_uri(
     )
     body = model_body(key, {"storageUri": uri}, note, labels, annotations)
     purpose = f"serve the previous model {uri} again ({candidate.description})"
-    rv = isvc["metadata"].get("resourceVersion")
+    rv = resource_version(isvc)
     return Plan(
         (PlannedRequest("PATCH", isvc_path(target), MERGE_PATCH, body, purpose, rv),), candidate
     )
