@@ -844,6 +844,16 @@ class KubernetesAuth(Strict):
     )
 
 
+def _path_secret(value: Secret, what: str, info: ValidationInfo) -> Secret:
+    """A secret that goes in a URL path: long enough, and only characters a path keeps as is."""
+    if redacted(info):
+        return value
+    _long_enough(value, what, info)
+    if not all(ch.isalnum() or ch in "-_." for ch in value.reveal()):
+        raise ValueError(f"{what} may hold letters, digits, '-', '_' and '.' only")
+    return value
+
+
 class SinkPath(Strict):
     """KServe's payload logger cannot send headers: a secret in its URL instead,
     `.../sink/kserve/<secret>`, good for this one InferenceService's events only."""
@@ -855,12 +865,7 @@ class SinkPath(Strict):
     @field_validator("secret")
     @classmethod
     def _strong(cls, value: Secret, info: ValidationInfo) -> Secret:
-        if redacted(info):
-            return value
-        _long_enough(value, "a sink path secret", info)
-        if not all(ch.isalnum() or ch in "-_." for ch in value.reveal()):
-            raise ValueError("a sink path secret may hold letters, digits, '-', '_' and '.' only")
-        return value
+        return _path_secret(value, "a sink path secret", info)
 
 
 class FlaggerPath(Strict):
@@ -875,14 +880,7 @@ class FlaggerPath(Strict):
     @field_validator("secret")
     @classmethod
     def _strong(cls, value: Secret, info: ValidationInfo) -> Secret:
-        if redacted(info):
-            return value
-        _long_enough(value, "a flagger path secret", info)
-        if not all(ch.isalnum() or ch in "-_." for ch in value.reveal()):
-            raise ValueError(
-                "a flagger path secret may hold letters, digits, '-', '_' and '.' only"
-            )
-        return value
+        return _path_secret(value, "a flagger path secret", info)
 
 
 class Auth(Strict):
