@@ -207,6 +207,8 @@ def _drift(
             check.name,
             DataStatus.INSUFFICIENT,
             threshold=check.drift_share,
+            test_threshold=alpha,
+            effect_floor=check.effect.min if check.effect else None,
             reason=f"no column has {target.samples.min_samples} usable values",
             columns=rows,
         )
@@ -218,6 +220,8 @@ def _drift(
         breaching=share >= check.drift_share,
         value=share,
         threshold=check.drift_share,
+        test_threshold=alpha,
+        effect_floor=check.effect.min if check.effect else None,
         reason=f"{len(drifted)} of {tested} column(s) drifted by {check.test}"
         + (f": {', '.join(_with_effect(r) for r in rows if r.drifted)}" if drifted else "")
         + _below_floor(result)

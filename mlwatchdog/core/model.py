@@ -135,8 +135,10 @@ class Observation:
 class CheckResult:
     """One check's verdict for one evaluation.
 
-    `value` is the share of drifted columns (drift) or the metric value; `breaching` is only ever
-    True with status OK.
+    `value` is the share of drifted columns (drift) or the metric value; `threshold` is the share
+    (drift) or the limit (metric) it is compared with; `breaching` is only ever True with status
+    OK. A drift check's per-column test threshold (its alpha, or PSI's limit) and effect floor
+    are `test_threshold` and `effect_floor`.
     """
 
     check: str
@@ -147,6 +149,8 @@ class CheckResult:
     reason: str = ""
     columns: tuple[ColumnResult, ...] = ()
     interval: tuple[float, float] | None = None  # performance checks: the value's interval
+    test_threshold: float | None = None  # drift checks: alpha (p-value tests) or PSI's limit
+    effect_floor: float | None = None  # drift checks with `effect`: its minimum
 
 
 @dataclass(frozen=True)
