@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mlwatchdog.core.calibrate import calibrate
 from mlwatchdog.core.model import CheckResult, DataStatus, MetricReading, Observation
 from mlwatchdog.core.performance import measure_performance
 from mlwatchdog.detectors import REGISTRY, ColumnResult, DriftResult, Reference, Sample
@@ -83,7 +84,9 @@ def _canary(
             vs_stable = (DataStatus.ERROR, f"stable {windows.stable}: {exc}")
     label = f"canary {windows.canary} vs stable {windows.stable}"
     if isinstance(vs_stable, Observation):
-        results += _judged(target, vs_stable, checks, CANARY_VS_STABLE, label)
+        # Calibrated on the reference, not on the stable rows (new every evaluation).
+        main = observation.reference
+        results += _judged(target, vs_stable, checks, CANARY_VS_STABLE, label, calibrate_on=main)
     else:
         status, why = vs_stable
         for check in checks:
@@ -93,7 +96,12 @@ def _canary(
 
 
 def _judged(
-    target: Target, observation: Observation, checks: list[DriftCheck], scope: str, label: str
+    target: Target,
+    observation: Observation,
+    checks: list[DriftCheck],
+    scope: str,
+    label: str,
+    calibrate_on: Reference | None = None,
 ) -> list[CheckResult]:
     prepared, unusable = _prepare(target, observation, checks)
     recent: dict[int, Sample] = {}  # this revision's newest rows, prepared once
@@ -103,7 +111,7 @@ def _judged(
             assert unusable is not None
             result = CheckResult(check.name, unusable[0], reason=unusable[1])
         else:
-            result = _drift(target, check, observation, prepared, recent)
+            result = _drift(target, check, observation, prepared, recent, calibrate_on)
         name = revision_check(check.name, scope)
         results.append(replace(result, check=name, reason=f"{label}: {result.reason}"))
     return results
@@ -167,13 +175,24 @@ def _drift(
     observation: Observation,
     prepared: Sample,
     recent: dict[int, Sample],
+    calibrate_on: Reference | None = None,
 ) -> CheckResult:
     assert observation.reference is not None
     n_rows = len(observation.samples)
-    sizes = subwindow_rows(check, target.samples.min_samples, n_rows)
+    min_samples = target.samples.min_samples
+    sizes = subwindow_rows(check, min_samples, n_rows)
     alpha = (
         check.threshold if check.threshold is not None else REGISTRY[check.test].default_threshold
     )
+    calibration = calibrate(
+        target,
+        check,
+        calibrate_on or observation.reference,
+        n_rows,
+        lambda n: subwindow_rows(check, min_samples, n),
+    )
+    if calibration is not None:
+        alpha = calibration.alpha
     columns = drift_columns(target, check)
 
     def test(sample: Sample) -> DriftResult:
@@ -225,7 +244,8 @@ def _drift(
         reason=f"{len(drifted)} of {tested} column(s) drifted by {check.test}"
         + (f": {', '.join(_with_effect(r) for r in rows if r.drifted)}" if drifted else "")
         + _below_floor(result)
-        + _where(observation, sizes, k, alpha),
+        + _where(observation, sizes, k, alpha)
+        + (f"; {calibration.describe()}" if calibration else ""),
         columns=rows,
     )
 

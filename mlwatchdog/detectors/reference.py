@@ -31,11 +31,16 @@ from mlwatchdog.detectors.sample import (
     FloatArray,
     NumericColumn,
     Sample,
+    as_float,
 )
 from mlwatchdog.errors import InputError
 
 # Fewer usable values than this in either sample make a column "insufficient", not a p-value.
 DEFAULT_MIN_SAMPLES = 30
+
+# `Reference.resample` draws whole rows from at most this many of the reference's rows (a seeded
+# subsample of larger references), so calibration keeps the columns' dependence.
+KEPT_ROWS = 20_000
 
 
 class Reference:
@@ -43,7 +48,8 @@ class Reference:
 
     `data` is a DataFrame (columns by name; numbers are numeric, anything else categorical unless
     `kinds` says otherwise) or a 2-D array with samples along `axis` (`columns` names them).
-    `workers`: threads that sort it, as in `test`.
+    `workers`: threads that sort it, as in `test`. A `Sample` is taken as it is (it has no rows
+    to `resample`).
     """
 
     def __init__(
@@ -56,12 +62,19 @@ class Reference:
         workers: int | None = None,
     ) -> None:
         self._axis = axis
-        self.sample = Sample.from_data(data, names=columns, kinds=kinds, axis=axis, workers=workers)
+        if isinstance(data, Sample):
+            self.sample, self._rows, self.n_rows = data, None, None
+        else:
+            self.sample = Sample.from_data(
+                data, names=columns, kinds=kinds, axis=axis, workers=workers
+            )
+            self.n_rows, self._rows = _kept_rows(data, self.sample, axis)
         self.fingerprint = _fingerprint(self.sample)
         # Looked up per column on every test: a dict and a tuple built once, not per lookup.
         self._index = {name: i for i, name in enumerate(self.sample.names)}
         self._kinds = self.sample.kinds
         self._quantile_bins: dict[int, list[QuantileBins | None]] = {}
+        self._bandwidths: list[float | None] | None = None  # for resample, computed once
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -73,6 +86,26 @@ class Reference:
 
     def __repr__(self) -> str:
         return f"Reference({len(self.columns)} columns, fingerprint={self.fingerprint[:12]})"
+
+    def resample(self, n: int, rng: np.random.Generator) -> Rows:
+        """`n` rows drawn with replacement from the reference's rows: a window with no drift, for
+        calibrating thresholds (`prepare` it to test it). Whole rows are drawn, so the columns'
+        dependence is kept; numeric values move by a kernel's bandwidth (Silverman's rule) so that
+        draws do not tie, as a continuous source's would not."""
+        if self._rows is None:
+            raise InputError("this Reference was built from a Sample; it has no rows to resample.")
+        kept = self._rows
+        if self._bandwidths is None:
+            self._bandwidths = [
+                _bandwidth(c.values) if isinstance(c, NumericColumn) else None
+                for c in self.sample.columns
+            ]
+        picked = rng.integers(0, len(kept[0]) if kept else 0, size=n)
+        rows = Rows()
+        for name, values, width in zip(self.columns, kept, self._bandwidths, strict=True):
+            drawn = values[picked]
+            rows[name] = drawn if width is None else drawn + rng.normal(0.0, width, size=n)
+        return rows
 
     def prepare(
         self, current: Any, columns: Sequence[str] | None = None, *, workers: int | None = None
@@ -207,6 +240,48 @@ class Reference:
             return psi_columns(ref_cols, cur_cols, quantiles, binning), no_pvalue
         rows = [chi2_counts(*aligned_counts(r, c)) for r, c in zip(ref_cols, cur_cols, strict=True)]
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+
+class Rows(dict[str, Any]):
+    """Row-aligned arrays by column name, read as a frame by `Sample.from_data`."""
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self)
+
+    def head(self, n: int) -> Rows:
+        """The first `n` rows."""
+        return Rows((name, values[:n]) for name, values in self.items())
+
+
+def _kept_rows(data: Any, sample: Sample, axis: int) -> tuple[int, list[Any]]:
+    """The number of rows in `data` and its columns' values on at most KEPT_ROWS of them (a seeded
+    subsample), row-aligned: numeric ones as floats (NaN kept), categorical ones as objects."""
+    if hasattr(data, "columns") and hasattr(data, "__getitem__"):
+        raw = [data[name] for name in sample.names]
+    else:
+        array = np.asarray(data)
+        block = array[:, np.newaxis] if array.ndim == 1 else np.moveaxis(array, axis, 0)
+        raw = [block[:, j] for j in range(block.shape[1])]
+    kept = [
+        as_float(values) if isinstance(column, NumericColumn) else np.asarray(values, dtype=object)
+        for values, column in zip(raw, sample.columns, strict=True)
+    ]
+    n = len(kept[0]) if kept else 0
+    if n > KEPT_ROWS:
+        chosen = np.sort(np.random.default_rng(0).choice(n, KEPT_ROWS, replace=False))
+        kept = [values[chosen] for values in kept]
+    return n, kept
+
+
+def _bandwidth(values: FloatArray) -> float:
+    """Silverman's rule of thumb for a Gaussian kernel on sorted `values` (0 for a constant)."""
+    n = values.size
+    if n < 2:
+        return 0.0
+    q1, q3 = np.quantile(values, [0.25, 0.75])
+    spread = min(float(values.std()), float(q3 - q1) / 1.34) or float(values.std())
+    return float(0.9 * spread * n**-0.2)
 
 
 def _drift_test(test: DriftTest | str) -> DriftTest:

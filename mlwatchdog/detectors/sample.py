@@ -204,7 +204,7 @@ def _from_frame(
     n_rows = len(series[0]) if series else 0
     block = np.empty((len(numeric_at), n_rows), dtype=np.float64)
     for row, j in enumerate(numeric_at):
-        block[row] = _as_float(series[j])
+        block[row] = as_float(series[j])
     columns: list[Column | None] = [None] * len(names)
     numeric = _numeric_columns(block, copy=False, workers=workers)
     for j, col in zip(numeric_at, numeric, strict=True):
@@ -225,7 +225,8 @@ def _frame_dtype(series: Any) -> np.dtype[Any]:
     return numpy_dtype if isinstance(numpy_dtype, np.dtype) else np.dtype(object)
 
 
-def _as_float(series: Any) -> FloatArray:
+def as_float(series: Any) -> FloatArray:
+    """A column's values as float64, missing ones (None, pandas' NA) as NaN."""
     if hasattr(series, "to_numpy"):
         return np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
     return np.asarray(series, dtype=np.float64)

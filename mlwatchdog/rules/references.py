@@ -90,6 +90,8 @@ def _validate_without_errors(raw: Any, rounds: int = 3) -> tuple[Target | None, 
 
 
 def _drop(data: Any, path: Path) -> bool:
+    if not path:  # the object as a whole is invalid: nothing to remove
+        return False
     parent = _value_at(data, path[:-1])
     if isinstance(parent, dict) and path[-1] in parent:
         del parent[path[-1]]

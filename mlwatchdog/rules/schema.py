@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from mlwatchdog.detectors import Correction, DriftTest, EffectMeasure
+from mlwatchdog.detectors import REGISTRY, Correction, DriftTest, EffectMeasure
 from mlwatchdog.rules.secret import Secret, SecretUrl, mask_options
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -620,6 +620,15 @@ class AlertMatch(Strict):
         return value
 
 
+class FalseAlarms(Strict):
+    """The false-alarm rate a target tolerates on data that has not drifted: at most one drift
+    breach per `every` on average. Its ks/chi2 checks' alpha is then calibrated on the reference
+    (bootstrap windows drawn from its rows) instead of set."""
+
+    every: Duration = Field(description="e.g. 28d: the expected time between false alarms")
+    bootstrap: int = Field(400, ge=100, le=100_000, description="replicates per calibration")
+
+
 class Target(Strict):
     """One watched model: its samples, reference, checks, and what to do when they breach."""
 
@@ -643,6 +652,28 @@ class Target(Strict):
     rollback: Rollback = Field(default_factory=Rollback)
     verify: Verify = Field(default_factory=Verify)
     alerts: AlertMatch | None = None
+    false_alarms: FalseAlarms | None = Field(
+        None, description="a stated false-alarm rate; calibrates the drift checks' alpha"
+    )
+
+    @model_validator(mode="after")
+    def _calibrated_alpha(self) -> Target:
+        if self.false_alarms is None:
+            return self
+        if self.false_alarms.every <= self.interval:
+            raise ValueError(
+                f"false_alarms.every ({self.false_alarms.every}) must be longer than the "
+                f"interval ({self.interval}): it is the expected time between false alarms"
+            )
+        for check in self.checks:
+            if not isinstance(check, DriftCheck) or not REGISTRY[check.test].has_pvalue:
+                continue
+            if check.threshold is not None:
+                raise ValueError(
+                    f"check {check.name!r} sets threshold {check.threshold} but the target states "
+                    "false_alarms, which calibrates it: remove one of the two"
+                )
+        return self
 
     @field_validator("interval")
     @classmethod
