@@ -26,6 +26,7 @@ from mlwatchdog.detectors import DEFAULT_MIN_SAMPLES, ColumnResult, Correction, 
 from mlwatchdog.errors import ConfigError, MlwatchdogError
 from mlwatchdog.replay import (
     BundleError,
+    alarm_rates,
     changed_target,
     list_bundles,
     load_bundle,
@@ -591,6 +592,11 @@ def replay(
         typer.echo(f"  {row.time:%Y-%m-%d %H:%M:%S} {row.target}: {row.decision} ({row.incident})")
     if decided.empty:
         typer.echo("  no decisions")
+    # On a period known to be quiet, these are false alarms: the measured rate.
+    for rate in alarm_rates(timeline, rules):
+        typer.echo(f"  {rate}")
+    if any(parse_duration(step) != t.interval for t in rules.targets if t.false_alarms):
+        typer.echo("  (the replay's --step is not the targets' interval: rates differ from live)")
 
 
 def _replay_bundles(path: str, changes: dict[str, object]) -> int:

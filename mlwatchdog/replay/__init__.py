@@ -16,6 +16,8 @@ from mlwatchdog.replay.bundle import (
 )
 from mlwatchdog.replay.timeline import (
     TIMELINE_COLUMNS,
+    AlarmRate,
+    alarm_rates,
     replay,
     replay_decide,
     replay_step,
@@ -24,11 +26,13 @@ from mlwatchdog.replay.timeline import (
 
 __all__ = [
     "TIMELINE_COLUMNS",
+    "AlarmRate",
     "Bundle",
     "BundleError",
     "BundleWriter",
     "Recorded",
     "Replayed",
+    "alarm_rates",
     "changed_target",
     "iter_bundles",
     "list_bundles",

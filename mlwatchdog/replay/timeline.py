@@ -8,6 +8,7 @@ of a dry-run daemon's history reaches the same states and decisions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ import pandas as pd
 from mlwatchdog.core import (
     ActionOutcome,
     CheckResult,
+    CheckState,
     DecisionKind,
     Evaluation,
     Observation,
@@ -25,8 +27,9 @@ from mlwatchdog.core import (
     measure,
     record_action,
 )
+from mlwatchdog.core.measure import base_check
 from mlwatchdog.replay.parallel import Plan, measuring
-from mlwatchdog.rules import Config, Target
+from mlwatchdog.rules import Config, DriftCheck, Target
 
 TIMELINE_COLUMNS = (
     "time", "target", "check", "status", "value", "threshold", "breaching", "check_state",
@@ -135,3 +138,43 @@ def timeline_rows(target: str, now: datetime, evaluation: Evaluation) -> list[di
             }
         )
     return rows
+
+
+@dataclass(frozen=True)
+class AlarmRate:
+    """How often a target's drift checks went to firing over a replayed period: on a period known
+    to be quiet, its measured false-alarm rate, to hold against `false_alarms.every`."""
+
+    target: str
+    alarms: int
+    span: timedelta
+    stated: timedelta | None  # the target's false_alarms.every
+
+    def __str__(self) -> str:
+        days = self.span / timedelta(days=1)
+        text = f"{self.target}: {self.alarms} drift alarm(s) in {days:.3g} days"
+        if self.alarms:
+            text += f", one per {self.span / self.alarms / timedelta(days=1):.3g} days"
+        if self.stated is not None:
+            text += f" (false_alarms states one per {self.stated / timedelta(days=1):.3g} at most)"
+        return text
+
+
+def alarm_rates(timeline: pd.DataFrame, config: Config) -> list[AlarmRate]:
+    """Per target in the timeline: its drift checks' transitions to firing, over the period."""
+    rates = []
+    for target in config.targets:
+        rows = timeline[timeline["target"] == target.name]
+        if rows.empty:
+            continue
+        drift = {c.name for c in target.checks if isinstance(c, DriftCheck)}
+        alarms = 0
+        for check, history in rows.groupby("check", sort=False):
+            if base_check(str(check)) not in drift:
+                continue
+            firing = history.sort_values("time")["check_state"] == CheckState.FIRING.name.lower()
+            alarms += int((firing & ~firing.shift(fill_value=False)).sum())
+        span = rows["time"].max() - rows["time"].min()
+        stated = target.false_alarms.every if target.false_alarms else None
+        rates.append(AlarmRate(target.name, alarms, span.to_pytimedelta(), stated))
+    return rates

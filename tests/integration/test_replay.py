@@ -224,6 +224,13 @@ def test_cli_writes_the_timeline_of_the_python_api(
     rollback = decided(drifting_timeline).iloc[0]
     assert f"{len(drifting_timeline) // 3} step(s), {len(drifting_timeline)} row(s)" in done.stdout
     assert f"{rollback['time']:%Y-%m-%d %H:%M:%S} credit-model: rollback" in done.stdout
+    # The drift checks' transitions to firing, counted from the timeline: the measured rate.
+    onsets = 0
+    for _, history in drifting_timeline.groupby("check"):
+        firing = (history["check_state"] == "firing").to_numpy()
+        onsets += int(firing[0]) + int((firing[1:] & ~firing[:-1]).sum())
+    assert onsets >= 2
+    assert f"credit-model: {onsets} drift alarm(s) in 0.0139 days" in done.stdout
     # Replay reads history only: it leaves the daemon's state alone.
     assert not (drifting.parent / "state").exists()
 

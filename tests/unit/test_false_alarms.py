@@ -19,6 +19,7 @@ from mlwatchdog.core.calibrate import alpha_for, breach_alpha
 from mlwatchdog.core.measure import measure
 from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import ConfigError
+from mlwatchdog.replay import alarm_rates
 from mlwatchdog.rules import Target, parse_config
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -187,3 +188,41 @@ def test_uncalibrated_targets_are_unchanged() -> None:
     assert result.test_threshold == 0.01
     assert "calibrated" not in result.reason
     assert timedelta(hours=1) == target.interval
+
+
+def test_replay_counts_drift_alarms_over_the_period() -> None:
+    """A drift check's transitions to firing are alarms (a canary check's too); a metric
+    check's are not; the rate is stated beside false_alarms.every."""
+    config = parse_config(
+        rules(
+            false_alarms={"every": "28d"},
+            checks=[
+                {"name": "drift", "type": "drift", "test": "ks"},
+                {"name": "errors", "type": "metric", "source": "prom", "query": "q", "above": 1},
+            ],
+        ).replace("sources:\n", "sources:\n  prom: {type: prometheus, url: 'http://p:9090'}\n"),
+        "rules.yaml",
+    )
+    states = {
+        "drift": ["inactive", "pending", "firing", "firing", "inactive", "firing", "firing"],
+        "drift[canary]": ["inactive", "firing", "inactive", "inactive", "inactive", "inactive",
+                          "inactive"],
+        "errors": ["firing", "inactive", "firing", "inactive", "firing", "inactive", "firing"],
+    }  # fmt: skip
+    timeline = pd.DataFrame(
+        [
+            {
+                "time": NOW + timedelta(days=day),
+                "target": "model",
+                "check": check,
+                "check_state": state,
+            }
+            for check, history in states.items()
+            for day, state in enumerate(history)
+        ]
+    )
+    (rate,) = alarm_rates(timeline, config)
+    assert (rate.alarms, rate.span, rate.stated) == (3, timedelta(days=6), timedelta(days=28))
+    assert str(rate) == (
+        "model: 3 drift alarm(s) in 6 days, one per 2 days (false_alarms states one per 28 at most)"
+    )
