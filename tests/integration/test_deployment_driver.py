@@ -13,22 +13,17 @@ progress.go syncRolloutStatus).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
-from mlwatchdog.actions.actuator import KubeActuator
 from mlwatchdog.actions.audit import AuditLog
-from mlwatchdog.actions.kube_api import KubeApi
 from mlwatchdog.actions.plan import LAST_ACTION
 from mlwatchdog.actions.workloads import driver_for
-from mlwatchdog.core import Decision, DecisionKind, Health
+from mlwatchdog.core import Health
 from mlwatchdog.errors import ConfigError
-from mlwatchdog.rules import Target, parse_config
+from mlwatchdog.rules import parse_config
+from tests.kube.acting import actuator, decision
 from tests.kube.apiserver import FakeKubeAPI
 from tests.kube.deployment_controller import (
     CHANGE_CAUSE,
@@ -43,37 +38,10 @@ from tests.kube.deployment_controller import (
 from tests.kube.objects import uid
 from tests.kube.targets import kube_target
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DEPLOYMENT = "/apis/apps/v1/namespaces/models/deployments/fraud-model"
 IMAGES = ["registry.example.com/fraud:1.3.0", "registry.example.com/fraud:1.4.0",
           "registry.example.com/fraud:1.5.0"]  # fmt: skip
 CAUSES = ["initial", "model 1.4.0 (retrained on October)", "model 1.5.0"]
-
-
-def decision(target: Target, incident: str = "fraud-20261125T115500Z") -> Decision:
-    return Decision(
-        DecisionKind.ROLLBACK, target.name, incident, NOW, ("drift fired: 3 of 4 columns",),
-        to=target.rollback.to, dry_run=target.rollback.dry_run,
-    )  # fmt: skip
-
-
-@pytest.fixture
-def api() -> Iterator[FakeKubeAPI]:
-    with FakeKubeAPI() as fake:
-        yield fake
-    fake.assert_all_valid()
-    assert not fake.reactor_errors, fake.reactor_errors
-    assert not fake.internal_errors, fake.internal_errors
-
-
-@pytest.fixture
-def audit(tmp_path: Path) -> AuditLog:
-    return AuditLog(tmp_path / "audit.jsonl")
-
-
-def actuator(api: FakeKubeAPI, audit: AuditLog) -> KubeActuator:
-    kube = KubeApi(api.api_client(), timeout=5, attempts=2, sleep=lambda s: None)
-    return KubeActuator(kube, audit, structlog.get_logger(), "mlwatchdog-0", clock=lambda: NOW)
 
 
 def deployment(api: FakeKubeAPI) -> dict[str, Any]:

@@ -19,28 +19,24 @@ import os
 import shutil
 import stat
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from mlwatchdog.actions import gitops
 from mlwatchdog.actions.actuator import KubeActuator
 from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.actions.gitops.pause_sync import PAUSED
-from mlwatchdog.actions.kube_api import KubeApi
-from mlwatchdog.core import Decision, DecisionKind
 from mlwatchdog.errors import ConfigError
 from mlwatchdog.rules import Target
+from tests.kube import acting
+from tests.kube.acting import INCIDENT, NOW, decision
 from tests.kube.apiserver import FakeKubeAPI
 from tests.kube.objects import argo_promoted, kserve_canary
 from tests.kube.targets import kube_target
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-INCIDENT = "fraud-20261125T115500Z"
 ROLLOUT = "/apis/argoproj.io/v1alpha1/namespaces/models/rollouts/fraud-model"
 ISVC = "/apis/serving.kserve.io/v1beta1/namespaces/models/inferenceservices/fraud-model"
 APP = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/fraud"
@@ -49,38 +45,8 @@ AUTOMATED = {"prune": True, "selfHeal": True}
 FALLBACK: dict[str, Any] = {"to": "fallback", "fallback": {"storage_uri": "s3://models/fraud/v1"}}
 
 
-def decision(target: Target, incident: str = INCIDENT) -> Decision:
-    return Decision(
-        DecisionKind.ROLLBACK,
-        target.name,
-        incident,
-        NOW,
-        ("drift fired: 3 of 4 columns drifted",),
-        to=target.rollback.to,
-        dry_run=target.rollback.dry_run,
-    )
-
-
-@pytest.fixture
-def api() -> Iterator[FakeKubeAPI]:
-    with FakeKubeAPI() as fake:
-        yield fake
-    fake.assert_all_valid()
-    assert not fake.reactor_errors, fake.reactor_errors
-    assert not fake.internal_errors, fake.internal_errors
-
-
-@pytest.fixture
-def audit(tmp_path: Path) -> AuditLog:
-    return AuditLog(tmp_path / "audit.jsonl")
-
-
 def actuator(api: FakeKubeAPI, audit: AuditLog) -> KubeActuator:
-    kube = KubeApi(api.api_client(), timeout=5, attempts=2, sleep=lambda s: None)
-    return KubeActuator(
-        kube, audit, structlog.get_logger(), "mlwatchdog-0", clock=lambda: NOW,
-        server_dry_run=False,
-    )  # fmt: skip
+    return acting.actuator(api, audit, attempts=2, server_dry_run=False)
 
 
 def application(

@@ -9,21 +9,12 @@ looks like afterwards, the Event and the audit line, and the outcome the decisio
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
-import pytest
-import structlog
-
-from mlwatchdog.actions.actuator import KubeActuator
 from mlwatchdog.actions.audit import AuditLog
-from mlwatchdog.actions.kube_api import KubeApi
 from mlwatchdog.actions.plan import LAST_ACTION
 from mlwatchdog.core import (
-    Decision,
-    DecisionKind,
     Health,
     Incident,
     Phase,
@@ -31,6 +22,7 @@ from mlwatchdog.core import (
     record_action,
 )
 from mlwatchdog.rules import Target
+from tests.kube.acting import NOW, actuator, decision
 from tests.kube.apiserver import FakeKubeAPI
 from tests.kube.kserve_controller import complete_raw_rollout
 from tests.kube.objects import (
@@ -46,44 +38,10 @@ from tests.kube.objects import (
 )
 from tests.kube.targets import kube_target
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ROLLOUT = "/apis/argoproj.io/v1alpha1/namespaces/models/rollouts/fraud-model"
 ISVC = "/apis/serving.kserve.io/v1beta1/namespaces/models/inferenceservices/fraud-model"
 DEPLOYMENT = "/apis/apps/v1/namespaces/models/deployments/fraud-model"
 EVENTS = "/api/v1/namespaces/models/events"
-
-
-def decision(target: Target, incident: str = "fraud-20261125T115500Z") -> Decision:
-    return Decision(
-        DecisionKind.ROLLBACK,
-        target.name,
-        incident,
-        NOW,
-        ("drift fired: 3 of 4 columns drifted",),
-        to=target.rollback.to,
-        dry_run=target.rollback.dry_run,
-    )
-
-
-@pytest.fixture
-def api() -> Iterator[FakeKubeAPI]:
-    with FakeKubeAPI() as fake:
-        yield fake
-    fake.assert_all_valid()  # every object written, by us or the emulated controllers
-    assert not fake.reactor_errors, fake.reactor_errors
-    assert not fake.internal_errors, fake.internal_errors
-
-
-@pytest.fixture
-def audit(tmp_path: Path) -> AuditLog:
-    return AuditLog(tmp_path / "audit.jsonl")
-
-
-def actuator(api: FakeKubeAPI, audit: AuditLog, attempts: int = 3, **kwargs: Any) -> KubeActuator:
-    kube = KubeApi(api.api_client(), timeout=5, attempts=attempts, sleep=lambda s: None)
-    return KubeActuator(
-        kube, audit, structlog.get_logger(), "mlwatchdog-0", clock=lambda: NOW, **kwargs
-    )
 
 
 def rollout(api: FakeKubeAPI) -> dict[str, Any]:
