@@ -157,7 +157,7 @@ def test_a_revision_no_longer_kept_says_which_are(api: FakeKubeAPI, audit: Audit
     target = kube_target("deployment", to="revision", revision=9)
     outcome = actuator(api, audit).rollback(target, decision(target))
     assert not outcome.ok and not sent(api)
-    assert "no ReplicaSet of revision 9 (it has: 3, 2, 1" in outcome.detail
+    assert "no ReplicaSet of revision 9 (it has 3, 2, 1" in outcome.detail
     assert "fix rollback.revision" in outcome.detail
 
 

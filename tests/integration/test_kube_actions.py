@@ -219,7 +219,7 @@ def test_a_named_revision(api: FakeKubeAPI, audit: AuditLog) -> None:
     api.seed(argo_promoted(history=["registry.example.com/fraud:1.3.0"], rollback_window=2).objects)
     missing = kube_target(to="revision", revision=9)
     failed = actuator(api, audit).rollback(missing, decision(missing))
-    assert not failed.ok and "no ReplicaSet of revision 9 (it has: 3, 2, 1;" in failed.detail
+    assert not failed.ok and "no ReplicaSet of revision 9 (it has 3, 2, 1;" in failed.detail
     assert api.patches() == []  # only the Warning Event saying so
 
     target = kube_target(to="revision", revision=1)

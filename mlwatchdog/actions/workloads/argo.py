@@ -299,15 +299,15 @@ def not_fast_tracked(
     stable_rs = next((r for r in replicasets if _hash(r) == stable and owned_by(r, rollout)), None)
     revision = rs["metadata"].get("annotations", {}).get(REVISION)
     needed = _between(rollout, replicasets, rs, stable_rs) + 1 if stable_rs else 1
+    window = _window(rollout) or "not set"
     return (
-        f"Rollout {object_name(rollout)}: going back to revision {revision} "
-        f"({_hash(rs)}) would not "
-        "revert it now: Argo Rollouts fast-tracks only a rollback to the stable ReplicaSet or "
-        "within spec.rollbackWindow (argo-rollouts rollout/sync.go isFastRollback); anything "
-        "else is a new update that runs every canary step and analysis again, while the bad "
-        f"version stays stable (spec.rollbackWindow is {_window(rollout) or 'not set'}). Add "
-        f"`spec.rollbackWindow: {{revisions: {needed}}}` (or more) to the Rollout (or revert by "
-        "hand: kubectl argo rollouts undo, then promote --full once it shows the new revision)"
+        f"Rollout {object_name(rollout)}: going back to revision {revision} ({_hash(rs)}) "
+        "would not revert it now. Argo Rollouts fast-tracks only a rollback to the stable "
+        "ReplicaSet or one within spec.rollbackWindow (argo-rollouts rollout/sync.go "
+        "isFastRollback); anything else is a new update that runs every canary step and analysis "
+        f"again while the bad version stays stable. spec.rollbackWindow is {window}: add "
+        f"`spec.rollbackWindow: {{revisions: {needed}}}` (or more) to the Rollout, or revert by "
+        "hand (kubectl argo rollouts undo, then promote --full once it shows the new revision)"
     )
 
 
@@ -370,9 +370,9 @@ def _replicaset_to(
             if _revision(rs) == wanted:
                 return rs
         raise ActionError(
-            f"Rollout {object_name(rollout)} has no ReplicaSet of revision {wanted} (it "
-            f"has: {known}; "
-            "older ones are deleted beyond spec.revisionHistoryLimit): fix rollback.revision"
+            f"Rollout {object_name(rollout)} has no ReplicaSet of revision {wanted} "
+            f"(it has {known}; older ones are deleted beyond spec.revisionHistoryLimit): "
+            "fix rollback.revision"
         )
     if updating:
         stable = (rollout.get("status") or {}).get("stableRS")

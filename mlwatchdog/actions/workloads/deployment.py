@@ -270,15 +270,15 @@ def _replicaset_to(
             if revision_of(rs) == wanted:
                 return rs
         raise ActionError(
-            f"Deployment {object_name(deployment)} has no ReplicaSet of revision {wanted} (it has: "
-            f"{known}; older ones are deleted beyond spec.revisionHistoryLimit): fix "
-            "rollback.revision"
+            f"Deployment {object_name(deployment)} has no ReplicaSet of revision {wanted} "
+            f"(it has {known}; older ones are deleted beyond spec.revisionHistoryLimit): "
+            "fix rollback.revision"
         )
     if len(by_revision) < 2:
         raise ActionError(
             f"Deployment {object_name(deployment)} has no rollout history to go back to "
-            "(revisions: "
-            f"{known}; spec.revisionHistoryLimit 0 keeps none): use rollback.to: fallback"
+            f"(revisions: {known}; spec.revisionHistoryLimit 0 keeps none): "
+            "use rollback.to: fallback"
         )
     return by_revision[1]
 
