@@ -361,3 +361,10 @@ def test_an_open_network_policy_is_refused() -> None:
 
 def test_a_config_that_is_not_yaml_is_refused() -> None:
     assert "config: not YAML" in template_error({"config": "daemon: [unclosed"})
+
+
+def test_a_misspelt_value_is_refused_naming_it() -> None:
+    """values.schema.json: a typo is an error, not a silently ignored setting."""
+    error = template_error({"networkPolicy": {"enabeld": False}})
+    assert "/networkPolicy" in error and "'enabeld' not allowed" in error
+    assert "'replicsa' not allowed" in template_error({"replicsa": 3})
