@@ -292,6 +292,17 @@ class DaemonMetrics:
                     self.drift_effect.labels(target, check, row.column, measure).set(row.effect)
         self.phase(target, evaluation.state.phase)
 
+    def expect(self, target: Target) -> None:
+        """Start the target's decision and rollback-outcome counters at 0: a counter series
+        that first appears at 1 is no increase to Prometheus, so a first rollback, refusal or
+        failure would be missed by increase() in alerts and panels."""
+        rollback = target.rollback
+        dry_run = str(rollback.dry_run).lower()
+        self.decisions.labels(target.name, "rollback", rollback.to, dry_run)
+        self.decisions.labels(target.name, "escalate", "", "")
+        for result in ("sent", "dry_run", "standby", "refused", "failed"):
+            self.actions.labels(target.name, result)
+
     def phase(self, target: str, phase: Phase) -> None:
         for each in Phase:
             self.target_phase.labels(target, each).set(each is phase)
