@@ -112,9 +112,10 @@ def test_every_panel_of_the_dashboard_shows_data_from_a_real_daemon(
     with running_prometheus(scrape=[f"127.0.0.1:{port}"]) as prometheus:
         started = time.time()
         # What the health panels show: a corrupt file among the samples, a refused sink event.
-        corrupt = tmp_path / "live" / time.strftime(PARTITIONING, time.gmtime())
-        corrupt.mkdir(parents=True, exist_ok=True)
-        (corrupt / "part-corrupt.parquet").write_bytes(b"not a parquet file")
+        for moment in (time.time(), time.time() + 60):  # the next hour's folder too, if near
+            corrupt = tmp_path / "live" / time.strftime(PARTITIONING, time.gmtime(moment))
+            corrupt.mkdir(parents=True, exist_ok=True)
+            (corrupt / "part-corrupt.parquet").write_bytes(b"not a parquet file")
         refused = daemon.http.post(
             "/sink/kserve", content=b"not json", headers={"Content-Type": "application/json"}
         )
