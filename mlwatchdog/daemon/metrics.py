@@ -18,7 +18,15 @@ from prometheus_client import (
 )
 
 from mlwatchdog import __version__
-from mlwatchdog.core import ActionOutcome, DataStatus, Decision, Evaluation, Phase, TargetState
+from mlwatchdog.core import (
+    ActionOutcome,
+    DataStatus,
+    Decision,
+    Evaluation,
+    Phase,
+    TargetState,
+    base_check,
+)
 from mlwatchdog.core.blind import Blindness
 from mlwatchdog.rules import DriftCheck, Target, drift_columns
 from mlwatchdog.sources.base import SetAside
@@ -388,15 +396,19 @@ class DaemonMetrics:
                 if labels[0] == new.name and labels[1:] not in tested:
                     gauge.remove(*labels)
         # A check whose test or effect measure changed: drop the old test's or measure's series.
+        # Per-revision checks (`drift[canary]`) follow the check they are of.
         drift_checks = {c.name: c for c in new.checks if isinstance(c, DriftCheck)}
 
+        def test(check: str) -> str | None:
+            found = drift_checks.get(base_check(check))
+            return str(found.test) if found else None
+
         def measure(check: str) -> str | None:
-            found = drift_checks.get(check)
+            found = drift_checks.get(base_check(check))
             return str(found.effect.measure) if found and found.effect else None
 
         for labels in _label_sets(self.check_test_threshold):
-            found = drift_checks.get(labels[1])
-            if labels[0] == new.name and (found is None or labels[2] != str(found.test)):
+            if labels[0] == new.name and labels[2] != test(labels[1]):
                 self.check_test_threshold.remove(*labels)
         for labels in _label_sets(self.check_effect_floor):
             if labels[0] == new.name and labels[2] != measure(labels[1]):
@@ -404,7 +416,7 @@ class DaemonMetrics:
         columns = {(check, column) for check, column, _ in tested}
         for labels in _label_sets(self.drift_effect):
             _, check, column, measured = labels
-            gone = (check, column) not in columns or measured != measure(check)
+            gone = (base_check(check), column) not in columns or measured != measure(check)
             if labels[0] == new.name and gone:
                 self.drift_effect.remove(*labels)
 

@@ -91,11 +91,14 @@ def test_a_reload_removes_the_series_of_a_test_or_floor_no_longer_used() -> None
     metrics = DaemonMetrics()
     before = drift_target(KS, PSI)
     metrics.record("m", evaluate(before, observation(shift=1.0), None, T0), 0.1, T0.timestamp())
+    # A canary's per-revision check, as record() exports it during a canary.
+    metrics.check_test_threshold.labels("m", "scores[canary]", "psi").set(0.25)
     # inputs now tested with PSI and without an effect floor.
     after = drift_target({**KS, "test": "psi", "threshold": 0.2, "effect": None}, PSI)
     metrics.prune(before, after)
     assert named(metrics, "mlwatchdog_check_test_threshold") == {
         labels(target="m", check="scores", test="psi"): 0.25,
+        labels(target="m", check="scores[canary]", test="psi"): 0.25,  # scores is unchanged
     }
     assert named(metrics, "mlwatchdog_check_effect_floor") == {}
     assert named(metrics, "mlwatchdog_drift_effect") == {}
