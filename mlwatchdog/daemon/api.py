@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
 from mlwatchdog.core import CheckState, Evaluation, TargetState, to_json
@@ -192,6 +192,27 @@ def api_router(daemon: Daemon) -> APIRouter:
     @router.get("/api/v1/reports", summary="Investigation reports, newest first")
     def list_reports() -> list[ReportView]:
         return [report_view(info) for info in daemon.reports.list()]
+
+    # Dashboards link here (deploy/grafana): they know the target, not the report's id.
+    @router.get(
+        "/reports/latest",
+        summary="Redirect to the target's newest report (the latest decision's, as reports are "
+        "written on decisions)",
+        response_class=RedirectResponse,
+        status_code=307,
+        responses={404: {"description": "The target has no report yet"}},
+    )
+    def latest_report(
+        target: str = Query(..., description="the target's name, as in rules.yaml"),
+    ) -> RedirectResponse:
+        newest = next((r for r in daemon.reports.list() if r.target == target), None)
+        if newest is None:
+            raise HTTPException(
+                404,
+                f"no report of target {target!r} yet: one is written on each decision, or ask "
+                f"for one with POST /api/v1/targets/{target}/evaluate?report=true",
+            )
+        return RedirectResponse(f"{newest.id}/", status_code=307)  # relative: /reports/<id>/
 
     @router.get(
         "/reports/{report_id}/",

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
 
-from mlwatchdog.core import ActionOutcome, DataStatus, Decision, Evaluation, Phase, TargetState
+from mlwatchdog import __version__
+from mlwatchdog.core import (
+    ActionOutcome,
+    DataStatus,
+    Decision,
+    Evaluation,
+    Phase,
+    TargetState,
+    base_check,
+)
 from mlwatchdog.core.blind import Blindness
 from mlwatchdog.rules import DriftCheck, Target, drift_columns
 from mlwatchdog.sources.base import SetAside
@@ -18,6 +38,16 @@ class DaemonMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # The standard process_* and python_* series, as the default registry would give them.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)
+        self.build = Info(
+            "mlwatchdog_build",
+            "The running mlwatchdog: its version, Python's, and numpy's and scipy's (the test "
+            "results depend on them).",
+            registry=r,
+        )
+        self.build.info(build_labels())
         self.evaluations = Counter(
             "mlwatchdog_evaluations",
             "Evaluations by result: ok (every check had data), no_data, or error (it failed).",
@@ -57,8 +87,32 @@ class DaemonMetrics:
         )
         self.check_threshold = Gauge(
             "mlwatchdog_check_threshold",
-            "The limit the check's value is compared with.",
+            "The limit the check's value is compared with: the drift share for drift checks "
+            "(not a test's alpha or PSI limit: see mlwatchdog_check_test_threshold), the limit "
+            "for metric checks.",
             ["target", "check"],
+            registry=r,
+        )
+        self.check_test_threshold = Gauge(
+            "mlwatchdog_check_test_threshold",
+            "A drift check's per-column test threshold as used: alpha for the p-value tests (ks, "
+            "chi2: a column drifts when its p-value is below it), the PSI limit for psi (when "
+            "its PSI is at or above it).",
+            ["target", "check", "test"],
+            registry=r,
+        )
+        self.drift_effect = Gauge(
+            "mlwatchdog_drift_effect",
+            "Effect size per column (the check's effect.measure), for drift checks with an "
+            "effect floor.",
+            ["target", "check", "column", "measure"],
+            registry=r,
+        )
+        self.check_effect_floor = Gauge(
+            "mlwatchdog_check_effect_floor",
+            "A drift check's effect floor (effect.min): a column drifts only when its effect "
+            "is at least this, whatever its test says.",
+            ["target", "check", "measure"],
             registry=r,
         )
         self.check_state = Gauge(
@@ -130,6 +184,13 @@ class DaemonMetrics:
             "mlwatchdog_decisions",
             "Decisions made: rollback (with to and dry_run) and escalate.",
             ["target", "kind", "to", "dry_run"],
+            registry=r,
+        )
+        self.last_decision = Gauge(
+            "mlwatchdog_last_decision_timestamp_seconds",
+            "Unix time of the target's latest decision of each kind (its report: "
+            "/reports/latest?target=<target> on the daemon).",
+            ["target", "kind"],
             registry=r,
         )
         self.actions = Counter(
@@ -219,6 +280,14 @@ class DaemonMetrics:
                 self.check_value.labels(target, check).set(result.value)
             if result.threshold is not None:
                 self.check_threshold.labels(target, check).set(result.threshold)
+            tests = {str(row.test) for row in result.columns}
+            if result.test_threshold is not None:
+                for test in tests:
+                    self.check_test_threshold.labels(target, check, test).set(result.test_threshold)
+            measures = {str(row.effect_measure) for row in result.columns if row.effect_measure}
+            if result.effect_floor is not None:
+                for measure in measures:
+                    self.check_effect_floor.labels(target, check, measure).set(result.effect_floor)
             for row in result.columns:
                 labels = (target, check, row.column, str(row.test))
                 if row.statistic is not None:
@@ -226,7 +295,21 @@ class DaemonMetrics:
                 pvalue = row.pvalue_adjusted if row.pvalue_adjusted is not None else row.pvalue
                 if pvalue is not None:
                     self.drift_pvalue.labels(*labels).set(pvalue)
+                if row.effect is not None and row.effect_measure is not None:
+                    measure = str(row.effect_measure)
+                    self.drift_effect.labels(target, check, row.column, measure).set(row.effect)
         self.phase(target, evaluation.state.phase)
+
+    def expect(self, target: Target) -> None:
+        """Start the target's decision and rollback-outcome counters at 0: a counter series
+        that first appears at 1 is no increase to Prometheus, so a first rollback, refusal or
+        failure would be missed by increase() in alerts and panels."""
+        rollback = target.rollback
+        dry_run = str(rollback.dry_run).lower()
+        self.decisions.labels(target.name, "rollback", rollback.to, dry_run)
+        self.decisions.labels(target.name, "escalate", "", "")
+        for result in ("sent", "dry_run", "standby", "refused", "failed"):
+            self.actions.labels(target.name, result)
 
     def phase(self, target: str, phase: Phase) -> None:
         for each in Phase:
@@ -256,6 +339,7 @@ class DaemonMetrics:
         to = decision.to or ""
         dry_run = str(decision.dry_run).lower() if decision.kind == "rollback" else ""
         self.decisions.labels(decision.target, decision.kind, to, dry_run).inc()
+        self.last_decision.labels(decision.target, decision.kind).set(decision.at.timestamp())
 
     def action(self, target: str, outcome: ActionOutcome) -> None:
         if outcome.refused:
@@ -311,6 +395,30 @@ class DaemonMetrics:
             for labels in _label_sets(gauge):
                 if labels[0] == new.name and labels[1:] not in tested:
                     gauge.remove(*labels)
+        # A check whose test or effect measure changed: drop the old test's or measure's series.
+        # Per-revision checks (`drift[canary]`) follow the check they are of.
+        drift_checks = {c.name: c for c in new.checks if isinstance(c, DriftCheck)}
+
+        def test(check: str) -> str | None:
+            found = drift_checks.get(base_check(check))
+            return str(found.test) if found else None
+
+        def measure(check: str) -> str | None:
+            found = drift_checks.get(base_check(check))
+            return str(found.effect.measure) if found and found.effect else None
+
+        for labels in _label_sets(self.check_test_threshold):
+            if labels[0] == new.name and labels[2] != test(labels[1]):
+                self.check_test_threshold.remove(*labels)
+        for labels in _label_sets(self.check_effect_floor):
+            if labels[0] == new.name and labels[2] != measure(labels[1]):
+                self.check_effect_floor.remove(*labels)
+        columns = {(check, column) for check, column, _ in tested}
+        for labels in _label_sets(self.drift_effect):
+            _, check, column, measured = labels
+            gone = (base_check(check), column) not in columns or measured != measure(check)
+            if labels[0] == new.name and gone:
+                self.drift_effect.remove(*labels)
 
     def _target_gauges(self, check_level: bool) -> list[Gauge]:
         gauges = [
@@ -318,15 +426,35 @@ class DaemonMetrics:
             self.drift_pvalue,
             self.check_value,
             self.check_threshold,
+            self.check_test_threshold,
+            self.drift_effect,
+            self.check_effect_floor,
             self.check_state,
             self.check_status,
         ]
         target_level = [
-            self.last_evaluation, self.target_phase, self.target_blind, self.target_blind_since,
-            self.target_paused, self.target_silenced_until, self.awaiting_approval,
-            self.approval_deadline,
+            self.last_evaluation, self.last_decision, self.target_phase, self.target_blind,
+            self.target_blind_since, self.target_paused, self.target_silenced_until,
+            self.awaiting_approval, self.approval_deadline,
         ]  # fmt: skip
         return gauges if check_level else [*gauges, *target_level]
+
+
+def build_labels() -> dict[str, str]:
+    """mlwatchdog_build_info's labels: the versions that make this daemon's numbers."""
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "numpy": installed("numpy"),
+        "scipy": installed("scipy"),
+    }
 
 
 def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:

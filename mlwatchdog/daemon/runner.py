@@ -98,6 +98,7 @@ class TargetRunner:
             )
             metrics.phase(target.name, self.state.phase)
         metrics.people(target.name, self.state)
+        metrics.expect(target)
 
     @property
     def target(self) -> Target:
@@ -154,6 +155,7 @@ class TargetRunner:
             if old != binding[0]:
                 self.state = carry_state(self.state, binding[0])  # saved by the next evaluation
                 self.metrics.prune(old, binding[0])
+                self.metrics.expect(binding[0])
         if retiring and not self.retired:
             self.retired = True
             self.metrics.forget(self.target.name)

@@ -77,7 +77,7 @@ def test_drift_rolls_back_once_in_dry_run_and_a_restart_does_not_repeat_it(
     assert value(metrics, "mlwatchdog_target_state", target=TARGET, state="healthy") == 1
     for check in TRIGGER_CHECKS:
         assert value(metrics, "mlwatchdog_check_state", target=TARGET, check=check) == 0
-    assert rollbacks(daemon) is None
+    assert not rollbacks(daemon)
 
     # Drift: each trigger check goes pending, then firing, then one dry-run rollback.
     feeder.drift.set()

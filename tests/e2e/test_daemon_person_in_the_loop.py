@@ -105,7 +105,7 @@ def test_a_paused_target_holds_its_rollback_and_acts_once_resumed(
     # Drift: the checks fire (states stay truthful), the rollback is held, not carried out.
     feeder.drift.set()
     wait_for(daemon, "a held rollback", lambda: decisions(daemon, "hold") >= 1, timeout=60)
-    assert rollbacks(daemon) is None
+    assert not rollbacks(daemon)
     assert value(daemon.metrics(), "mlwatchdog_target_state", target=TARGET, state="degraded") == 1
     assert {c["state"] for c in target_view(daemon)["checks"]} == {"firing"}
     trail = audit(daemon)
@@ -152,7 +152,7 @@ def test_a_confirmed_rollback_waits_for_approval_from_the_cli(
     assert approval["waiting"] and approval["incident"] == view["incident"]
     deadline = gauge(daemon, "mlwatchdog_incident_approval_deadline_seconds")
     assert deadline is not None and deadline > 0
-    assert rollbacks(daemon) is None
+    assert not rollbacks(daemon)
     [asked] = [r for r in audit(daemon) if r["result"] == "ask_approval"]
     assert asked["incident"] == view["incident"] and asked["deadline"]
 
@@ -183,7 +183,7 @@ def test_without_an_answer_the_confirm_timeout_escalates(
     feeder.drift.set()
     wait_for(daemon, "the approval asked", lambda: decisions(daemon, "ask_approval") == 1, 60)
     wait_for(daemon, "the escalation", lambda: decisions(daemon, "escalate") == 1, timeout=30)
-    assert rollbacks(daemon) is None
+    assert not rollbacks(daemon)
     view = target_view(daemon)
     assert view["phase"] == "escalated" and not view["approval"]["waiting"]
     [line] = daemon.events("decision: escalate")

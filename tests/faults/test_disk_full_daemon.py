@@ -100,8 +100,8 @@ def test_a_full_disk_holds_the_rollback_until_its_state_is_saved_and_loses_nothi
         metrics = daemon.metrics()
         assert (value(metrics, "mlwatchdog_write_failures_total", what="state") or 0) >= 2
         assert value(metrics, "mlwatchdog_writes_failing", what="state") == 1
-        assert rollbacks(daemon) is None  # nothing carried out
-        assert value(metrics, "mlwatchdog_actions_total", target=TARGET) is None
+        assert not rollbacks(daemon)  # nothing carried out
+        assert not value(metrics, "mlwatchdog_actions_total", target=TARGET)
         assert not audit.exists()  # no dry-run record either
         [error] = daemon.events("state write failing; kept and retried")
         assert error["level"] == "error" and error["where"] == TARGET

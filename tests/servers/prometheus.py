@@ -119,6 +119,22 @@ class PrometheusServer:
         response.raise_for_status()
         return response.json()["data"]
 
+    def query_range(self, promql: str, start: float, end: float, step: float) -> Any:
+        """The raw `data` of a range query, as Grafana's time series panels ask it."""
+        params = {"query": promql, "start": start, "end": end, "step": step}
+        response = requests.get(f"{self.url}/api/v1/query_range", params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()["data"]
+
+    def label_values(self, label: str, match: str) -> list[str]:
+        """The values of `label` on the series `match` selects: Grafana's label_values()."""
+        response = requests.get(
+            f"{self.url}/api/v1/label/{label}/values", params={"match[]": match}, timeout=5
+        )
+        response.raise_for_status()
+        values: list[str] = response.json()["data"]
+        return values
+
     def wait_for(self, promql: str, expected: float, timeout: float = 20.0) -> None:
         """Wait until the query's single series has `expected` as its latest value."""
         deadline = time.monotonic() + timeout
