@@ -595,6 +595,16 @@ def demo(
         writer.stop()
 
 
+def _duration(text: str | None) -> str | None:
+    """A duration option checked as rules.yaml's are (1h30m, 90s, 7d); sent or parsed later."""
+    if text is not None:
+        try:
+            parse_duration(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return text
+
+
 def _utc(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
@@ -610,7 +620,9 @@ def replay(
     config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
     start: Annotated[str, typer.Option("--from", help="Start, ISO 8601 (UTC if no zone).")] = "",
     end: Annotated[str, typer.Option("--to", help="End, ISO 8601 (inclusive).")] = "",
-    step: Annotated[str, typer.Option(help="Virtual clock step, e.g. 30s, 1m.")] = "1m",
+    step: Annotated[
+        str, typer.Option(help="Virtual clock step, e.g. 30s, 1m.", callback=_duration)
+    ] = "1m",
     target: Annotated[
         list[str] | None, typer.Option(help="Replay only this target (repeatable).")
     ] = None,
@@ -661,10 +673,7 @@ def replay(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
     t0, t1 = _utc(start), _utc(end)
-    try:
-        step_length = parse_duration(step)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--step") from None
+    step_length = parse_duration(step)  # checked by _duration
     try:
         times = step_times(t0, t1, step_length)
         with Progress(console=Console(stderr=True), transient=False) as bar:
@@ -861,7 +870,10 @@ def _people_lines(target: dict[str, Any]) -> list[str]:
 def pause(
     target: Annotated[str, typer.Argument(help="The target to pause.")],
     for_: Annotated[
-        str | None, typer.Option("--for", help="How long, e.g. 2h (default: until resumed).")
+        str | None,
+        typer.Option(
+            "--for", help="How long, e.g. 2h (default: until resumed).", callback=_duration
+        ),
     ] = None,
     reason: ReasonOption = "",
     url: UrlOption = None,
@@ -893,7 +905,12 @@ def resume(
 @app.command()
 def silence(
     target: Annotated[str, typer.Argument(help="The target to silence.")],
-    for_: Annotated[str, typer.Option("--for", help="How long, e.g. 1h (a silence always ends).")],
+    for_: Annotated[
+        str,
+        typer.Option(
+            "--for", help="How long, e.g. 1h30m (a silence always ends).", callback=_duration
+        ),
+    ],
     reason: ReasonOption = "",
     url: UrlOption = None,
     config: ConfigOption = Path("rules.yaml"),
