@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+import structlog
 
 from mlwatchdog.core import CheckRecord, CheckResult, CheckState, DataStatus, Evaluation
 from mlwatchdog.core.model import TargetState
@@ -71,6 +73,15 @@ def test_the_first_evaluation_logs_breaches_and_missing_data_only() -> None:
     ]
 
 
+@pytest.fixture
+def fresh_structlog() -> Iterator[None]:
+    """configure_logging is global: put structlog's defaults back after the test (its stdout
+    here is pytest's capture, closed once the test ends)."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("fresh_structlog")
 @pytest.mark.parametrize("log_format", list(LogFormat))
 def test_both_formats_scrub_secrets(
     log_format: LogFormat, capsys: pytest.CaptureFixture[str]
