@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
 from mlwatchdog.core import DataStatus
-from mlwatchdog.daemon.logs import configure_logging
+from mlwatchdog.daemon.logs import LogFormat, configure_logging
 from mlwatchdog.daemon.service import serve
 from mlwatchdog.demo import PARTITIONING, LiveWriter, backfill, fresh_workdir
 from mlwatchdog.detectors import DEFAULT_MIN_SAMPLES, ColumnResult, Correction, DriftTest, Reference
-from mlwatchdog.errors import ConfigError, MlwatchdogError
+from mlwatchdog.errors import ConfigError, MlwatchdogError, StartupError
 from mlwatchdog.replay import (
     BundleError,
     alarm_rates,
@@ -52,8 +56,25 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("mlwatchdog")
+        except metadata.PackageNotFoundError:  # run from a source tree without installing
+            from mlwatchdog import __version__ as version
+        typer.echo(f"mlwatchdog {version}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _group() -> None:
+def _group(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """mlwatchdog keeps deployed ML models honest: drift checks, safe rollback, replay."""
 
 
@@ -62,12 +83,36 @@ class OutputFormat(StrEnum):
     JSON = "json"
 
 
+# Every command that prints takes --format: a table (or lines) for people, or one JSON document
+# on stdout for programs (errors stay one `error:` line on stderr, logs never go to stdout).
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", help="table (for people) or json (for programs).")
+]
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, default=_jsonable))
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
 class BinningChoice(StrEnum):
     QUANTILE = "quantile"
     EVIDENTLY = "evidently"
 
 
+# Exit statuses (the README's table): 0 ok; 1 an error (bad input, invalid rules, a refusal);
+# 2 a usage error (typer's); EXIT_DRIFT; EXIT_STARTUP.
 EXIT_DRIFT = 3  # with --fail-on-drift, so a pipeline can tell drift from an error (1)
+EXIT_STARTUP = 4  # run/demo: the HTTP port is in use or not allowed (nothing was started)
 
 
 @app.command()
@@ -93,9 +138,7 @@ def evaluate(
     binning: Annotated[
         BinningChoice, typer.Option(help="PSI binning: quantile, or evidently's exactly.")
     ] = BinningChoice.QUANTILE,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = (
-        OutputFormat.TABLE
-    ),
+    output: FormatOption = OutputFormat.TABLE,
     fail_on_drift: Annotated[
         bool, typer.Option(help=f"Exit {EXIT_DRIFT} when any column drifted.")
     ] = False,
@@ -218,35 +261,52 @@ def check(
         str | None,
         typer.Option(help="With --sources: read the window ending then, ISO 8601 (default now)."),
     ] = None,
+    output: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Check rules files, like `promtool check rules`: exit 0 if all are valid, else 1. With
     --sources, also read every target's samples window, reference and metric checks once, as
     the daemon would (nothing is written), and exit 1 if any of them is missing."""
     failed = False
     moment = _utc(at) if at else datetime.now(UTC)
+    as_json = output is OutputFormat.JSON
+    checked: list[dict[str, Any]] = []  # --format json: one entry per file
     for path in files:
         issues = config_issues(path)
+        entry: dict[str, Any] = {"file": str(path), "valid": not issues}
+        checked.append(entry)
         if issues:
             failed = True
-            typer.echo(f"Checking {path}\n  FAILED: {len(issues)} problem(s):", err=True)
-            for issue in issues:
-                typer.echo(f"    {issue}", err=True)
-        else:
-            config = load_config(path)
-            n_checks = sum(len(t.checks) for t in config.targets)
+            entry["problems"] = [dataclasses.asdict(issue) for issue in issues]
+            if not as_json:
+                typer.echo(f"Checking {path}\n  FAILED: {len(issues)} problem(s):", err=True)
+                for issue in issues:
+                    typer.echo(f"    {issue}", err=True)
+            continue
+        config = load_config(path)
+        n_checks = sum(len(t.checks) for t in config.targets)
+        entry.update(targets=len(config.targets), checks=n_checks, sources=len(config.sources))
+        if not as_json:
             typer.echo(
                 f"Checking {path}\n  SUCCESS: {len(config.targets)} target(s), "
                 f"{n_checks} check(s), {len(config.sources)} source(s)"
             )
-            if sources:
-                try:
-                    found = probe(config, moment)
-                except (MlwatchdogError, ImportError) as exc:  # a reader that cannot start
-                    scrub = Redactor(secret_values(config)).text
-                    typer.echo(f"  error: cannot read the sources: {scrub(str(exc))}", err=True)
-                    failed = True
-                    continue
-                failed = _print_probe(found) or failed
+        if sources:
+            try:
+                found = probe(config, moment)
+            except (MlwatchdogError, ImportError) as exc:  # a reader that cannot start
+                scrub = Redactor(secret_values(config)).text
+                entry["sources_error"] = f"cannot read the sources: {scrub(str(exc))}"
+                if not as_json:
+                    typer.echo(f"  error: {entry['sources_error']}", err=True)
+                failed = True
+                continue
+            entry["found"] = [{**dataclasses.asdict(t), "problems": t.problems} for t in found]
+            missing = any(t.problems for t in found)
+            if not as_json:
+                _print_probe(found)
+            failed = failed or missing
+    if as_json:
+        _print_json(checked)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -306,21 +366,36 @@ def _load_or_exit(path: Path) -> Config:
         raise typer.Exit(1) from None
 
 
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option(
+        envvar="MLWATCHDOG_LOG_FORMAT",
+        help="json (one object per line) or console (for people); default: console on a "
+        "terminal, else json (or $MLWATCHDOG_LOG_FORMAT).",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
     host: Annotated[str | None, typer.Option(help="HTTP address (default: daemon.http).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: daemon.http).")] = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the daemon: evaluate every target on its schedule and serve /healthz, /metrics."""
     rules = _load_or_exit(config)
     redactor = Redactor(secret_values(rules))
-    log = configure_logging(rules.daemon.log_level, redactor)
+    log = configure_logging(rules.daemon.log_level, redactor, log_format)
     try:
         serve(rules, log, host, port, config_path=config, redactor=redactor)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except StartupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_STARTUP) from None
 
 
 @app.command()
@@ -330,7 +405,7 @@ def status(
         typer.Option(help="The daemon's address (default: daemon.http of --config)."),
     ] = None,
     config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
-    output: Annotated[OutputFormat, typer.Option(help="table or json.")] = OutputFormat.TABLE,
+    output: FormatOption = OutputFormat.TABLE,
     token: Annotated[
         str | None,
         typer.Option(
@@ -339,8 +414,12 @@ def status(
             show_default=False,
         ),
     ] = None,
+    deprecated_output: Annotated[
+        OutputFormat | None, typer.Option("--output", hidden=True, help="Use --format.")
+    ] = None,
 ) -> None:
     """Show every target of a running daemon: state, incident and checks (GET /api/v1/targets)."""
+    output = deprecated_output or output  # --output was the option's name until 0.1
     if url is None:
         http = _load_or_exit(config).daemon.http
         host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
@@ -364,40 +443,59 @@ def status(
         raise typer.Exit(1)
     targets = response.json()
     if output is OutputFormat.JSON:
-        print(json.dumps(targets, indent=2))
+        _print_json(targets)
         return
-    table = Table(title=f"mlwatchdog at {url}")
-    for header in ("target", "state", "since", "incident", "check", "check state", "data",
-                   "value", "threshold"):  # fmt: skip
-        table.add_column(header)
+    _print_status(url, targets)
+
+
+def _print_status(url: str, targets: list[dict[str, Any]]) -> None:
+    """Each target as a heading line (state, since, incident) over a table of its checks:
+    five narrow columns, so the whole fits a terminal of 80 columns."""
+    console = Console()  # the terminal's width; $COLUMNS or 80 when piped
+    console.print(Text(f"mlwatchdog at {url}", style="bold"))
     colours = {"healthy": "green", "degraded": "yellow", "escalated": "bold red"}
     for target in targets:
         phase = target["phase"] or "not evaluated"
         styled = f"[{colours.get(phase, 'magenta')}]{phase}[/]"
         if target.get("blind"):  # its drift checks judge nothing: say so before the phase
             styled = f"[bold red]blind[/] ({styled})"
-        first = True
-        for check in target["checks"] or [{}]:
+        heading = Text.from_markup(f"\n[bold]{target['name']}[/]: {styled}")
+        if target.get("since"):
+            heading.append(f" since {_time(target['since'])}")
+        console.print(heading)
+        if target.get("incident"):
+            console.print(Text(f"  incident {target['incident']}"))
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("check", overflow="fold")
+        table.add_column("state", no_wrap=True)
+        table.add_column("data", no_wrap=True)
+        table.add_column("value", justify="right", no_wrap=True)
+        table.add_column("threshold", justify="right", no_wrap=True)
+        for check in target["checks"] or []:
             table.add_row(
-                target["name"] if first else "",
-                styled if first else "",
-                (target["since"] or "-")[:19] if first else "",
-                (target["incident"] or "-") if first else "",
                 check.get("name", "-"),
                 check.get("state", "-"),
                 check.get("status") or "-",
                 _fmt(check.get("value")),
                 _fmt(check.get("threshold")),
             )
-            first = False
-    console = Console()
-    console.print(table)
-    for target in targets:
+        console.print(Padding(table, (0, 0, 0, 2), expand=False))
         if target.get("blind"):
-            since, why = (target.get("blind_since") or "?")[:19], target.get("blind_reason")
+            since, why = _time(target.get("blind_since") or "?"), target.get("blind_reason")
             console.print(Text(f"{target['name']} is blind since {since}: {why}"))
         for line in _people_lines(target):  # paused, silenced, waiting for approval
             console.print(Text(line))
+
+
+def _time(iso: str) -> str:
+    """An ISO 8601 time from the API as status shows times: 2026-11-25 09:02:20 UTC."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
 # --- GitOps (issue 13): resolving an incident restores the Argo CD / Flux sync paused for it --
@@ -417,6 +515,7 @@ def resolve(
             show_default=False,
         ),
     ] = None,
+    output: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Resolve an incident: restore the Argo CD / Flux sync paused for its rollback
     (POST /api/v1/incidents/INCIDENT/resolve). Safe to repeat."""
@@ -447,6 +546,9 @@ def resolve(
         typer.echo(f"error: {endpoint} answered {response.status_code}: {detail}", err=True)
         raise typer.Exit(1)
     answer = response.json()
+    if output is OutputFormat.JSON:
+        _print_json(answer)
+        return
     for result in answer["results"]:
         print(f"{result['target']}: {result['result']}: {result['detail']}")
     print(answer["message"])
@@ -461,10 +563,11 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="The demo's own folder (emptied).")] = Path(".demo"),
     drift_after: Annotated[float, typer.Option(help="Seconds until samples drift.")] = 60.0,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: daemon.http).")] = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the daemon on live demo samples that drift after a minute (what `make run` does)."""
     rules = _load_or_exit(config)
-    log = configure_logging(rules.daemon.log_level)
+    log = configure_logging(rules.daemon.log_level, log_format=log_format)
     live, state = fresh_workdir(workdir)
     source = rules.targets[0].samples.source
     rules = rules.model_copy(
@@ -486,8 +589,21 @@ def demo(
     )
     try:
         serve(rules, log, port=port)
+    except StartupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_STARTUP) from None
     finally:
         writer.stop()
+
+
+def _duration(text: str | None) -> str | None:
+    """A duration option checked as rules.yaml's are (1h30m, 90s, 7d); sent or parsed later."""
+    if text is not None:
+        try:
+            parse_duration(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return text
 
 
 def _utc(text: str) -> datetime:
@@ -505,7 +621,9 @@ def replay(
     config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
     start: Annotated[str, typer.Option("--from", help="Start, ISO 8601 (UTC if no zone).")] = "",
     end: Annotated[str, typer.Option("--to", help="End, ISO 8601 (inclusive).")] = "",
-    step: Annotated[str, typer.Option(help="Virtual clock step, e.g. 30s, 1m.")] = "1m",
+    step: Annotated[
+        str, typer.Option(help="Virtual clock step, e.g. 30s, 1m.", callback=_duration)
+    ] = "1m",
     target: Annotated[
         list[str] | None, typer.Option(help="Replay only this target (repeatable).")
     ] = None,
@@ -533,6 +651,7 @@ def replay(
             "checks.feature_drift.threshold=0.2 (repeatable).",
         ),
     ] = None,
+    output: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Re-run the decisions over historical windows with a virtual clock (or from incident
     bundles); write the timeline."""
@@ -541,7 +660,7 @@ def replay(
     except BundleError as exc:
         raise typer.BadParameter(str(exc)) from None
     if bundle is not None:
-        raise typer.Exit(_replay_bundles(bundle, changes))
+        raise typer.Exit(_replay_bundles(bundle, changes, output))
     if not start or not end:
         raise typer.BadParameter("give both --from and --to (or --bundle)")
     rules = _load_or_exit(config)
@@ -555,8 +674,9 @@ def replay(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
     t0, t1 = _utc(start), _utc(end)
+    step_length = parse_duration(step)  # checked by _duration
     try:
-        times = step_times(t0, t1, parse_duration(step))
+        times = step_times(t0, t1, step_length)
         with Progress(console=Console(stderr=True), transient=False) as bar:
             task = bar.add_task("replaying", total=len(times))
 
@@ -570,7 +690,7 @@ def replay(
                 rules,
                 t0,
                 t1,
-                parse_duration(step),
+                step_length,
                 target,
                 advance,
                 executor=executor,
@@ -585,6 +705,24 @@ def replay(
     else:
         timeline.to_parquet(out, index=False)
     decided = timeline[timeline["decision"] != ""]
+    # On a period known to be quiet, these are false alarms: the measured rate.
+    rates = alarm_rates(timeline, rules)
+    if output is OutputFormat.JSON:
+        _print_json({
+            "steps": len(times), "rows": len(timeline), "out": str(out),
+            "plans": [str(plan) for plan in plans],
+            "decisions": [
+                {"time": row.time, "target": row.target, "decision": row.decision,
+                 "incident": row.incident}
+                for row in decided.itertuples()
+            ],
+            "drift_alarms": [
+                {"target": r.target, "alarms": r.alarms, "seconds": r.span.total_seconds(),
+                 "stated_every_seconds": r.stated.total_seconds() if r.stated else None}
+                for r in rates
+            ],
+        })  # fmt: skip
+        return
     typer.echo(f"{len(times)} step(s), {len(timeline)} row(s) written to {out}")
     for plan in plans:  # which executor ran, and its tasks
         typer.echo(str(plan))
@@ -592,20 +730,20 @@ def replay(
         typer.echo(f"  {row.time:%Y-%m-%d %H:%M:%S} {row.target}: {row.decision} ({row.incident})")
     if decided.empty:
         typer.echo("  no decisions")
-    # On a period known to be quiet, these are false alarms: the measured rate.
-    for rate in alarm_rates(timeline, rules):
+    for rate in rates:
         typer.echo(f"  {rate}")
     if any(parse_duration(step) != t.interval for t in rules.targets if t.false_alarms):
         typer.echo("  (the replay's --step is not the targets' interval: rates differ from live)")
 
 
-def _replay_bundles(path: str, changes: dict[str, object]) -> int:
+def _replay_bundles(path: str, changes: dict[str, object], output: OutputFormat) -> int:
     """Replay each bundle at `path`; the exit status: 1 if one did not replay as recorded."""
     found = [path] if _is_bundle(path) else list_bundles(path)
     if not found:
         typer.echo(f"error: no incident bundle at {path}", err=True)
         return 1
     differs = 0
+    replayed_all: list[dict[str, object]] = []  # --format json
     for each in found:
         try:
             loaded = load_bundle(each)
@@ -624,7 +762,26 @@ def _replay_bundles(path: str, changes: dict[str, object]) -> int:
             differs += 1
         else:
             verdict = f"same as recorded (decisions: {recorded}; state {phase})"
-        typer.echo(f"{Path(each).name}: {verdict}")
+        if output is OutputFormat.JSON:
+            replayed_all.append(
+                {
+                    "bundle": each,
+                    "changes": changes,
+                    "differences": differences,
+                    "decisions": {
+                        "recorded": [str(d.kind) for d in loaded.recorded.evaluation.decisions],
+                        "replayed": [str(d.kind) for d in replayed.evaluation.decisions],
+                    },
+                    "state": {
+                        "recorded": loaded.recorded.state_after.phase,
+                        "replayed": replayed.state_after.phase,
+                    },
+                }
+            )
+        else:
+            typer.echo(f"{Path(each).name}: {verdict}")
+    if output is OutputFormat.JSON:
+        _print_json(replayed_all)
     return 1 if differs else 0
 
 
@@ -654,7 +811,12 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why (audited).")]
 
 
 def _operate(
-    url: str | None, config: Path, token: str | None, path: str, body: dict[str, object]
+    url: str | None,
+    config: Path,
+    token: str | None,
+    path: str,
+    body: dict[str, object],
+    output: OutputFormat = OutputFormat.TABLE,
 ) -> None:
     """POST a person's command to the daemon and print what it left; exit 1 on a refusal."""
     from urllib.parse import quote
@@ -687,6 +849,9 @@ def _operate(
         typer.echo(f"error: {verb} refused ({response.status_code}): {detail}", err=True)
         raise typer.Exit(1)
     answer = response.json()
+    if output is OutputFormat.JSON:
+        _print_json(answer)
+        return
     print(answer["message"])
     for decision in answer.get("decisions") or []:
         print(f"decision: {decision['kind']} ({decision['incident']})")
@@ -717,19 +882,23 @@ def _people_lines(target: dict[str, Any]) -> list[str]:
 def pause(
     target: Annotated[str, typer.Argument(help="The target to pause.")],
     for_: Annotated[
-        str | None, typer.Option("--for", help="How long, e.g. 2h (default: until resumed).")
+        str | None,
+        typer.Option(
+            "--for", help="How long, e.g. 2h (default: until resumed).", callback=_duration
+        ),
     ] = None,
     reason: ReasonOption = "",
     url: UrlOption = None,
     config: ConfigOption = Path("rules.yaml"),
     token: OperateToken = None,
+    output: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Pause a target: still evaluated and reported, but it takes no action (its rollbacks are
     held and audited) until `mlwatchdog resume` or the end of --for."""
     body: dict[str, object] = {"reason": reason}
     if for_ is not None:
         body["for"] = for_
-    _operate(url, config, token, f"targets/{target}/pause", body)
+    _operate(url, config, token, f"targets/{target}/pause", body, output)
 
 
 @app.command()
@@ -739,22 +908,31 @@ def resume(
     url: UrlOption = None,
     config: ConfigOption = Path("rules.yaml"),
     token: OperateToken = None,
+    output: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """End a target's pause: it is evaluated at once and acts again."""
-    _operate(url, config, token, f"targets/{target}/resume", {"reason": reason})
+    _operate(url, config, token, f"targets/{target}/resume", {"reason": reason}, output)
 
 
 @app.command()
 def silence(
     target: Annotated[str, typer.Argument(help="The target to silence.")],
-    for_: Annotated[str, typer.Option("--for", help="How long, e.g. 1h (a silence always ends).")],
+    for_: Annotated[
+        str,
+        typer.Option(
+            "--for", help="How long, e.g. 1h30m (a silence always ends).", callback=_duration
+        ),
+    ],
     reason: ReasonOption = "",
     url: UrlOption = None,
     config: ConfigOption = Path("rules.yaml"),
     token: OperateToken = None,
+    output: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Silence a target for a while: no action and no escalation; it ends by itself."""
-    _operate(url, config, token, f"targets/{target}/silence", {"for": for_, "reason": reason})
+    _operate(
+        url, config, token, f"targets/{target}/silence", {"for": for_, "reason": reason}, output
+    )
 
 
 @app.command()
@@ -764,9 +942,10 @@ def unsilence(
     url: UrlOption = None,
     config: ConfigOption = Path("rules.yaml"),
     token: OperateToken = None,
+    output: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """End a target's silence before its time."""
-    _operate(url, config, token, f"targets/{target}/unsilence", {"reason": reason})
+    _operate(url, config, token, f"targets/{target}/unsilence", {"reason": reason}, output)
 
 
 @app.command()
@@ -776,9 +955,10 @@ def approve(
     url: UrlOption = None,
     config: ConfigOption = Path("rules.yaml"),
     token: OperateToken = None,
+    output: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Approve the rollback an incident waits for (rollback.confirm): it is carried out now."""
-    _operate(url, config, token, f"incidents/{incident}/approve", {"reason": reason})
+    _operate(url, config, token, f"incidents/{incident}/approve", {"reason": reason}, output)
 
 
 @app.command()
@@ -788,9 +968,10 @@ def reject(
     url: UrlOption = None,
     config: ConfigOption = Path("rules.yaml"),
     token: OperateToken = None,
+    output: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Reject the rollback an incident waits for: no rollback, the incident is escalated."""
-    _operate(url, config, token, f"incidents/{incident}/reject", {"reason": reason})
+    _operate(url, config, token, f"incidents/{incident}/reject", {"reason": reason}, output)
 
 
 # --- end of a person in the loop ----------------------------------------------------------------

@@ -32,3 +32,8 @@ class ActionError(MlwatchdogError):
         super().__init__(message)
         self.kind = kind
         self.status = status
+
+
+class StartupError(MlwatchdogError):
+    """The daemon cannot start serving (its HTTP port is taken or not allowed); `mlwatchdog run`
+    exits with its own status for it."""

@@ -27,14 +27,17 @@ are extended, not replaced: parsing, keep-alive, flow control and graceful shutd
 from __future__ import annotations
 
 import asyncio
+import errno
 import http
 import importlib.util
+import socket
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from mlwatchdog.errors import StartupError
 from mlwatchdog.rules.schema import Http
 
 # After an error answer the server stops writing and reads (and drops) what the client still
@@ -68,6 +71,44 @@ class HttpLimits:
             keep_alive=settings.keep_alive.total_seconds(),
             log=log,
         )
+
+
+def listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to `host`:`port` (every address it resolves to, as asyncio's create_server
+    binds them), for uvicorn to listen on. Bound before anything starts, so a port in use is one
+    clear StartupError, not a server that started and a raw traceback."""
+    try:
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio: one socket per family
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        why = (
+            "the port is already in use"
+            if exc.errno == errno.EADDRINUSE
+            else (exc.strerror or str(exc)).lower()
+        )
+        raise StartupError(
+            f"cannot listen on {_address(host, port)}: {why}; free it, or choose another port "
+            "with MLWATCHDOG_PORT (read by daemon.http.port) or --port"
+        ) from None
+    return sockets
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def uvicorn_options(settings: Http, log: Any = None, protocol: str = "auto") -> dict[str, Any]:

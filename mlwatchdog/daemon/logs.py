@@ -1,7 +1,8 @@
-"""Structured JSON logs (one JSON object per line on stdout), configured once by the daemon.
+"""The daemon's logs on stdout: JSON lines (one object per line) for machines, or aligned
+`key=value` lines for people (`--log-format console`), configured once by the daemon.
 
 Every line passes through the daemon's `Redactor` last, so a secret quoted by an exception (a URL
-with a password, a token in a client's error) is printed as `***`.
+with a password, a token in a client's error) is printed as `***`, in either format.
 """
 
 from __future__ import annotations
@@ -9,28 +10,53 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from enum import StrEnum
+from typing import Any, TextIO
 
 import structlog
 
 from mlwatchdog.rules.secret import Redactor
 
 
-def configure_logging(level: str = "info", redactor: Redactor | None = None) -> Any:
-    """Route structlog to stdout as JSON lines at `level`; returns the daemon's logger."""
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def default_log_format(stream: TextIO | None = None) -> LogFormat:
+    """Console for a person at a terminal, JSON lines anywhere else (a container, a pipe)."""
+    out = sys.stdout if stream is None else stream
+    return LogFormat.CONSOLE if out.isatty() else LogFormat.JSON
+
+
+def configure_logging(
+    level: str = "info",
+    redactor: Redactor | None = None,
+    log_format: LogFormat | None = None,
+) -> Any:
+    """Route structlog to stdout at `level`, as JSON lines or for a console (default: console on
+    a terminal, else JSON); returns the daemon's logger."""
     scrub = redactor if redactor is not None else Redactor()
+    chosen = default_log_format() if log_format is None else log_format
 
     def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         return scrub.data(dict(event)) if scrub else event
 
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty(), sort_keys=False)
+        if chosen is LogFormat.CONSOLE
+        else structlog.processors.JSONRenderer(sort_keys=False, default=str)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # Exceptions become text before redaction, in both formats: a traceback can quote
+            # a secret too.
             structlog.processors.format_exc_info,
             redact,
-            structlog.processors.JSONRenderer(sort_keys=False, default=str),
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.core import (
     ActionOutcome,
+    CheckState,
+    DataStatus,
     Decision,
     DecisionKind,
     Evaluation,
@@ -205,18 +207,23 @@ class TargetRunner:
         for decision in evaluation.decisions:
             state = self._carry_out(decision, state, now)
         self._bundle(observation, state_before, evaluation, state, now)
+        for level, event, fields in check_changes(state_before, evaluation):
+            getattr(self.log, level)(event, **fields)
         evaluation = Evaluation(state, evaluation.decisions, evaluation.results)
         self.last = evaluation
         if state.phase != previous:
+            incident = _incident_id(state) or open_incident
             self._record(
-                now, "phase", state, phase=str(state.phase), previous=previous,
-                incident=_incident_id(state) or open_incident,
-            )  # fmt: skip
+                now, "phase", state, phase=str(state.phase), previous=previous, incident=incident
+            )
+            change = {"from": previous, "to": state.phase}
+            self.log.info("target state changed", **change, **_given(incident=incident))
         self._expired(state_before, state, now)
         seconds = time.perf_counter() - started
         self.metrics.record(self.target.name, evaluation, seconds, now.timestamp())
         self.metrics.people(self.target.name, state)
-        self.log.info(
+        # Routine: the changes above are what a person reads at info; this is for debugging.
+        self.log.debug(
             "evaluated",
             at=now.isoformat(),
             state=state.phase,
@@ -498,6 +505,47 @@ def bundle_event(before: TargetState | None, evaluation: Evaluation, after: Targ
     old = before.checks if before else {}
     changed = [n for n, r in after.checks.items() if n not in old or old[n].state != r.state]
     return "checks-" + "-".join(changed) if changed else ""
+
+
+# Data statuses that mean a check judged nothing because its input is missing or failing.
+_MISSING = (DataStatus.NO_DATA, DataStatus.STALE, DataStatus.ERROR)
+
+
+def check_changes(
+    before: TargetState | None, evaluation: Evaluation
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The log events of what changed for the checks in `evaluation` (level, event, fields):
+    a check's state (info), its data going missing (warning) and coming back (info). Once per
+    change, never on every evaluation; a check seen for the first time counts as inactive with
+    its data present."""
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    for result in evaluation.results:
+        old = before.checks.get(result.check) if before is not None else None
+        new = evaluation.state.checks.get(result.check)
+        if new is None:
+            continue
+        was = old.state if old is not None else CheckState.INACTIVE
+        if new.state != was:
+            events.append(("info", "check state changed", {
+                "check": result.check, "from": was.name.lower(), "to": new.state.name.lower(),
+                "status": str(result.status), "value": result.value,
+                "threshold": result.threshold, "reason": result.reason,
+            }))  # fmt: skip
+        had = old.status if old is not None else DataStatus.OK
+        if result.status in _MISSING and result.status != had:
+            events.append(("warning", "check data missing", {
+                "check": result.check, "status": str(result.status), "reason": result.reason,
+            }))  # fmt: skip
+        elif had in _MISSING and result.status not in _MISSING:
+            events.append(("info", "check data back", {
+                "check": result.check, "status": str(result.status), "missing": str(had),
+            }))  # fmt: skip
+    return events
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value (a log line without `incident=None` noise)."""
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _incident_id(state: TargetState) -> str | None:

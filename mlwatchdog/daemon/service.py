@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -24,7 +25,7 @@ from mlwatchdog.actions.kube_api import KubeApi, load_api_client
 from mlwatchdog.daemon.app import create_app
 from mlwatchdog.daemon.auth import Authenticator, kubernetes_reviewer
 from mlwatchdog.daemon.faults import Faults
-from mlwatchdog.daemon.http_server import uvicorn_options
+from mlwatchdog.daemon.http_server import listening_sockets, uvicorn_options
 from mlwatchdog.daemon.journal import Journal
 from mlwatchdog.daemon.leader import LeaderElector, default_identity
 from mlwatchdog.daemon.metrics import DaemonMetrics
@@ -395,33 +396,51 @@ def serve(
     exposed = exposed_without_auth(host or config.daemon.http.host, config.daemon.auth)
     if exposed:  # --host given on the command line: the same rule as in rules.yaml
         raise ConfigError(exposed.replace("daemon.http.host", "--host"))
-    daemon = Daemon(config, log, config_path=config_path, redactor=redactor)
     settings = config.daemon.http
+    host, port = host or settings.host, settings.port if port is None else port
+    sockets = listening_sockets(host, port)  # before anything starts: a port in use stops here
+    try:
+        _serve(config, log, host, port, sockets, config_path, redactor)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _serve(
+    config: Config,
+    log: Any,
+    host: str,
+    port: int,
+    sockets: list[socket.socket],
+    config_path: str | os.PathLike[str] | None,
+    redactor: Redactor | None,
+) -> None:
+    daemon = Daemon(config, log, config_path=config_path, redactor=redactor)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(daemon),
-            host=host or settings.host,
-            port=settings.port if port is None else port,
+            host=host,
+            port=port,
             log_config=None,
             access_log=False,
             lifespan="on",
-            **uvicorn_options(settings, log),  # daemon.http's limits on every connection
+            **uvicorn_options(config.daemon.http, log),  # daemon.http's limits on connections
         )
     )
-    log.info("http listening", host=host or settings.host, port=server.config.port)
+    log.info("http listening", host=host, port=port)
     # uvicorn re-raises the SIGTERM it shut down on once it has stopped, so under the default
     # handler the process would die of the signal (exit -15, 143 in a shell) after a clean stop.
     # Under this handler the re-raise is harmless and SIGTERM exits 0; a SIGTERM that arrives
     # before uvicorn installs its own handler still stops the server.
     if threading.current_thread() is not threading.main_thread():
-        server.run()  # no signals off the main thread (uvicorn then installs none either)
+        server.run(sockets)  # no signals off the main thread (uvicorn installs none either)
         return
     previous = signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     hangup = signal.getsignal(signal.SIGHUP)
     if daemon.watcher is not None:  # a handler only sets an event; the watcher thread reloads
         signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
     try:
-        server.run()
+        server.run(sockets)
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGHUP, hangup)

@@ -29,6 +29,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 
 from mlwatchdog.core import (
     ActionOutcome,
@@ -49,7 +50,8 @@ from mlwatchdog.core import (
 )
 from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import MlwatchdogError
-from mlwatchdog.rules import Config, Target
+from mlwatchdog.rules import Config, ConfigIssue, Target
+from mlwatchdog.rules.loader import validation_problems
 from mlwatchdog.rules.schema import Bundles, Revisions
 from mlwatchdog.rules.secret import Redactor
 from mlwatchdog.sources.observe import by_revision, revision_column
@@ -356,9 +358,16 @@ def changed_target(target: Target, changes: Mapping[str, Any]) -> Target:
     for key, value in changes.items():
         if key == "checks":
             by_name = {c["name"]: c for c in data["checks"]}
+            if not isinstance(value, Mapping):
+                raise BundleError(_set_issues([("checks", "name a check: checks.NAME.KEY=VALUE")]))
             for name, fields in value.items():
                 if name not in by_name:
-                    raise BundleError(f"no check {name!r}; the target has {sorted(by_name)}")
+                    known = sorted(by_name)
+                    problem = f"no check {name!r} in target {target.name!r}; it has {known}"
+                    raise BundleError(_set_issues([(f"checks.{name}", problem)]))
+                if not isinstance(fields, Mapping):
+                    example = f"give a key of the check, e.g. checks.{name}.threshold=0.2"
+                    raise BundleError(_set_issues([(f"checks.{name}", example)]))
                 _merge(by_name[name], fields)
         elif isinstance(value, Mapping) and isinstance(data.get(key), dict):
             _merge(data[key], value)
@@ -366,8 +375,30 @@ def changed_target(target: Target, changes: Mapping[str, Any]) -> Target:
             data[key] = value
     try:
         return Target.model_validate(data)
-    except ValueError as exc:
-        raise BundleError(f"the changed target {target.name!r} is not valid: {exc}") from None
+    except ValidationError as exc:
+        problems = validation_problems(data, exc)
+        raise BundleError(_set_issues([(_set_key(data, p), m) for p, m in problems])) from None
+
+
+def _set_key(data: Mapping[str, Any], path: tuple[str | int, ...]) -> str:
+    """A key path in a target's data as `--set` spells it: checks by name, dots between keys."""
+    parts: list[str] = []
+    for i, part in enumerate(path):
+        if i == 1 and path[0] == "checks" and isinstance(part, int) and part < len(data["checks"]):
+            parts.append(str(data["checks"][part]["name"]))
+        elif isinstance(part, int) and parts:
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(str(part))
+    return ".".join(parts)
+
+
+def _set_issues(problems: list[tuple[str, str]]) -> str:
+    """Problems of `--set` changes as `mlwatchdog check` lists a file's: `--set: key: what`."""
+    lines = [str(ConfigIssue("--set", None, key, message)) for key, message in problems]
+    if len(lines) == 1:
+        return lines[0]
+    return f"--set: {len(lines)} problem(s):\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def parse_changes(assignments: list[str]) -> dict[str, Any]:
@@ -378,7 +409,11 @@ def parse_changes(assignments: list[str]) -> dict[str, Any]:
         key, sep, raw = assignment.partition("=")
         if not sep or not key.strip():
             raise BundleError(f"--set {assignment!r}: write KEY=VALUE, e.g. for=10m")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise BundleError(_set_issues([(key.strip(), f"{raw!r}: {problem}")])) from None
         node = changes
         *parents, last = key.strip().split(".")
         for part in parents:

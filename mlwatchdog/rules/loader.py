@@ -204,6 +204,17 @@ def _interpolate(
 def _issue(
     file: str, lines: dict[KeyPath, int], data: Any, error: Mapping[str, Any]
 ) -> ConfigIssue:
+    path, message = _problem(data, error)
+    return ConfigIssue(file, _line(lines, path), _dotted(path), message)
+
+
+def validation_problems(data: Any, exc: ValidationError) -> list[tuple[KeyPath, str]]:
+    """Each error of validating `data` as (key path in `data`, what to change), worded as
+    `mlwatchdog check` words them (for values that do not come from a file: `replay --set`)."""
+    return [_problem(data, error) for error in exc.errors()]
+
+
+def _problem(data: Any, error: Mapping[str, Any]) -> tuple[KeyPath, str]:
     kind = error["type"]
     path = _data_path(data, tuple(error["loc"]), kind in ("missing", "extra_forbidden"))
     if kind == "extra_forbidden":
@@ -223,7 +234,7 @@ def _issue(
         shown = isinstance(given, str | int | float | bool) and kind not in ("value_error",)
         if shown and not _holds_secrets(path):  # a wrong password is still a password
             message += f" (got {given!r})"
-    return ConfigIssue(file, _line(lines, path), _dotted(path), message)
+    return path, message
 
 
 def _data_path(data: Any, loc: KeyPath, names_key: bool) -> KeyPath:

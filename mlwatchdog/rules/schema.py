@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime, timedelta
+from fractions import Fraction
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -26,26 +27,65 @@ from pydantic import (
 from mlwatchdog.detectors import REGISTRY, Correction, DriftTest, EffectMeasure
 from mlwatchdog.rules.secret import Secret, SecretUrl, mask_options
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+# Go's time.ParseDuration and Prometheus' model.ParseDuration spellings together: one or more
+# <number><unit> parts, largest unit first ("1h30m", "1d2h", "90s", "500ms", "1.5h").
+_DURATION_UNITS = {
+    "y": Fraction(365 * 86400),  # Prometheus: 365 days
+    "w": Fraction(604800),
+    "d": Fraction(86400),
+    "h": Fraction(3600),
+    "m": Fraction(60),
+    "s": Fraction(1),
+    "ms": Fraction(1, 1000),
+    "us": Fraction(1, 10**6),
+    "\u00b5s": Fraction(1, 10**6),  # Go accepts both micro signs
+    "\u03bcs": Fraction(1, 10**6),
+    "ns": Fraction(1, 10**9),
+}
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|us|\u00b5s|\u03bcs|ns|[ywdhms])")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_HINT = "write e.g. '30s', '5m', '1h30m' or '7d'"
 
 
 def parse_duration(value: Any) -> timedelta:
-    """'30s', '5m', '1.5h', '7d' (or a number of seconds) as a timedelta."""
+    """A duration as Go and Prometheus spell it ('30s', '5m', '1h30m', '1.5h', '1d2h', '500ms'),
+    or a number of seconds, as a timedelta (to the microsecond)."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
-        raise ValueError("expected a duration like '30s', '5m', '1h' or '7d'")
+        raise ValueError(f"{value!r} is not a duration; {_DURATION_HINT}")
     if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '5m', '1h' or '7d'")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return timedelta(seconds=seconds)
+        if not value >= 0:  # NaN too
+            raise ValueError(f"{value!r} is not a duration: a number of seconds must be >= 0")
+        try:
+            return timedelta(seconds=float(value))
+        except OverflowError:
+            raise ValueError(f"{value!r} is too long a duration") from None
+    text = str(value).strip()
+    if text.startswith("-"):
+        raise ValueError(f"a duration cannot be negative (got {value!r})")
+    if text == "0":  # as Go: zero needs no unit
+        return timedelta(0)
+    seconds, position, units = Fraction(0), 0, list(_DURATION_UNITS)
+    last = -1  # index of the previous part's unit: each unit once, largest first
+    while position < len(text):
+        match = _DURATION_PART.match(text, position)
+        if match is None or (match.end() < len(text) and text[match.end()].isalpha()):
+            raise ValueError(f"{value!r} is not a duration; {_DURATION_HINT}")
+        unit = units.index(match.group(2))
+        if unit <= last:
+            raise ValueError(
+                f"{value!r} is not a duration: its units must go from largest to smallest, "
+                f"each once; {_DURATION_HINT}"
+            )
+        last, position = unit, match.end()
+        seconds += Fraction(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if last < 0:
+        raise ValueError(f"{value!r} is not a duration; {_DURATION_HINT}")
+    try:
+        return timedelta(microseconds=round(seconds * 10**6))
+    except OverflowError:
+        raise ValueError(f"{value!r} is too long a duration") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -123,6 +123,15 @@ def test_the_runtime_runs_as_uid_10001_with_the_daemon_entrypoint(
     assert max(i.line for i in ops(final, "RUN")) < last(final, "USER").line
 
 
+def test_the_container_logs_json_lines_even_with_a_terminal(
+    stages: list[list[Instruction]],
+) -> None:
+    """`mlwatchdog run` logs for a console when stdout is a terminal (`docker run -t`); the
+    image asks for JSON lines, what log collectors parse."""
+    env = " ".join(i.args for i in ops(stages[-1], "ENV")).split()
+    assert "MLWATCHDOG_LOG_FORMAT=json" in env
+
+
 def healthcheck_command(stages: list[list[Instruction]]) -> list[str]:
     args = last(stages[-1], "HEALTHCHECK").args
     options, _, command = args.partition("CMD ")

@@ -49,6 +49,7 @@ def write_config(tmp_path: Path, port: int, *, dry_run: bool = True) -> Path:
         http={"host": "127.0.0.1", "port": port},
         state_dir=str(tmp_path / "state"),
         jitter="0s",  # evaluations every INTERVAL exactly, so the timings below hold
+        log_level="debug",  # every evaluation in the log: `evaluated` is a debug event
     )
     rules["sources"]["live"]["url"] = str(tmp_path / "live")
     rules["sources"]["training"]["url"] = str(ROOT / "examples/data/reference.parquet")

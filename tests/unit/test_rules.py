@@ -633,16 +633,66 @@ def test_trigger_naming_an_unknown_check_is_refused() -> None:
         (90, timedelta(seconds=90)),
         (0.25, timedelta(milliseconds=250)),
         ("0s", timedelta(0)),
+        ("0", timedelta(0)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1d2h", timedelta(hours=26)),
+        ("1h0m0s", timedelta(hours=1)),
+        ("2h45m30.5s", timedelta(hours=2, minutes=45, seconds=30.5)),
+        ("1m30s250ms", timedelta(seconds=90.25)),
+        ("1h 30m", timedelta(minutes=90)),
+        ("1y", timedelta(days=365)),
+        ("1500us", timedelta(microseconds=1500)),
+        ("2000ns", timedelta(microseconds=2)),
     ],
 )
 def test_parse_duration(text: str | float, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["5 minutes", "5", "5M", "m", "", "1h30m", "-5m", True, -1])
+@pytest.mark.parametrize(
+    "text",
+    ["5 minutes", "5", "5M", "m", "", "-5m", "-1h30m", "1h30", "5mo", "1x", "h30m", True, -1],
+)
 def test_parse_duration_refuses_what_is_not_a_duration(text: str | int | bool) -> None:
-    with pytest.raises(ValueError, match="duration"):
+    with pytest.raises(ValueError, match="duration") as refused:
         parse_duration(text)
+    assert repr(text) in str(refused.value)  # the message names the bad value
+
+
+@pytest.mark.parametrize("text", ["30m1h", "1h1h", "5s1m"])
+def test_duration_units_go_from_largest_to_smallest_once(text: str) -> None:
+    with pytest.raises(ValueError, match="largest to smallest"):
+        parse_duration(text)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["h", "m", "s", "ms", "us", "ns"]),
+            st.integers(0, 10_000),
+            st.none() | st.integers(0, 999),
+        ),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda part: part[0],
+    )
+)
+def test_go_durations_read_as_go_reads_them(parts: list[tuple[str, int, int | None]]) -> None:
+    """durationpy (installed with kubernetes) implements Go's time.ParseDuration: the oracle."""
+    durationpy = pytest.importorskip("durationpy")
+    order = ["h", "m", "s", "ms", "us", "ns"]
+    text = "".join(
+        f"{whole}{'' if fraction is None else f'.{fraction:03d}'}{unit}"
+        for unit, whole, fraction in sorted(parts, key=lambda part: order.index(part[0]))
+    )
+    expected = durationpy.from_str(text)
+    # Go counts nanoseconds, timedelta microseconds: equal to the microsecond.
+    assert abs(parse_duration(text) - expected) <= timedelta(microseconds=1), text
+
+
+def test_a_compound_duration_is_read_in_rules_yaml() -> None:
+    config = parsed(edit(VALID, ("window: 5m", "window: 1h30m")))
+    assert config.targets[0].samples.window == timedelta(minutes=90)
 
 
 @pytest.mark.parametrize(
