@@ -401,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer weeks and streams")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument(
+        "--methods", default="", help="run only the methods whose name contains this (e.g. alibi)"
+    )
     args = parser.parse_args(argv)
     weeks, repeats = (2, 3) if args.quick else (8, 10)
     print(machine(), file=sys.stderr)
@@ -421,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                 else {}
             )
         for name, detect in synthetic.items():
+            if args.methods not in name:
+                continue
             print(f"{name}, window {window_name}: stationary ...", file=sys.stderr)
             outcomes = [false_alarms(detect, weeks, seed=1)]
             for ramp in (0, DAY):
