@@ -77,7 +77,7 @@ HORIZON = WEEK  # rows after a change within which an alarm counts as a detectio
 FEATURE_NAMES = [f"x{i}" for i in range(FEATURES)]
 
 ALIBI_REFERENCE_ROWS = 500  # its configuration costs (reference + 2 x window)^2 per stream
-ALIBI_WINDOWS = (60, 200)  # rows: an hour, as often as the rules evaluate, and their 200 rows
+ALIBI_WINDOWS = (60, 200)  # rows: an hour (the rules evaluate hourly), their newest sub-window
 CACHE = Path.home() / ".cache" / "mlwatchdog-detection-bench"
 
 OCCUPANCY_MINUTES_PER_ROW = 16
