@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run evaluate test servers lint bench bench-detection bench-alibi example-data clean
+.PHONY: run evaluate test servers lint bench bench-detection bench-alibi bench-detection-alibi example-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +105,13 @@ bench-alibi:
 	$(PYTHON) -m venv .venv-alibi
 	.venv-alibi/bin/python -m pip install --quiet -e '.[dev]' alibi-detect
 	.venv-alibi/bin/python benchmarks/drift_bench.py
+
+## bench-detection-alibi: the detection benchmark in .venv-alibi, adding alibi-detect's online CVM
+## (its thresholds are configured once, then cached in ~/.cache/mlwatchdog-detection-bench)
+bench-detection-alibi:
+	$(PYTHON) -m venv .venv-alibi
+	.venv-alibi/bin/python -m pip install --quiet -e '.[dev]' alibi-detect
+	.venv-alibi/bin/python benchmarks/detection_bench.py --markdown
 
 example-data: $(RUN_STAMP)
 	$(BIN)/python examples/make_data.py

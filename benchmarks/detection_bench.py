@@ -11,7 +11,13 @@ Streams arrive at one row per minute, so a week is 10,080 rows. Every method see
   every STEP rows on the last WINDOW rows, once with each rule in RULES (today's fixed window,
   and the defaults, whatever the current release does by default);
 * alibi-detect `CVMDriftOnline` (when importable: it needs numpy < 2, so it runs from
-  `.venv-alibi`), configured with an expected run time of one week of rows, fed row by row.
+  `.venv-alibi`), configured with an expected run time (ERT) of one week of rows, fed row by row.
+  Its threshold configuration simulates n_bootstraps streams of (reference + 2 x largest window)
+  rows and compares every pair of their values, and it refuses a budget below 1/beta streams
+  (beta = 1 - (1 - 1/ERT)^(1/features): about 50,400 for a week and 5 features). So it gets the
+  fewest streams it accepts plus 10%, a reference subsample of ALIBI_REFERENCE_ROWS and windows
+  ALIBI_WINDOWS; its thresholds are configured once and cached in CACHE, keyed by all of these
+  (they depend on nothing else: the statistic is rank based and alibi simulates Gaussian data).
 
 Measured on each stream:
 
@@ -23,7 +29,12 @@ Measured on each stream:
   within HORIZON rows counted);
 * gradual: the same shift reached linearly over RAMP rows;
 * occupancy: river's Occupancy sensors (a real data set with annotated change points, when river
-  is importable) -> alarms per week before the first annotated change, delay after it.
+  is importable) -> alarms per week before the first annotated change, delay after it. Its
+  readings come every 16 minutes; each is one row, and every setting that stands for a time is
+  divided by 16 so it means the same time as on the other streams (a day's window is 90 rows,
+  evaluations every 4 rows, alibi's ERT a week of readings: 630 rows); settings that stand for a
+  number of rows (min_samples, alibi's windows) stay. Delays are reported in minutes, which are
+  rows on the synthetic streams.
 
 The window length is a parameter of the rule, not of the data: the table repeats the step stream
 with a one-day and a one-week window, where a fixed window's delay grows with its length.
@@ -32,7 +43,10 @@ with a one-day and a one-week window, where a fixed window's delay grows with it
 from __future__ import annotations
 
 import argparse
+import hashlib
+import math
 import os
+import pickle
 import platform
 import statistics
 import sys
@@ -41,6 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,8 +74,19 @@ REFERENCE_ROWS = 5_000
 SHIFT = 0.3  # sd, in one feature
 STEP = 60  # rows between evaluations (hourly)
 HORIZON = WEEK  # rows after a change within which an alarm counts as a detection
+FEATURE_NAMES = [f"x{i}" for i in range(FEATURES)]
 
-# The rules compared: name -> extra settings of the drift check (and of `samples`).
+ALIBI_REFERENCE_ROWS = 500  # its configuration costs (reference + 2 x window)^2 per stream
+ALIBI_WINDOWS = (60, 200)  # rows: an hour (the rules evaluate hourly), their newest sub-window
+CACHE = Path.home() / ".cache" / "mlwatchdog-detection-bench"
+
+OCCUPANCY_MINUTES_PER_ROW = 16
+OCCUPANCY_COLUMNS = ["light", "co2"]  # the signals of people in the room (notebooks/real_drift)
+# Both must drift, as in notebooks/real_drift.ipynb: CO2 alone drifts on a quieter working day.
+OCCUPANCY_DRIFT_SHARE = 1.0
+
+# The rules compared: name -> extra settings of the drift check (`check`), of `samples`, and of
+# the target itself (`target`, merged over the generated target: e.g. its false_alarms rate).
 RULES: dict[str, dict[str, Any]] = {
     "fixed window (before issue 14)": {"check": {"recent_rows": 0}},
     "defaults (recent sub-windows)": {},
@@ -70,15 +96,23 @@ RULES: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Stream:
-    """Rows of a stream (one per minute from START) and where it changes (None: never)."""
+    """Rows of a stream (stamped one per minute from START for the core) and where it changes
+    (None: never); `minutes_per_row` is the real time a row stands for; detection on a real
+    stream begins at row `begins` (windows may look back on the rows before it)."""
 
     name: str
     rows: pd.DataFrame
     change: int | None
+    minutes_per_row: int = 1
+    begins: int = 0
+
+    def rows_for(self, minutes: int) -> int:
+        """How many rows of this stream span `minutes`."""
+        return max(1, round(minutes / self.minutes_per_row))
 
 
 def normal_rows(rng: np.random.Generator, n: int) -> pd.DataFrame:
-    return pd.DataFrame(rng.normal(size=(n, FEATURES)), columns=[f"x{i}" for i in range(FEATURES)])
+    return pd.DataFrame(rng.normal(size=(n, FEATURES)), columns=FEATURE_NAMES)
 
 
 def stamped(frame: pd.DataFrame) -> pd.DataFrame:
@@ -97,24 +131,32 @@ def step_stream(seed: int, before: int, after: int, ramp: int = 0) -> Stream:
     return Stream(f"{kind}, {SHIFT} sd in 1 of {FEATURES}", stamped(rows), before)
 
 
-def target_for(window_rows: int, extra: dict[str, Any]) -> Target:
-    """The rules.yaml target a user writes for this stream: window in minutes = rows."""
+def target_for(
+    window_rows: int,
+    extra: dict[str, Any],
+    columns: list[str] = FEATURE_NAMES,
+    step: int = STEP,
+    drift_share: float = 1 / FEATURES,
+) -> Target:
+    """The rules.yaml target a user writes for this stream: window in minutes = rows (the core
+    sees one row per minute), evaluated every `step` rows; `extra["target"]` is merged over it."""
     check = {
         "name": "drift", "type": "drift", "test": "ks", "threshold": 0.01,
-        "correction": "bonferroni", "drift_share": 1 / FEATURES,
+        "correction": "bonferroni", "drift_share": drift_share,
         **extra.get("check", {}),
     }  # fmt: skip
     target = {
         "name": "bench",
-        "interval": f"{STEP}m",
+        "interval": f"{step}m",
         "samples": {"source": "s", "window": f"{window_rows}m", "min_samples": 30,
                     **extra.get("samples", {})},
         "reference": {"source": "s"},
-        "columns": {"features": {f"x{i}": "numeric" for i in range(FEATURES)}},
+        "columns": {"features": dict.fromkeys(columns, "numeric")},
         "checks": [check],
         "for": "0s",
         "resolve_after": "0s",
         "verify": {"window": f"{2 * window_rows}m"},
+        **extra.get("target", {}),
     }  # fmt: skip
     text = yaml.safe_dump({"version": 1, "sources": {"s": {"type": "files", "url": "/x"}},
                            "targets": [target]})  # fmt: skip
@@ -125,11 +167,12 @@ def mlwatchdog_alarms(
     stream: Stream, reference: Reference, target: Target, start: int
 ) -> Iterator[int]:
     """Rows (stream positions) at which the target's check goes to firing, evaluating every
-    STEP rows from `start` on the last window of rows; the state restarts after each alarm."""
+    `interval` rows from `start` on the last window of rows; the state restarts after each alarm."""
     window = int(target.samples.window.total_seconds() // 60)
+    step = int(target.interval.total_seconds() // 60)
     rows = stream.rows
     state = None
-    for end in range(start, len(rows) + 1, STEP):
+    for end in range(start, len(rows) + 1, step):
         now = START + timedelta(minutes=end)
         observation = Observation(
             target.name, now, samples=rows.iloc[max(0, end - window) : end],
@@ -142,19 +185,95 @@ def mlwatchdog_alarms(
             state = None
 
 
-def alibi_alarms(stream: Stream, reference: np.ndarray, ert: int, window: int) -> Iterator[int]:
+def alibi_bootstraps(ert: int, features: int) -> int:
+    """The fewest bootstrap streams alibi's CVM accepts for `ert` and `features`, plus 10%: its
+    threshold at each step is the 1 - beta quantile over the streams not yet alarmed, and it
+    refuses to estimate it from fewer than 1/beta of them."""
+    beta = 1 - (1 - 1 / ert) ** (1 / features)
+    return math.ceil(1.1 / beta / 1000) * 1000
+
+
+def alibi_cvm(reference: np.ndarray, ert: int, windows: tuple[int, ...]) -> Any:
+    """alibi-detect's `CVMDriftOnline` on `reference`, its thresholds configured by alibi (seeded)
+    the first time and read from CACHE afterwards."""
+    import alibi_detect
     from alibi_detect.cd import CVMDriftOnline
 
-    def fresh() -> Any:
-        return CVMDriftOnline(reference, ert=ert, window_sizes=[window], n_bootstraps=10_000,
-                              verbose=False)  # fmt: skip
+    bootstraps = alibi_bootstraps(ert, reference.shape[1])
+    settings = (alibi_detect.__version__, len(reference), reference.shape[1], ert, windows,
+                bootstraps, "seed 0")  # fmt: skip
+    key = hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+    path = CACHE / f"cvm-thresholds-{key}.pkl"
+    options = {"ert": ert, "window_sizes": list(windows), "n_bootstraps": bootstraps,
+               "verbose": False}  # fmt: skip
+    if path.is_file():
+        thresholds = pickle.loads(path.read_bytes())
 
-    detector = fresh()
-    values = stream.rows[[f"x{i}" for i in range(FEATURES)]].to_numpy()
-    for i, row in enumerate(values):
-        if detector.predict(row)["data"]["is_drift"]:
+        class Preconfigured(CVMDriftOnline):  # type: ignore[misc]
+            def _configure_thresholds(self) -> None:
+                self.thresholds = thresholds
+
+        print(f"alibi CVM {settings}: thresholds read from {path}", file=sys.stderr)
+        return Preconfigured(reference, **options)
+    began = time.perf_counter()
+    np.random.seed(0)  # alibi simulates its streams with the global generator
+    detector = CVMDriftOnline(reference, **options)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(detector.thresholds))
+    print(f"alibi CVM {settings}: thresholds configured in {time.perf_counter() - began:.0f} s, "
+          f"cached in {path}", file=sys.stderr)  # fmt: skip
+    return detector
+
+
+def alibi_alarms(stream: Stream, detector: Any, columns: list[str], start: int) -> Iterator[int]:
+    """Rows at which the detector, fed row by row from `start`, flags drift; it restarts (its
+    state, not its thresholds) at `start` and after each alarm."""
+    detector.reset_state()
+    values = stream.rows[columns].to_numpy()
+    for i in range(start, len(values)):
+        if detector.predict(values[i], return_test_stat=False)["data"]["is_drift"]:
             yield i + 1
             detector.reset_state()
+
+
+def agreed_changes(annotations: dict[str, list[int]], within: int = 5, least: int = 4) -> list[int]:
+    """Rows that at least `least` annotators marked within `within` rows of each other (the
+    median of each group), as notebooks/real_drift.ipynb reads them."""
+    marks = sorted(m for marked in annotations.values() for m in marked)
+    groups: list[list[int]] = []
+    for mark in marks:
+        if groups and mark - groups[-1][-1] <= within:
+            groups[-1].append(mark)
+        else:
+            groups.append([mark])
+
+    def annotators(group: list[int]) -> int:
+        return sum(
+            any(abs(m - g) <= within for m in marked for g in group)
+            for marked in annotations.values()
+        )
+
+    return [int(np.median(g)) for g in groups if annotators(g) >= least]
+
+
+def occupancy() -> tuple[Stream, pd.DataFrame] | None:
+    """river's Occupancy readings (a CSV inside river's wheel, nothing downloaded): the first day
+    is the reference, detection begins after it and the stream changes at the first agreed
+    change point (Saturday morning, when the office empties). None without river."""
+    try:
+        from river.drift.datasets import Occupancy
+    except ImportError:
+        return None
+    dataset = Occupancy()
+    data = pd.read_csv(dataset.path, parse_dates=["time"]).rename(
+        columns={"V1": "temperature", "V2": "humidity", "V3": "light", "V4": "co2"}
+    )
+    reference_rows = int((data["time"] < data["time"].iloc[0] + pd.Timedelta(days=1)).sum())
+    first = agreed_changes(dataset.annotations)[0]
+    values = data[OCCUPANCY_COLUMNS].astype(float)
+    name = f"occupancy (river): {', '.join(OCCUPANCY_COLUMNS)}"
+    stream = Stream(name, stamped(values), first, OCCUPANCY_MINUTES_PER_ROW, reference_rows)
+    return stream, values.iloc[:reference_rows]
 
 
 def alibi_available() -> bool:
@@ -165,66 +284,101 @@ def alibi_available() -> bool:
     return True
 
 
+Detector = Callable[[Stream, int], Iterator[int]]
+
+
 @dataclass
 class Outcome:
-    method: str
-    stream: str
+    """What one method did on one kind of stream."""
+
     alarms_per_week: float | None = None
-    delays: list[int] | None = None
+    delays: list[int] | None = None  # minutes from the change to the first alarm
     misses: int = 0
     seconds: float = 0.0
+
+    def alarms_text(self) -> str:
+        return "" if self.alarms_per_week is None else f"{self.alarms_per_week:.2f}"
 
     def delay_text(self) -> str:
         if not self.delays:
             return f"missed all {self.misses}" if self.misses else ""
         median = statistics.median(self.delays)
+        if len(self.delays) == 1 and not self.misses:
+            return f"{median:,.0f}"
         p90 = float(np.quantile(self.delays, 0.9))
         missed = f", {self.misses} missed" if self.misses else ""
-        return f"{median:,.0f} (p90 {p90:,.0f}){missed}"
+        return f"{median:,.0f} ({p90:,.0f}){missed}"
 
 
-Detector = Callable[[Stream, int], Iterator[int]]
-
-
-def false_alarms(name: str, detect: Detector, weeks: int, seed: int) -> Outcome:
+def false_alarms(detect: Detector, weeks: int, seed: int) -> Outcome:
     stream = Stream(
         "stationary", stamped(normal_rows(np.random.default_rng(seed), weeks * WEEK)), None
     )
     began = time.perf_counter()
     count = sum(1 for _ in detect(stream, 0))
-    return Outcome(name, "stationary", count / weeks, seconds=time.perf_counter() - began)
+    return Outcome(count / weeks, seconds=time.perf_counter() - began)
 
 
-def delays(name: str, detect: Detector, streams: list[Stream]) -> Outcome:
+def delays(detect: Detector, streams: list[Stream]) -> Outcome:
+    """Delay from each stream's change to the first alarm after it, detecting from half a week
+    before the change (or the stream's start)."""
     found: list[int] = []
     misses = 0
     began = time.perf_counter()
     for stream in streams:
         assert stream.change is not None
-        first = next((a for a in detect(stream, stream.change - WEEK // 2)
-                      if a > stream.change), None)  # fmt: skip
-        if first is None or first - stream.change > HORIZON:
+        start = max(0, stream.change - stream.rows_for(WEEK // 2))
+        first = next((a for a in detect(stream, start) if a > stream.change), None)
+        if first is None or first - stream.change > stream.rows_for(HORIZON):
             misses += 1
         else:
-            found.append(first - stream.change)
-    return Outcome(name, streams[0].name, delays=found, misses=misses,
-                   seconds=time.perf_counter() - began)  # fmt: skip
+            found.append((first - stream.change) * stream.minutes_per_row)
+    return Outcome(delays=found, misses=misses, seconds=time.perf_counter() - began)
 
 
-def methods(reference: pd.DataFrame, window_rows: int) -> dict[str, Detector]:
+def real_stream(detect: Detector, stream: Stream) -> Outcome:
+    """Alarms per week from its beginning to its change, and the delay to the first alarm after."""
+    assert stream.change is not None
+    began = time.perf_counter()
+    before = 0
+    first = None
+    for alarm in detect(stream, stream.begins):
+        if alarm <= stream.change:
+            before += 1
+        else:
+            first = alarm
+            break
+    weeks = (stream.change - stream.begins) * stream.minutes_per_row / WEEK
+    delay = [] if first is None else [(first - stream.change) * stream.minutes_per_row]
+    return Outcome(before / weeks, delay, int(first is None), time.perf_counter() - began)
+
+
+def rule_methods(
+    reference: pd.DataFrame, stream: Stream, window_minutes: int, drift_share: float = 1 / FEATURES
+) -> dict[str, Detector]:
+    """The RULES as targets on `stream`'s clock, each a detector."""
     ref = Reference(reference)
+    columns = list(reference.columns)
     found: dict[str, Detector] = {}
     for rule, extra in RULES.items():
-        target = target_for(window_rows, extra)
+        target = target_for(
+            stream.rows_for(window_minutes), extra, columns, stream.rows_for(STEP), drift_share
+        )
         found[f"mlwatchdog: {rule}"] = lambda stream, start, target=target: mlwatchdog_alarms(
             stream, ref, target, start
         )
-    if alibi_available():
-        values = reference.to_numpy()
-        found["alibi-detect CVMDriftOnline (ERT one week)"] = lambda stream, start: alibi_alarms(
-            stream, values, WEEK, min(window_rows, 500)
-        )
     return found
+
+
+def alibi_method(reference: pd.DataFrame, stream: Stream) -> dict[str, Detector]:
+    """alibi's online CVM for `stream` (ERT one week of its rows), when alibi is importable."""
+    if not alibi_available():
+        return {}
+    columns = list(reference.columns)
+    values = reference.to_numpy()[:ALIBI_REFERENCE_ROWS]
+    detector = alibi_cvm(values, stream.rows_for(WEEK), ALIBI_WINDOWS)
+    name = f"alibi-detect CVMDriftOnline (ERT 1 week, windows {'/'.join(map(str, ALIBI_WINDOWS))})"
+    return {name: lambda stream, start: alibi_alarms(stream, detector, columns, start)}
 
 
 def machine() -> str:
@@ -236,40 +390,66 @@ def machine() -> str:
     )
 
 
+COLUMNS = (
+    "method", "window", "false alarms / week", "step: delay, median (p90)",
+    "gradual: delay, median (p90)", "occupancy: false alarms / week before the change",
+    "occupancy: delay", "s",
+)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer weeks and streams")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument(
+        "--methods", default="", help="run only the methods whose name contains this (e.g. alibi)"
+    )
     args = parser.parse_args(argv)
     weeks, repeats = (2, 3) if args.quick else (8, 10)
     print(machine(), file=sys.stderr)
 
     reference = normal_rows(np.random.default_rng(0), REFERENCE_ROWS)
-    outcomes: list[Outcome] = []
-    for window_rows, window_name in ((DAY, "1 day"), (WEEK, "1 week")):
-        for name, detect in methods(reference, window_rows).items():
-            label = f"{name}, window {window_name}"
-            print(f"{label}: stationary ...", file=sys.stderr)
-            outcomes.append(false_alarms(label, detect, weeks, seed=1))
+    real = occupancy()
+    table: list[tuple[str, ...]] = []
+    quiet = Stream("stationary", reference.iloc[:0], None)  # only its clock is used
+    for window_minutes, window_name in ((DAY, "1 day"), (WEEK, "1 week"), (None, "its own")):
+        if window_minutes is None:
+            synthetic = alibi_method(reference, quiet)
+            on_real = alibi_method(real[1], real[0]) if real else {}
+        else:
+            synthetic = rule_methods(reference, quiet, window_minutes)
+            on_real = (
+                rule_methods(real[1], real[0], window_minutes, OCCUPANCY_DRIFT_SHARE)
+                if real
+                else {}
+            )
+        for name, detect in synthetic.items():
+            if args.methods not in name:
+                continue
+            print(f"{name}, window {window_name}: stationary ...", file=sys.stderr)
+            outcomes = [false_alarms(detect, weeks, seed=1)]
             for ramp in (0, DAY):
                 streams = [step_stream(100 + i, WEEK, HORIZON, ramp) for i in range(repeats)]
-                print(f"{label}: {streams[0].name} ...", file=sys.stderr)
-                outcomes.append(delays(label, detect, streams))
+                print(f"{name}, window {window_name}: {streams[0].name} ...", file=sys.stderr)
+                outcomes.append(delays(detect, streams))
+            if real:
+                print(f"{name}, window {window_name}: {real[0].name} ...", file=sys.stderr)
+                outcomes.append(real_stream(on_real[name], real[0]))
+            cells = [outcomes[0].alarms_text(), outcomes[1].delay_text(), outcomes[2].delay_text()]
+            if real:
+                cells += [outcomes[3].alarms_text(), outcomes[3].delay_text()]
+            else:
+                cells += ["(river not installed)", ""]
+            seconds = sum(o.seconds for o in outcomes)
+            table.append((name, window_name, *cells, f"{seconds:.0f}"))
 
-    rows = [
-        (o.method, o.stream,
-         "" if o.alarms_per_week is None else f"{o.alarms_per_week:.2f}",
-         o.delay_text(), f"{o.seconds:.1f}")
-        for o in outcomes
-    ]  # fmt: skip
-    header = ("method", "stream", "false alarms / week", "delay in rows: median (p90)", "s")
     if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for row in rows:
+        print("| " + " | ".join(COLUMNS) + " |")
+        print("|---|---|" + "---:|" * (len(COLUMNS) - 2))
+        for row in table:
             print("| " + " | ".join(row) + " |")
     else:
-        for row in (header, *rows):
+        for row in (COLUMNS, *table):
             print("  ".join(row))
     return 0
 
