@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime, timedelta
+from pathlib import PurePath
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -926,7 +927,9 @@ class Auth(Strict):
 class Reports(Strict):
     """Investigation reports: a folder each (mlwatchdog's page and Evidently's), newest kept."""
 
-    path: str = ".mlwatchdog/reports"
+    path: str | None = Field(
+        None, description="a folder; default: `reports` beside daemon.state_dir"
+    )
     keep: int = Field(200, ge=1, description="older reports are deleted")
     max_rows: int = Field(
         20_000, ge=100, description="rows of each sample given to Evidently (sampled above)"
@@ -1027,6 +1030,10 @@ class DaemonSettings(Strict):
     audit_storage_options: SecretOptions = Field(
         default_factory=dict, description="fsspec options for an audit_log URL"
     )
+
+    def beside_state(self, name: str) -> str:
+        """The default folder of reports and bundles: `.demo/state` -> `.demo/<name>`."""
+        return str(PurePath(self.state_dir).parent / name)
 
     @field_validator("reload_interval")
     @classmethod

@@ -170,6 +170,7 @@ def test_api_webhook_reports_status_and_schema(
         ("GET", "/api/v1/targets"), ("GET", f"/api/v1/targets/{TARGET}"), ("GET", "/targets"),
         ("GET", "/api/v1/incidents"), ("GET", "/api/v1/reports"), ("GET", "/api/v1/audit"),
         ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/reports/x/index.html"),
+        ("GET", "/"), ("GET", "/reports/"),
         ("POST", f"/api/v1/targets/{TARGET}/evaluate"), ("POST", "/-/reload"),
         ("POST", "/api/v1/alerts"), ("GET", f"/api/v1/analysis/{TARGET}"),
     ]:  # fmt: skip
