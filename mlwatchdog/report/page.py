@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from mlwatchdog.core import CheckState, Evaluation, Observation, base_check
 from mlwatchdog.detectors import ColumnResult
+from mlwatchdog.detectors.registry import REGISTRY
 from mlwatchdog.report.figures import column_figures, timeline_figures
 from mlwatchdog.rules import DriftCheck, MetricCheck, PerformanceCheck, Target
 
@@ -176,14 +177,18 @@ def _check_row(target: Target, result: Any, record: Any) -> dict[str, Any]:
     if isinstance(check, DriftCheck):
         kind = f"drift ({check.test})"
         compared = f"drift_share {threshold:g}" if threshold is not None else "-"
-        if result.test_threshold is not None:
-            if str(check.test) == "psi":
-                test = f"PSI \u2265 {result.test_threshold:g}"
-            else:
-                correction = "" if str(check.correction) == "none" else f", {check.correction}"
-                test = f"p < alpha {result.test_threshold:g}{correction}"
-        if result.effect_floor is not None and check.effect is not None:
-            floor = f"{check.effect.measure} \u2265 {result.effect_floor:g}"
+        # As measured; a replay timeline keeps no test threshold: then the check's setting.
+        limit = result.test_threshold
+        if limit is None:
+            limit = check.threshold or REGISTRY[check.test].default_threshold
+        if str(check.test) == "psi":
+            test = f"PSI \u2265 {limit:g}"
+        else:
+            correction = "" if str(check.correction) == "none" else f", {check.correction}"
+            test = f"p < alpha {limit:g}{correction}"
+        if check.effect is not None:
+            minimum = result.effect_floor if result.effect_floor is not None else check.effect.min
+            floor = f"{check.effect.measure} \u2265 {minimum:g}"
     elif isinstance(check, MetricCheck | PerformanceCheck):
         kind = "metric" if isinstance(check, MetricCheck) else f"performance ({check.metric})"
         side = "above" if check.above is not None else "below"

@@ -293,7 +293,7 @@ def _axes(frame: _Frame, x_label: str, y_label: str, time_x: bool, x_ticks: bool
             f'fill="#374151">{_number(y)}</text>'
         )
     if x_ticks:
-        for x in _ticks(frame.x0, frame.x1, 6):
+        for x in _time_ticks(frame.x0, frame.x1, 6) if time_x else _ticks(frame.x0, frame.x1, 6):
             px = frame.px(x)
             text = _clock(x) if time_x else _number(x)
             out.append(
@@ -357,6 +357,18 @@ def _ticks(lo: float, hi: float, count: int) -> list[float]:
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     start = math.ceil(lo / step) * step
     return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
+
+
+# Steps a person reads on a clock: seconds, minutes, hours, days.
+_TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
+               43200, 86400, 172800, 604800)  # fmt: skip
+
+
+def _time_ticks(lo: float, hi: float, count: int) -> list[float]:
+    """Ticks on whole clock steps (10s, 1m, 5m, 1h...), at most about `count`."""
+    step = next((s for s in _TIME_STEPS if (hi - lo) / s <= count), _TIME_STEPS[-1])
+    start = math.ceil(lo / step) * step
+    return [float(start + i * step) for i in range(int((hi - start) // step) + 1)]
 
 
 def _y_ticks(frame: _Frame) -> list[float]:

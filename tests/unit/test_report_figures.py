@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mlwatchdog.core import DataStatus, MetricReading, Observation, evaluate
 from mlwatchdog.detectors import Reference
+from mlwatchdog.replay.timeline import timeline_rows
 from mlwatchdog.report import svg
-from mlwatchdog.report.figures import _bands, column_svg
+from mlwatchdog.report.figures import _bands, column_svg, timeline_figures
 from mlwatchdog.report.page import utc_text
 from mlwatchdog.rules.schema import DriftCheck
+from tests.unit.test_core_scenarios import at, make_target
 
 
 def test_ks_plot_marks_d_where_the_cdfs_are_furthest_apart() -> None:
@@ -61,3 +64,34 @@ def test_one_time_format() -> None:
 def test_svg_text_is_escaped() -> None:
     drawn = svg.bar_chart("<script>x</script>", ["<b>"], [("a&b", [0.5], "#000", "c")])
     assert "<script>" not in drawn and "&lt;script&gt;" in drawn and "a&amp;b" in drawn
+
+
+def test_a_metric_checks_series_against_its_limit_with_its_states_and_decisions() -> None:
+    target = make_target(
+        {
+            "workload": {"kind": "none"},
+            "checks": [
+                {"name": "error_rate", "type": "metric", "source": "prom",
+                 "query": "sum(rate(errors[5m]))", "above": 0.02},
+            ],
+            "trigger": "error_rate",
+        }
+    )  # fmt: skip
+    values = [0.01] * 6 + [0.03] * 8 + [0.01] * 4
+    state, rows, marks = None, [], []
+    for i, value in enumerate(values):
+        now = at(i)
+        observation = Observation(
+            "credit-model", now, metrics={"error_rate": MetricReading(DataStatus.OK, value)}
+        )
+        evaluation = evaluate(target, observation, state, now)
+        state = evaluation.state
+        rows += timeline_rows(target.name, now, evaluation)
+        marks += [(now, str(d.kind)) for d in evaluation.decisions]
+    assert [label for _, label in marks] == ["escalate"]  # workload none: a human is called
+    (figure,) = timeline_figures(target, rows, marks)
+    drawn = figure.svg
+    assert "error_rate: metric value" in drawn and "above 0.02" in drawn
+    assert drawn.count("<circle") == len(values)  # every evaluation's value
+    assert 'class="band pending"' in drawn and 'class="band firing"' in drawn
+    assert drawn.count('class="marker"') == 1 and ">escalate<" in drawn
