@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -70,16 +70,36 @@ class ReportWriter:
         self.redactor = redactor if redactor is not None else Redactor()
         # Publishing a report (the rename into place) and pruning old ones never overlap.
         self._publish = threading.Lock()
-        # Reports of decisions are written here, one at a time, off the evaluation thread.
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports")
+        # Reports of decisions are written by one daemon thread, off the evaluation thread: at
+        # exit it is waited for a while (`wait`), never for long (Evidently can take seconds).
+        self._queue: queue.SimpleQueue[tuple[tuple[Any, ...], dict[str, Any]]] = queue.SimpleQueue()
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._worker: threading.Thread | None = None
 
-    def submit(self, *args: Any, **kwargs: Any) -> Future[ReportInfo | None]:
+    def submit(self, *args: Any, **kwargs: Any) -> None:
         """`write` in the background; a failure is logged, never raised into the caller."""
-        return self._background.submit(self._write_logged, *args, **kwargs)
+        with self._idle:
+            self._pending += 1
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="reports", daemon=True)
+                self._worker.start()
+        self._queue.put((args, kwargs))
 
-    def close(self) -> None:
-        """Wait for the reports under way (at shutdown)."""
-        self._background.shutdown(wait=True)
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the reports submitted are written; False if some still are at `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def _work(self) -> None:
+        while True:
+            args, kwargs = self._queue.get()
+            try:
+                self._write_logged(*args, **kwargs)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
 
     def _write_logged(self, *args: Any, **kwargs: Any) -> ReportInfo | None:
         try:

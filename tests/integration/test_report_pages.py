@@ -49,8 +49,7 @@ MARKER = (0x6A, 0x1B, 0x9A)
 @pytest.fixture(scope="module")
 def incident(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Daemon]]:
     tmp_path = tmp_path_factory.mktemp("incident")
-    service = run_incident(tmp_path)
-    service.reports.close()  # the decisions' reports, written in the background, are done
+    service = run_incident(tmp_path)  # waits for the decisions' reports
     yield tmp_path, service
 
 
