@@ -45,10 +45,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-# Seconds `stop` waits for reports of the last decisions (Evidently may take a few).
-REPORTS_AT_EXIT = 5.0
-
-
 class Daemon:
     """The scheduled evaluation of every target of one config."""
 
@@ -282,7 +278,9 @@ class Daemon:
             self.elector.stop()  # after the last evaluation: release the Lease for the next
         if self.sink is not None:
             self.sink.close()  # after the HTTP server answered its last event
-        if not self.reports.wait(REPORTS_AT_EXIT):  # the last decisions' reports, briefly
+        # Not waited for: a SIGTERM is answered at once (the decision is in the journal, the
+        # audit trail and its bundle; `mlwatchdog report <bundle>` draws the page again).
+        if not self.reports.wait(0):
             self.log.warning("investigation reports still being written at exit are not kept")
         self.flush_pending()
         for name, records in (("audit", self.audit), ("journal", self.journal)):
