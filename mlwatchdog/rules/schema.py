@@ -8,9 +8,9 @@ or a column that does not exist) are checked in `rules.references`.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from datetime import datetime, timedelta
-from pathlib import PurePath
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -1033,7 +1033,7 @@ class DaemonSettings(Strict):
 
     def beside_state(self, name: str) -> str:
         """The default folder of reports and bundles: `.demo/state` -> `.demo/<name>`."""
-        return str(PurePath(self.state_dir).parent / name)
+        return os.path.join(os.path.dirname(os.path.normpath(self.state_dir)), name)
 
     @field_validator("reload_interval")
     @classmethod
