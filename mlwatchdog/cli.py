@@ -977,5 +977,44 @@ def reject(
 # --- end of a person in the loop ----------------------------------------------------------------
 
 
+# --- Reports (issue 15) -------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="An incident bundle (folder or URL), or a replay timeline "
+            "(.parquet or .csv from `mlwatchdog replay --out`)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="The HTML page to write.")] = Path("report.html"),
+    config: Annotated[
+        Path, typer.Option(help="For a timeline: the rules file it was replayed with.")
+    ] = Path("rules.yaml"),
+    target: Annotated[
+        str | None, typer.Option(help="For a timeline of several targets: which one.")
+    ] = None,
+) -> None:
+    """Build the investigation report's page offline, as the daemon writes it: from a bundle
+    (plots per column, timeline from the bundles beside it) or a replay timeline."""
+    from mlwatchdog.report import build
+
+    try:
+        if source.endswith((".parquet", ".csv")):
+            page = build.from_timeline(source, _load_or_exit(config), target)
+        else:
+            page = build.from_bundle(source)
+    except (MlwatchdogError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    out.write_text(page, encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
+# --- end of reports -----------------------------------------------------------------------------
+
+
 def main() -> None:
     app()

@@ -20,6 +20,7 @@ from mlwatchdog.daemon.alerts import AlertWebhook, annotate, matched_targets, su
 from mlwatchdog.daemon.journal import for_target, incidents
 from mlwatchdog.daemon.people import ApprovalView, HoldView, people_fields
 from mlwatchdog.daemon.reports import ReportInfo
+from mlwatchdog.report.page import render_landing
 from mlwatchdog.rules import Target
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class ReportView(BaseModel):
     phase: str
     evidently: bool
     url: str
+    decision: str = ""  # the evaluation's decisions, e.g. "rollback to prior (dry-run)"
+    trigger: str = "on demand"  # why it was written: decision, escalation, alert, on demand
 
 
 class IncidentView(BaseModel):
@@ -167,8 +170,9 @@ def api_router(daemon: Daemon) -> APIRouter:
         written = None
         if report:
             info = daemon.reports.write(
-                runner.target, evaluation, runner.last_observation, daemon.clock()
-            )
+                runner.target, evaluation, runner.last_observation, daemon.clock(),
+                timeline=runner.timeline(),
+            )  # fmt: skip
             written = report_view(info)
         return EvaluateResult(target=target_detail(runner), report=written)
 
@@ -215,6 +219,40 @@ def api_router(daemon: Daemon) -> APIRouter:
         return RedirectResponse(f"{newest.id}/", status_code=307)  # relative: /reports/<id>/
 
     @router.get(
+        "/reports/",
+        summary="Investigation reports, newest first (HTML)",
+        response_class=HTMLResponse,
+    )
+    def reports_index() -> HTMLResponse:
+        return HTMLResponse(daemon.reports.index_html())
+
+    @router.get("/", summary="The landing page: targets, their state and reports (HTML)",
+                response_class=HTMLResponse)  # fmt: skip
+    def landing() -> HTMLResponse:
+        latest = daemon.reports.latest()
+        rows = []
+        for name, runner in daemon.runners.items():
+            state, workload = runner.state, runner.target.workload
+            active = [
+                f"{check} ({CheckState(record.state).name.lower()})"
+                for check, record in (state.checks.items() if state else ())
+                if record.state > CheckState.INACTIVE
+            ]
+            rows.append(
+                {
+                    "name": name,
+                    "workload": f"{workload.kind} {workload.namespace}/{workload.name or '-'}",
+                    "phase": str(state.phase) if state else None,
+                    "since": state.since if state else None,
+                    "incident": state.incident.id if state and state.incident else None,
+                    "active": ", ".join(active),
+                    "evaluated_at": state.evaluated_at if state else None,
+                    "report": latest.get(name),
+                }
+            )
+        return HTMLResponse(render_landing(daemon.clock(), rows))
+
+    @router.get(
         "/reports/{report_id}/",
         summary="An investigation report (HTML)",
         response_class=HTMLResponse,
@@ -256,8 +294,9 @@ def api_router(daemon: Daemon) -> APIRouter:
                 continue
             now = daemon.clock()
             info = daemon.reports.write(
-                runner.target, evaluation, runner.last_observation, now, summary(alerts)
-            )
+                runner.target, evaluation, runner.last_observation, now, summary(alerts),
+                trigger="alert", timeline=runner.timeline(),
+            )  # fmt: skip
             view = report_view(info)
             grafana = daemon.config.daemon.alerts.grafana
             error = None

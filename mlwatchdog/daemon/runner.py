@@ -34,14 +34,18 @@ from mlwatchdog.daemon.faults import Faults
 from mlwatchdog.daemon.journal import Journal
 from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.reload import carry_state
+from mlwatchdog.daemon.reports import ReportWriter
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.replay.bundle import BundleWriter, Recorded
+from mlwatchdog.replay.timeline import timeline_rows
 from mlwatchdog.rules import Target
 from mlwatchdog.rules.schema import Revisions
 from mlwatchdog.sources.observe import Observer
 
 # Bundles kept in memory while their store fails (each holds a window): the newest few.
 UNWRITTEN_BUNDLES = 16
+# Evaluations kept in memory for the reports' timelines (at a 1m interval: the last 12 hours).
+HISTORY = 720
 
 
 class Actuator(Protocol):
@@ -68,6 +72,7 @@ class TargetRunner:
         bundles: BundleWriter | None = None,
         audit: AuditLog | None = None,
         faults: Faults | None = None,
+        reports: ReportWriter | None = None,
     ) -> None:
         # What it evaluates: swapped whole (`rebind`, after a config reload) between evaluations.
         self._binding = (target, observer)
@@ -86,6 +91,10 @@ class TargetRunner:
         self._outcomes: list[ActionOutcome] = []  # of the evaluation under way
         self.faults = faults  # failing writes: counted, logged, shown by /readyz
         self._unwritten: deque[tuple[Recorded, str]] = deque()  # bundles to write again
+        self.reports = reports  # a report on every decision and escalation
+        # The latest evaluations as timeline rows (one list per evaluation), for the reports.
+        self.history: deque[list[dict[str, Any]]] = deque(maxlen=HISTORY)
+        self._decided: list[Decision] = []  # carried out in the evaluation under way
         self.state: TargetState | None = store.load(target.name)
         self.last: Evaluation | None = None
         self.last_observation: Observation | None = None  # for investigation reports
@@ -204,6 +213,7 @@ class TargetRunner:
             self._write_bundles()
             return None
         self._outcomes = []
+        self._decided = []
         for decision in evaluation.decisions:
             state = self._carry_out(decision, state, now)
         self._bundle(observation, state_before, evaluation, state, now)
@@ -211,6 +221,8 @@ class TargetRunner:
             getattr(self.log, level)(event, **fields)
         evaluation = Evaluation(state, evaluation.decisions, evaluation.results)
         self.last = evaluation
+        self.history.append(timeline_rows(self.target.name, now, evaluation))
+        self._report(evaluation, observation, previous, now)
         if state.phase != previous:
             incident = _incident_id(state) or open_incident
             self._record(
@@ -259,7 +271,31 @@ class TargetRunner:
             assert before.since is not None
             self.log.warning("target sees again", blind_since=before.since.isoformat())
 
+    def timeline(self) -> list[dict[str, Any]]:
+        """The kept evaluations as timeline rows, oldest first."""
+        return [row for rows in list(self.history) for row in rows]
+
+    def _report(
+        self,
+        evaluation: Evaluation,
+        observation: Observation,
+        previous: Phase | None,
+        now: datetime,
+    ) -> None:
+        """A report of every evaluation that decided something (follow-ups of an action's
+        outcome included) or escalated, written in the background."""
+        escalated = evaluation.state.phase is Phase.ESCALATED and previous is not Phase.ESCALATED
+        if self.reports is None or not (self._decided or escalated):
+            return
+        decided = Evaluation(evaluation.state, tuple(self._decided), evaluation.results)
+        escalates = escalated or any(d.kind is DecisionKind.ESCALATE for d in self._decided)
+        trigger = "escalation" if escalates else "decision"
+        self.reports.submit(
+            self.target, decided, observation, now, trigger=trigger, timeline=self.timeline()
+        )
+
     def _carry_out(self, decision: Decision, state: TargetState, now: datetime) -> TargetState:
+        self._decided.append(decision)
         self.metrics.decision(decision)
         self._record(
             now, "decision", state, decision=str(decision.kind), to=decision.to,

@@ -87,16 +87,14 @@ class Daemon:
         self.journal = Journal(
             journal, redactor=self.redactor, on_fault=self.faults.reporter("journal", str(journal))
         )
+        # Reports and bundles go beside the state folder unless given: .demo/state ->
+        # .demo/reports, .demo/bundles.
         self.reports = ReportWriter(
-            config.daemon.reports, self.journal, self.audit, self.observer, log, self.redactor
-        )
+            config.daemon.reports, self.journal, self.audit, self.observer, log, self.redactor,
+            directory=config.daemon.reports.path or config.daemon.beside_state("reports"),
+        )  # fmt: skip
         bundles = config.daemon.bundles
-        # Beside the state folder unless given: .mlwatchdog/state -> .mlwatchdog/bundles.
-        where = (
-            bundles.path.reveal()
-            if bundles.path
-            else str(Path(config.daemon.state_dir).parent / "bundles")
-        )
+        where = bundles.path.reveal() if bundles.path else config.daemon.beside_state("bundles")
         self.bundles = BundleWriter(bundles, where, log, self.redactor) if bundles.enabled else None
         self.api_client = self._api_client()
         self.actuator = self._actuator()
@@ -138,6 +136,7 @@ class Daemon:
             bundles=self.bundles,
             audit=self.audit,
             faults=self.faults,
+            reports=self.reports,
         )
 
     def _api_client(self) -> Any:
@@ -280,6 +279,10 @@ class Daemon:
             self.elector.stop()  # after the last evaluation: release the Lease for the next
         if self.sink is not None:
             self.sink.close()  # after the HTTP server answered its last event
+        # Not waited for: a SIGTERM is answered at once (the decision is in the journal, the
+        # audit trail and its bundle; `mlwatchdog report <bundle>` draws the page again).
+        if not self.reports.wait(0):
+            self.log.warning("investigation reports still being written at exit are not kept")
         self.flush_pending()
         for name, records in (("audit", self.audit), ("journal", self.journal)):
             if records.pending:

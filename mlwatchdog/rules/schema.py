@@ -8,6 +8,7 @@ or a column that does not exist) are checked in `rules.references`.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -997,7 +998,9 @@ class Auth(Strict):
 class Reports(Strict):
     """Investigation reports: a folder each (mlwatchdog's page and Evidently's), newest kept."""
 
-    path: str = ".mlwatchdog/reports"
+    path: str | None = Field(
+        None, description="a folder; default: `reports` beside daemon.state_dir"
+    )
     keep: int = Field(200, ge=1, description="older reports are deleted")
     max_rows: int = Field(
         20_000, ge=100, description="rows of each sample given to Evidently (sampled above)"
@@ -1098,6 +1101,10 @@ class DaemonSettings(Strict):
     audit_storage_options: SecretOptions = Field(
         default_factory=dict, description="fsspec options for an audit_log URL"
     )
+
+    def beside_state(self, name: str) -> str:
+        """The default folder of reports and bundles: `.demo/state` -> `.demo/<name>`."""
+        return os.path.join(os.path.dirname(os.path.normpath(self.state_dir)), name)
 
     @field_validator("reload_interval")
     @classmethod

@@ -170,6 +170,7 @@ def test_api_webhook_reports_status_and_schema(
         ("GET", "/api/v1/targets"), ("GET", f"/api/v1/targets/{TARGET}"), ("GET", "/targets"),
         ("GET", "/api/v1/incidents"), ("GET", "/api/v1/reports"), ("GET", "/api/v1/audit"),
         ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/reports/x/index.html"),
+        ("GET", "/"), ("GET", "/reports/"),
         ("POST", f"/api/v1/targets/{TARGET}/evaluate"), ("POST", "/-/reload"),
         ("POST", "/api/v1/alerts"), ("GET", f"/api/v1/analysis/{TARGET}"),
     ]:  # fmt: skip
@@ -218,10 +219,13 @@ def test_api_webhook_reports_status_and_schema(
 
     page = daemon.http.get(report["url"])
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    for section in ("decision", "checks", "columns", "metrics", "history", "actions", "alerts"):
-        assert f"id='{section}'" in page.text
+    sections = ("decision", "checks", "timeline", "plots", "columns", "metrics", "history",
+                "actions", "alerts")  # fmt: skip
+    for section in sections:
+        assert f'id="{section}"' in page.text
     assert "CreditModelErrorRate" in page.text  # the alert that asked for it
-    assert "<span class='phase degraded'>degraded</span>" in page.text
+    assert '<span class="phase degraded">degraded</span>' in page.text
+    assert "alert" in daemon.http.get("/reports/").text  # listed, with why it was written
     evidently = daemon.http.get(report["url"] + "evidently.html")
     assert evidently.status_code == 200 and len(evidently.content) > 100_000
     assert daemon.http.get(f"/reports/{report['id']}/../../rules.yaml").status_code == 404
@@ -251,7 +255,11 @@ def test_api_webhook_reports_status_and_schema(
     assert {c["column"] for c in detail["columns"]} >= {"age", "income"}
     assert detail["config"]["name"] == TARGET
     reports = daemon.http.get("/api/v1/reports").json()
-    assert len(reports) == 3 and reports[0]["id"] == evaluated.json()["report"]["id"]
+    # Two alerts and one request asked for reports (decisions write their own as well).
+    asked = [r for r in reports if r["trigger"] in ("alert", "on demand")]
+    assert [r["trigger"] for r in asked] == ["on demand", "alert", "alert"]
+    assert asked[0]["id"] == evaluated.json()["report"]["id"]
+    assert all(r["trigger"] in ("decision", "escalation") for r in reports if r not in asked)
 
     incidents = daemon.http.get("/api/v1/incidents", params={"target": TARGET}).json()
     assert incidents and incidents[0]["target"] == TARGET

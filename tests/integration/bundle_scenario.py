@@ -51,6 +51,7 @@ def run_incident(tmp_path: Path, **daemon: Any) -> Daemon:
         now[0] = T0 + i * STEP
         batch(tmp_path, rng, now[0], drifted=i >= CALM_STEPS)
         runner.run_once()
+    service.reports.wait()  # the decisions' reports (written in the background) are done
     return service
 
 

@@ -22,10 +22,10 @@ import structlog
 
 from mlwatchdog.core import DataStatus, evaluate, measure
 from mlwatchdog.daemon.app import create_app
-from mlwatchdog.daemon.reports import render_page
 from mlwatchdog.daemon.service import Daemon
 from mlwatchdog.detectors import performance as perf
 from mlwatchdog.replay.bundle import BundleWriter, Recorded, load_bundle
+from mlwatchdog.report.page import ReportPage, render_report
 from mlwatchdog.rules import parse_config
 from mlwatchdog.rules.schema import Bundles
 from mlwatchdog.sources.observe import Observer
@@ -234,7 +234,7 @@ def test_the_state_machine_fires_on_accuracy_after_for(world: tuple[Path, pd.Dat
         states.append(state.checks["accuracy"].state.name)
     assert states[:2] == ["PENDING", "PENDING"]
     assert states[2:] == ["FIRING"] * 4
-    page = render_page(target, evaluation, None, [], [], [], "", now)
+    page = render_report(ReportPage(target, now, evaluation, None))
     [result] = [r for r in evaluation.results if r.check == "accuracy"]
     assert result.interval is not None
     low, high = (f"{v:.4f}" for v in result.interval)

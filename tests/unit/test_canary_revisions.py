@@ -25,9 +25,9 @@ from mlwatchdog.core import (
     Observation,
     evaluate,
 )
-from mlwatchdog.daemon.reports import render_page
 from mlwatchdog.detectors import Reference
 from mlwatchdog.errors import ConfigError
+from mlwatchdog.report.page import ReportPage, render_report
 from mlwatchdog.rules import Config, KServeSource, Sink, Target, parse_config
 from mlwatchdog.rules.schema import Revisions
 from mlwatchdog.sources.kserve import Event, KServeReader, SinkStore
@@ -155,7 +155,7 @@ def test_a_canary_breach_decides_an_abort_of_the_canary_only() -> None:
     assert any(r.startswith("score_drift[canary") for r in decision.reasons)
 
     # The report shows the canary's checks beside the whole window's.
-    page = render_page(target, second, seen, [], [], [], "", NOW)
+    page = render_report(ReportPage(target, NOW, second, seen))
     for name in ("score_drift", "score_drift[canary]", "score_drift[canary-vs-stable]"):
         assert f"<td>{name}</td>" in page
 
