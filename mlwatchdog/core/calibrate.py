@@ -61,9 +61,7 @@ def calibrated_checks(target: Target) -> list[DriftCheck]:
     return [c for c in target.checks if isinstance(c, DriftCheck) and REGISTRY[c.test].has_pvalue]
 
 
-def breach_level(
-    target: Target, check: DriftCheck, reference: Reference, n_rows: int
-) -> float | None:
+def breach_level(target: Target, check: DriftCheck) -> float | None:
     """The per-evaluation chance of a false breach `check` is allowed (q), or None when the
     target states no false-alarm rate or the check has no p-value to calibrate."""
     checks = calibrated_checks(target)
@@ -86,7 +84,7 @@ def calibrate(
     """`check`'s alpha for windows of about `n_rows` rows against `reference` (cached), or None
     when it is not calibrated. `sizes_for(n)` gives the row counts `measure` tests in a window of
     n rows (the whole window last)."""
-    q = breach_level(target, check, reference, n_rows)
+    q = breach_level(target, check)
     if q is None or target.false_alarms is None:
         return None
     replicates = target.false_alarms.bootstrap
