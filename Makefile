@@ -27,10 +27,13 @@ evaluate: $(RUN_STAMP)
 	$(BIN)/mlwatchdog evaluate --reference examples/data/reference.parquet --current examples/data/current.parquet
 
 ## test: lint, type-check the pure core, then the whole test suite
-# The suite runs on every CPU (pytest-xdist); tests/zz_bundles then replays every incident bundle
-# the run wrote, from the run's temporary folder.
+# The suite runs in two pytest-xdist workers per CPU: the end-to-end tests spend most of their time
+# waiting for a daemon's next evaluation, so twice the CPUs keeps them busy (TEST_WORKERS=N to
+# change). tests/zz_bundles then replays every incident bundle the run wrote, from the run's
+# temporary folder.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 test: $(DEV_STAMP) servers $(BIN)/helm lint
-	$(BIN)/python -m pytest -n auto --basetemp=.test-tmp --ignore=tests/zz_bundles
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --basetemp=.test-tmp --ignore=tests/zz_bundles
 	MLWATCHDOG_TEST_BUNDLES=.test-tmp $(BIN)/python -m pytest tests/zz_bundles
 
 # The servers the integration tests start on loopback (Debian packages); installed when missing.

@@ -49,6 +49,7 @@ def hostile_config(tmp_path: Path, port: int) -> Path:
     daemon["sink"] = {"path": str(tmp_path / "sink"), "max_event_bytes": 512 * 1024}
     rules["sources"]["inferences"] = {"type": "kserve", "inference_service": ISVC}
     (files_target,) = rules["targets"]
+    files_target["interval"] = "1s"  # `settle` waits for evaluations after every input
     rules["targets"].append(
         {
             "name": SINK_TARGET,
