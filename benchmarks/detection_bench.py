@@ -363,9 +363,14 @@ def real_stream(detect: Detector, stream: Stream) -> Outcome:
 
 
 def rule_methods(
-    reference: pd.DataFrame, stream: Stream, window_minutes: int, drift_share: float = 1 / FEATURES
+    reference: pd.DataFrame,
+    stream: Stream,
+    window_minutes: int,
+    drift_share: float = 1 / FEATURES,
+    step_minutes: int = STEP,
 ) -> dict[str, Detector]:
-    """The RULES as targets on `stream`'s clock, each a detector."""
+    """The RULES as targets on `stream`'s clock, evaluated every `step_minutes`, each a
+    detector."""
     ref = Reference(reference)
     columns = list(reference.columns)
     found: dict[str, Detector] = {}
@@ -376,7 +381,11 @@ def rule_methods(
             scaled = {**stated, "every": f"{stream.rows_for(every)}m"}
             extra = {**extra, "target": {**extra["target"], "false_alarms": scaled}}
         target = target_for(
-            stream.rows_for(window_minutes), extra, columns, stream.rows_for(STEP), drift_share
+            stream.rows_for(window_minutes),
+            extra,
+            columns,
+            stream.rows_for(step_minutes),
+            drift_share,
         )
         found[f"mlwatchdog: {rule}"] = lambda stream, start, target=target: mlwatchdog_alarms(
             stream, ref, target, start
@@ -418,22 +427,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--methods", default="", help="run only the methods whose name contains this (e.g. alibi)"
     )
+    parser.add_argument(
+        "--step",
+        type=int,
+        default=STEP,
+        help=f"minutes between the rules' evaluations (default {STEP}: hourly; 1: every minute)",
+    )
+    parser.add_argument(
+        "--windows",
+        default="day,week,own",
+        help="the rules' windows to run: day, week (and own: alibi's), comma separated",
+    )
     args = parser.parse_args(argv)
     weeks, repeats = (2, 3) if args.quick else (8, 10)
-    print(machine(), file=sys.stderr)
+    print(f"{machine()}; rules evaluated every {args.step} min", file=sys.stderr)
+    windows = set(args.windows.split(","))
 
     reference = normal_rows(np.random.default_rng(0), REFERENCE_ROWS)
     real = occupancy()
     table: list[tuple[str, ...]] = []
     quiet = Stream("stationary", reference.iloc[:0], None)  # only its clock is used
-    for window_minutes, window_name in ((DAY, "1 day"), (WEEK, "1 week"), (None, "its own")):
+    for window_minutes, window_name, key in (
+        (DAY, "1 day", "day"),
+        (WEEK, "1 week", "week"),
+        (None, "its own", "own"),
+    ):
+        if key not in windows:
+            continue
         if window_minutes is None:
             synthetic = alibi_method(reference, quiet)
             on_real = alibi_method(real[1], real[0]) if real else {}
         else:
-            synthetic = rule_methods(reference, quiet, window_minutes)
+            synthetic = rule_methods(reference, quiet, window_minutes, step_minutes=args.step)
             on_real = (
-                rule_methods(real[1], real[0], window_minutes, OCCUPANCY_DRIFT_SHARE)
+                rule_methods(real[1], real[0], window_minutes, OCCUPANCY_DRIFT_SHARE, args.step)
                 if real
                 else {}
             )
