@@ -785,7 +785,15 @@ class Sink(Strict):
     """The KServe payload-logger sink: an endpoint of the daemon (POST /sink/kserve) that stores
     the request and response events it receives, for `type: kserve` sources to read."""
 
-    path: str = Field(".mlwatchdog/sink", description="where events are stored (partitioned)")
+    path: str = Field(
+        ".mlwatchdog/sink",
+        description="where events are stored (partitioned): a folder, local or shared by every "
+        "replica (a ReadWriteMany volume), or an fsspec URL (s3://, gs://, az://)",
+    )
+    storage_options: SecretOptions = Field(
+        default_factory=dict,
+        description="fsspec options for a path URL (credentials: ${ENV} values, never logged)",
+    )
     max_event_bytes: int = Field(1_048_576, ge=1, description="larger events get a 413")
     retention: Duration = Field(timedelta(days=7), description="older partitions are deleted")
     pair_timeout: Duration = Field(
