@@ -98,6 +98,7 @@ class KServeReader:
         now = self.clock()
         settled = end is not None and end + self.sink.pair_timeout <= now
         span = span_of(start, end, self.sink.pair_timeout)
+        self.files.fs.invalidate_cache()  # other processes write: list what is there now
         return (self.files.signature(*span), None if settled else now)
 
     def read(
@@ -112,6 +113,7 @@ class KServeReader:
         where = f" for [{start:%Y-%m-%d %H:%M:%S}, {end:%Y-%m-%d %H:%M:%S})" if windowed else ""
         low, high = span_of(start, end, self.sink.pair_timeout)
         try:
+            self.files.fs.invalidate_cache()  # other processes write: list what is there now
             listing = self.files.listing(low, high)
             paths = sorted(listing)
         except (OSError, ValueError) as exc:
