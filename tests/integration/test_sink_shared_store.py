@@ -60,7 +60,9 @@ def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sink]:
         yield Sink(path=str(tmp_path / "sink"), retention=timedelta(days=1))
         return
     with s3_server(tmp_path / "moto.log", "sink-bucket") as options:
-        yield Sink(path="s3://sink-bucket/sink", storage_options=options, retention=timedelta(days=1))
+        yield Sink(
+            path="s3://sink-bucket/sink", storage_options=options, retention=timedelta(days=1)
+        )
 
 
 def read_all(reader: KServeReader) -> dict[str, Any]:
@@ -73,7 +75,9 @@ def read_all(reader: KServeReader) -> dict[str, Any]:
 def test_two_writer_processes_one_reader_sees_every_event_once(sink: Sink) -> None:
     context = multiprocessing.get_context("spawn")  # real processes, as two pods are
     with context.Pool(2) as pool:
-        writers = pool.starmap(write_events, [(sink, 0, PER_WRITER), (sink, PER_WRITER, PER_WRITER)])
+        writers = pool.starmap(
+            write_events, [(sink, 0, PER_WRITER), (sink, PER_WRITER, PER_WRITER)]
+        )
     assert len(set(writers)) == 2, writers
 
     reader = KServeReader("live", SPEC, sink, clock=lambda: NOW + timedelta(hours=1))

@@ -267,7 +267,9 @@ class _Segments:
         for name, data in chunks.items():
             # Counted before the PUT: a PUT that failed yet landed is never overwritten.
             self._sequence += 1
-            self.fs.pipe_file(f"{self.root}/{name}/{self.writer_id}-{self._sequence:09d}.jsonl", data)
+            self.fs.pipe_file(
+                f"{self.root}/{name}/{self.writer_id}-{self._sequence:09d}.jsonl", data
+            )
 
     def abandon(self) -> None:
         """Objects are whole or absent: nothing to abandon."""
