@@ -815,6 +815,19 @@ class Sink(Strict):
     def _moved(cls, data: Any) -> Any:
         return _refuse_moved(data, ("bearer_token",), "sink")
 
+    @model_validator(mode="after")
+    def _retention_outlasts_writes(self) -> Sink:
+        # Writers (every replica) still append to partitions as old as max_event_age, and the
+        # retention of any replica deletes partitions that ended `retention` ago: an hour apart,
+        # a partition is never deleted while a writer may still append to it.
+        if self.retention < self.max_event_age + timedelta(hours=1):
+            raise ValueError(
+                f"retention ({format_duration(self.retention)}) must be at least max_event_age "
+                f"({format_duration(self.max_event_age)}) plus 1h: a partition would be deleted "
+                "while events for it are still taken; raise retention or lower max_event_age"
+            )
+        return self
+
 
 class Grafana(Strict):
     """Where investigations are announced as Grafana annotations (POST /api/annotations)."""
