@@ -794,6 +794,13 @@ class Sink(Strict):
         default_factory=dict,
         description="fsspec options for a path URL (credentials: ${ENV} values, never logged)",
     )
+    commit_interval: Duration = Field(
+        timedelta(0),
+        description="at least this long between two commits of one writer, gathering the events "
+        "that come meanwhile: fewer objects on an object store, but each event waits up to that "
+        "long for its 200, so a sender with N requests in flight gets at most N / interval "
+        "events per second",
+    )
     max_event_bytes: int = Field(1_048_576, ge=1, description="larger events get a 413")
     retention: Duration = Field(timedelta(days=7), description="older partitions are deleted")
     pair_timeout: Duration = Field(

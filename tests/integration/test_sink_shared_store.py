@@ -7,6 +7,7 @@ deletes old partitions there too."""
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,6 +119,23 @@ def test_a_segment_is_one_immutable_object_per_commit(tmp_path: Path) -> None:
             f"{store.writer_id}-000000002.jsonl",
         ]
         assert all(len(fs.cat_file(f).splitlines()) == 2 for f in found)
+
+        # A busy writer with commit_interval: what comes within it is gathered into one object,
+        # not one object per commit.
+        store = SinkStore(sink.model_copy(update={"commit_interval": timedelta(seconds=1)}))
+        try:
+            pending = []
+            for i in range(100, 120):  # a sender pacing its events 20 ms apart, not waiting
+                pending.append(store.write(events(i)))
+                time.sleep(0.02)
+            for future in pending:
+                future.result()
+        finally:
+            store.close()
+        fs.invalidate_cache()
+        mine = [f for f in fs.find("sink-bucket/sink") if Path(f).name.startswith(store.writer_id)]
+        assert 1 <= len(mine) <= 2, mine  # the first event's commit, then all the others'
+        assert sum(len(fs.cat_file(f).splitlines()) for f in mine) == 40
 
 
 def test_retention_deletes_every_writers_old_partitions(sink: Sink) -> None:

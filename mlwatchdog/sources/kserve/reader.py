@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from fsspec.implementations.local import LocalFileSystem
+
 from mlwatchdog.core import DataStatus
 from mlwatchdog.errors import InputError
 from mlwatchdog.rules import FilesSource, KServeSource, Sink
@@ -80,6 +82,8 @@ class KServeReader:
                 storage_options=sink.storage_options,
             ),
         )
+        # A folder (local or a shared volume) is read in place; an object store by whole objects.
+        self._local = isinstance(self.files.fs, LocalFileSystem)
         self.parsed_lines = 0  # lines parsed so far (a read parses only what was appended)
         self.parsed_bytes = 0
         self._parsed: dict[str, _Parsed] = {}
@@ -152,9 +156,21 @@ class KServeReader:
         lines set aside; parses only what was appended since the last read."""
         first, last = (stamp(low), stamp(high)) if low and high else ("", "~")
         paths = sorted(listing)
+        floor = first.encode() if first else None
         with self._lock:
-            for path in paths:
-                self._update(path, listing[path], first.encode() if first else None)
+            grown = [p for p in paths if self._grown(p, listing[p], floor)]
+            # An object store: the new segments in one concurrent batch of GETs (fsspec's cat),
+            # not a HEAD and a GET each, one after the other.
+            remote = grown and not self._local
+            fetched = self.files.fs.cat(grown, on_error="omit") if remote else {}
+            for path in grown:
+                size = int(listing[path]["size"])
+                if self._local:
+                    self._update(path, size)
+                elif path in fetched:
+                    self._parse_tail(self._parsed[path], fetched[path][:size])
+                else:  # pruned since it was listed
+                    del self._parsed[path]
             for gone in set(self._parsed) - set(paths):  # left the span (or was pruned)
                 del self._parsed[gone]
             files = [self._parsed[p] for p in paths if p in self._parsed]
@@ -167,8 +183,9 @@ class KServeReader:
             aside.append(SetAside("row", "torn", torn, "last lines cut short (a crash)"))
         return events, aside
 
-    def _update(self, path: str, info: dict[str, Any], floor: bytes | None) -> None:
-        """Parse what was appended to `path` since the last read (its size as listed: `info`)."""
+    def _grown(self, path: str, info: dict[str, Any], floor: bytes | None) -> bool:
+        """Whether `path` (as listed: `info`) has bytes the reader has not parsed; a new or
+        replaced file, or one whose lines this read needs were skipped, starts over."""
         identity = _identity(info)
         listed = int(info["size"])
         known = self._parsed.get(path)
@@ -181,11 +198,25 @@ class KServeReader:
             known = self._parsed[path] = _Parsed(identity, floor)
         if listed == known.offset:
             known.torn = False
-            return
+            return False
+        return True
+
+    def _parse_tail(self, known: _Parsed, data: bytes) -> None:
+        """Parse a whole file's bytes (an object store's segment) from where the last read
+        stopped."""
+        tail = data[known.offset :]
+        complete = self._parse(known, tail)
+        known.offset += complete
+        known.torn = complete < len(tail)
+
+    def _update(self, path: str, listed: int) -> None:
+        """Parse what was appended to the local file `path` since the last read, up to its
+        size as listed."""
+        known = self._parsed[path]
         try:
-            handle = self.files.fs.open(path, "rb")
+            handle = open(path, "rb")  # noqa: SIM115 (the with below closes it)
         except FileNotFoundError:  # pruned since it was listed
-            self._parsed.pop(path, None)
+            del self._parsed[path]
             return
         with handle:
             handle.seek(known.offset)

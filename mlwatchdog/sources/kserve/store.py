@@ -16,6 +16,7 @@ import queue
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
@@ -67,9 +68,11 @@ class SinkStore:
         fs, root = fsspec.core.url_to_fs(settings.path, **settings.storage_options)
         self.root: str = root.rstrip("/") or root
         self.commits = 0  # commit rounds so far (appends / commits is the group-commit gain)
-        self._files: _Partitions = (
-            _AppendedFiles(Path(root)) if isinstance(fs, LocalFileSystem) else _Segments(fs, root)
-        )
+        local = isinstance(fs, LocalFileSystem)
+        self._files: _Partitions = _AppendedFiles(Path(root)) if local else _Segments(fs, root)
+        # Object stores: one object per commit, each listed and fetched by every reader; a
+        # commit_interval bounds their number (3,600 per writer and hour at 1s).
+        self._interval = settings.commit_interval.total_seconds()
         self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._state = threading.Lock()  # guards starting and closing
         self._disk = threading.Lock()  # a commit and a prune never overlap
@@ -132,8 +135,12 @@ class SinkStore:
 
     def _run(self) -> None:
         stopping = False
+        committed = -self._interval
         while not stopping:
             batch = [self._queue.get()]  # blocks until there is work
+            wait = committed + self._interval - time.monotonic()
+            if wait > 0 and batch[0] is not None:
+                time.sleep(wait)  # commit_interval: gather what comes meanwhile
             while len(batch) < _MAX_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -143,6 +150,7 @@ class SinkStore:
             appends = [a for a in batch if a is not None]
             if appends:
                 self._commit(appends)
+                committed = time.monotonic()
         with self._disk:
             self._files.close()
 
