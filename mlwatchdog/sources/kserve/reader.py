@@ -162,15 +162,19 @@ class KServeReader:
             # An object store: the new segments in one concurrent batch of GETs (fsspec's cat),
             # not a HEAD and a GET each, one after the other.
             remote = grown and not self._local
-            fetched = self.files.fs.cat(grown, on_error="omit") if remote else {}
+            fetched = self.files.fs.cat(grown, on_error="return") if remote else {}
             for path in grown:
                 size = int(listing[path]["size"])
                 if self._local:
                     self._update(path, size)
-                elif path in fetched:
-                    self._parse_tail(self._parsed[path], fetched[path][:size])
-                else:  # pruned since it was listed
+                    continue
+                data = fetched.get(path)
+                if isinstance(data, FileNotFoundError) or data is None:  # pruned since listed
                     del self._parsed[path]
+                elif isinstance(data, BaseException):  # the read is an error, not fewer rows
+                    raise OSError(f"cannot read {path}: {data}") from data
+                else:
+                    self._parse_tail(self._parsed[path], data[:size])
             for gone in set(self._parsed) - set(paths):  # left the span (or was pruned)
                 del self._parsed[gone]
             files = [self._parsed[p] for p in paths if p in self._parsed]
