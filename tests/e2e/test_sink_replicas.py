@@ -35,6 +35,7 @@ from tests.integration.test_kserve_sink import COLUMNS, COMPONENT, ISVC, NAMESPA
 from tests.integration.test_kserve_sink import write_config as sink_config
 from tests.servers.haproxy import round_robin
 from tests.servers.ports import free_port
+from tests.servers.s3 import s3_server
 
 OPERATOR = "operator-token-0123456789abcdef"
 TARGET = "credit-model"  # reads namespace `models`: what the sender sends
@@ -61,10 +62,10 @@ def configs(tmp_path: Path, evaluator_port: int, sink_port: int) -> tuple[Path, 
 
 
 async def send(
-    port: int, at: datetime, pairs: int, kill: int, kill_after: int
+    port: int, at: datetime, pairs: int, kill: int | None = None, kill_after: int = 0
 ) -> tuple[list[tuple[str, int]], Counter[str]]:
-    """Posts `pairs` request/response events 16 at a time through the proxy, SIGKILLs process
-    `kill` after `kill_after` acknowledgements and goes on; returns the acknowledged (kind, i)
+    """Posts `pairs` request/response events 16 at a time to `port`, SIGKILLs process `kill`
+    (if any) after `kill_after` acknowledgements and goes on; returns the acknowledged (kind, i)
     and what the others got."""
     acked: list[tuple[str, int]] = []
     other: Counter[str] = Counter()
@@ -86,7 +87,7 @@ async def send(
             other[str(answer.status_code)] += 1
             return
         acked.append((kind, i))
-        if len(acked) == kill_after:
+        if kill is not None and len(acked) == kill_after:
             os.kill(kill, signal.SIGKILL)
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -160,3 +161,46 @@ def test_sink_only_needs_a_kserve_source(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "no source of this config has `type: kserve`" in done.stderr
+
+
+def test_a_sink_only_process_stores_on_s3_and_never_shows_the_key(
+    tmp_path: Path, processes: list[DaemonProcess]
+) -> None:
+    """`mlwatchdog sink` on an object store (moto's S3 server): the credentials come from the
+    environment through ${ENV} in daemon.sink.storage_options; each acknowledged event is an
+    object the `kserve` source reads; the secret is in no log line."""
+    secret = "s3-secret-0123456789abcdef"
+    port = free_port()
+    with s3_server(tmp_path / "moto.log", "sink-bucket") as options:
+        rules: dict[str, Any] = yaml.safe_load(sink_config(tmp_path, port).read_text())
+        rules["daemon"]["sink"].update(
+            path="s3://sink-bucket/sink",
+            storage_options={
+                "key": "${SINK_KEY}",
+                "secret": "${SINK_SECRET}",
+                "client_kwargs": options["client_kwargs"],
+            },
+        )
+        rules["daemon"]["log_level"] = "debug"  # everything it says, to look for the secret
+        config = tmp_path / "rules-s3.yaml"
+        config.write_text(yaml.safe_dump(rules, sort_keys=False))
+        env = environment(SINK_KEY="testing-key", SINK_SECRET=secret)
+        sink = DaemonProcess(config, port, tmp_path / "sink.log", env=env, command="sink")
+        processes.append(sink)
+        wait_for(sink, "the sink-only process ready", lambda: is_ready(sink), 60)
+
+        at = datetime.now(UTC) - timedelta(seconds=30)
+        acked, other = asyncio.run(send(port, at, pairs=20))
+        assert len(acked) == 40, other
+
+        settings = load_config(config, env).daemon.sink
+        spec = KServeSource(
+            type="kserve", inference_service=ISVC, namespace=NAMESPACE, component=COMPONENT
+        )
+        read = KServeReader("inferences", spec, settings).read(COLUMNS)
+        assert read.frame is not None, read.reason
+        assert sorted(int(a) for a in read.frame["age"]) == list(range(20))
+        assert all(f.startswith("sink-bucket/sink/dt=") for f in read.files)
+        code, _ = sink.stop()
+        assert code == 0
+    assert secret not in sink.text()
