@@ -119,8 +119,10 @@ def test_every_acknowledged_event_reaches_the_evaluator_when_a_replica_is_killed
     at = datetime.now(UTC) - timedelta(seconds=30)  # inside the 5 minute window, settled
     with round_robin([evaluator_port, sink_port], tmp_path) as port:
         acked, other = asyncio.run(send(port, at, pairs=400, kill=sink.proc.pid, kill_after=300))
+    print(f"acknowledged {len(acked)} of 800; not: {dict(other)}")
     assert sink.proc.wait(10) == -signal.SIGKILL
-    assert len(acked) > 600, other  # the evaluator took the rest once haproxy saw the kill
+    # Only what the killed process held failed: the evaluator took the rest (500 were sent after).
+    assert len(acked) > 300 + 400, other
 
     # Both processes stored events: each its own file per partition, in the shared folder.
     files = [p.name for p in (tmp_path / "sink").rglob("*.jsonl")]

@@ -22,7 +22,8 @@ READY_TIMEOUT = 30.0
 def round_robin(backends: Sequence[int], folder: Path) -> Iterator[int]:
     """haproxy on a free loopback port in front of the loopback ports `backends`; yields its
     port. A backend that stops answering is out after one failed health check (200 ms apart);
-    a request it held fails (502), as one a killed pod held."""
+    until then a refused connection is retried on another backend, and a request it held fails
+    (502), as one a killed pod held."""
     command = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not Path(command).is_file():
         pytest.skip("haproxy not found; run `make servers` as root (apt-get install haproxy)")
@@ -40,7 +41,10 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
-    retries 0
+    # A connection the dead backend refuses never carried the request: haproxy sends it to
+    # another (as a Service stops sending to a pod); a request it held fails (502), unanswered.
+    retries 2
+    option redispatch
 frontend sink
     bind 127.0.0.1:{port}
     default_backend replicas
