@@ -37,12 +37,14 @@ test: $(DEV_STAMP) servers $(BIN)/helm lint
 	MLWATCHDOG_TEST_BUNDLES=.test-tmp $(BIN)/python -m pytest tests/zz_bundles
 
 # The servers the integration tests start on loopback (Debian packages); installed when missing.
-# Chromium renders the investigation reports the way a person sees them.
+# Chromium renders the investigation reports the way a person sees them; haproxy puts two
+# daemons behind one address (the KServe sink's replicas, tests/e2e/test_sink_replicas.py).
 servers:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		echo "installing$$missing"; \

@@ -385,11 +385,30 @@ def run(
     log_format: LogFormatOption = None,
 ) -> None:
     """Run the daemon: evaluate every target on its schedule and serve /healthz, /metrics."""
+    _serve(config, host, port, log_format, sink_only=False)
+
+
+@app.command()
+def sink(
+    config: Annotated[Path, typer.Option(help="The rules file.")] = Path("rules.yaml"),
+    host: Annotated[str | None, typer.Option(help="HTTP address (default: daemon.http).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: daemon.http).")] = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """Serve only the KServe sink (POST /sink/kserve, /healthz, /readyz, /metrics): no
+    evaluation, no leader election, no rollback. Run as many as the traffic needs, storing in
+    daemon.sink.path where `mlwatchdog run` reads (a shared folder or an object store)."""
+    _serve(config, host, port, log_format, sink_only=True)
+
+
+def _serve(
+    config: Path, host: str | None, port: int | None, log_format: LogFormat | None, sink_only: bool
+) -> None:
     rules = _load_or_exit(config)
     redactor = Redactor(secret_values(rules))
     log = configure_logging(rules.daemon.log_level, redactor, log_format)
     try:
-        serve(rules, log, host, port, config_path=config, redactor=redactor)
+        serve(rules, log, host, port, config_path=config, redactor=redactor, sink_only=sink_only)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

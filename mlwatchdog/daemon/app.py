@@ -45,10 +45,11 @@ def create_app(daemon: Daemon) -> FastAPI:
         description="Drift-aware rollback daemon: targets, incidents, investigations.",
         lifespan=lifespan,
     )
-    app.include_router(api_router(daemon))
-    app.include_router(analysis_router(daemon))  # Argo Rollouts' web metric asks for a verdict
-    app.include_router(flagger_router(lambda: daemon.runners, daemon.log))
-    app.include_router(people_router(daemon))  # pause, silence, approve: a person in the loop
+    if not daemon.sink_only:  # `mlwatchdog sink` evaluates nothing: no API about targets
+        app.include_router(api_router(daemon))
+        app.include_router(analysis_router(daemon))  # Argo Rollouts' web metric asks a verdict
+        app.include_router(flagger_router(lambda: daemon.runners, daemon.log))
+        app.include_router(people_router(daemon))  # pause, silence, approve: a person in the loop
     # Added last, so outermost: credentials first (before anything reads the body), then the
     # body's size.
     # Read per request: a reload applies at once.

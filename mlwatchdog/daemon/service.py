@@ -47,7 +47,9 @@ def utc_now() -> datetime:
 
 
 class Daemon:
-    """The scheduled evaluation of every target of one config."""
+    """The scheduled evaluation of every target of one config; with `sink_only`, the KServe sink
+    alone (`mlwatchdog sink`: no evaluation, no leader election, no action), as many replicas
+    as the traffic needs, storing where the evaluating daemon reads (daemon.sink.path)."""
 
     def __init__(
         self,
@@ -58,8 +60,10 @@ class Daemon:
         *,
         config_path: str | os.PathLike[str] | None = None,
         redactor: Redactor | None = None,
+        sink_only: bool = False,
     ) -> None:
         self.config = config
+        self.sink_only = sink_only
         # Scrubs the config's secrets (and token files' contents) from logs, files and answers.
         self.redactor = redactor if redactor is not None else Redactor()
         self.redactor.update(secret_values(config))
@@ -73,6 +77,11 @@ class Daemon:
         self.observer = Observer(config, on_set_aside=self.metrics.set_aside)
         # What KServe's logger sends to POST /sink/kserve, when a `type: kserve` source reads it.
         kserve = any(isinstance(s, KServeSource) for s in config.sources.values())
+        if sink_only and not kserve:
+            raise ConfigError(
+                "mlwatchdog sink serves the KServe sink, but no source of this config has "
+                "`type: kserve` to read what it would store: add one, or use mlwatchdog run"
+            )
         self.sink = SinkStore(config.daemon.sink) if kserve else None
         self.elector: LeaderElector | None = None
         audit_log = config.daemon.audit_log
@@ -97,7 +106,8 @@ class Daemon:
         where = bundles.path.reveal() if bundles.path else config.daemon.beside_state("bundles")
         self.bundles = BundleWriter(bundles, where, log, self.redactor) if bundles.enabled else None
         self.api_client = self._api_client()
-        self.actuator = self._actuator()
+        # A sink-only process never acts (nor counts as a leader): a dry-run actuator, unused.
+        self.actuator = DryRunActuator(log, self.audit) if sink_only else self._actuator()
         review = None
         if self.api_client is not None:
             kube = config.daemon.kubernetes
@@ -107,7 +117,9 @@ class Daemon:
             lambda: self.config.daemon.auth, review, on_secret=self.redactor.add, log=log
         )
         self.authenticator.read_token_files()
-        self.runners = {t.name: self._runner(t, self.observer) for t in config.targets}
+        self.runners = {
+            t.name: self._runner(t, self.observer) for t in config.targets if not sink_only
+        }
         self.scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
         )
@@ -143,7 +155,7 @@ class Daemon:
         """The Kubernetes API client, when a target acts on a workload or callers prove who
         they are with ServiceAccount tokens; else None (nothing is read from a cluster)."""
         settings = self.config.daemon
-        acting = any(t.workload.kind != "none" for t in self.config.targets)
+        acting = not self.sink_only and any(t.workload.kind != "none" for t in self.config.targets)
         if not acting and settings.auth.kubernetes is None:
             return None
         api_client = load_api_client(settings.kubernetes)
@@ -240,7 +252,7 @@ class Daemon:
 
     def start(self) -> None:
         """Schedule each target at its interval, the first run at once."""
-        for target in self.config.targets:
+        for target in self.config.targets if not self.sink_only else ():
             self._schedule(target, self.clock())
         if self.sink is not None:  # ':' keeps the job id apart from target names
             self.scheduler.add_job(
@@ -259,7 +271,8 @@ class Daemon:
             self.watcher.start()
         self.log.info(
             "daemon started",
-            targets=[t.name for t in self.config.targets],
+            role="sink" if self.sink_only else "evaluator",
+            targets=list(self.runners),
             state_dir=str(self.store.directory),
             config_file=str(self.config_path) if self.config_path else None,
         )
@@ -313,8 +326,9 @@ class Daemon:
                 issues, warnings = restart_needed(
                     plan.config,
                     str(file),
-                    kubernetes=not isinstance(self.actuator, DryRunActuator),
-                    elected=self.elector is not None,
+                    # A sink-only process never acts: what acting needs is not its concern.
+                    kubernetes=self.sink_only or not isinstance(self.actuator, DryRunActuator),
+                    elected=self.sink_only or self.elector is not None,
                     sink=self.sink is not None,
                     reviews=self.authenticator.review is not None,
                 )
@@ -361,6 +375,10 @@ class Daemon:
     def _apply(self, plan: ReloadPlan) -> None:
         """Swap in the new config: everything that can fail is built before anything changes."""
         config, now = plan.config, self.clock()
+        if self.sink_only:  # the sink checks events against the current targets; none run here
+            self.redactor.add(secret_values(config))
+            self.config = config
+            return
         observer = Observer(config, previous=self.observer, on_set_aside=self.metrics.set_aside)
         fresh = {n: self._runner(config.target(n), observer) for n in plan.added}
         for target in config.targets:
@@ -393,9 +411,11 @@ def serve(
     *,
     config_path: str | os.PathLike[str] | None = None,
     redactor: Redactor | None = None,
+    sink_only: bool = False,
 ) -> None:
     """Run the daemon and its HTTP server until SIGTERM or SIGINT. With `config_path` (the file
-    `config` was loaded from), a changed file or SIGHUP reloads it."""
+    `config` was loaded from), a changed file or SIGHUP reloads it. `sink_only`: the KServe
+    sink alone (`Daemon`)."""
     exposed = exposed_without_auth(host or config.daemon.http.host, config.daemon.auth)
     if exposed:  # --host given on the command line: the same rule as in rules.yaml
         raise ConfigError(exposed.replace("daemon.http.host", "--host"))
@@ -403,7 +423,7 @@ def serve(
     host, port = host or settings.host, settings.port if port is None else port
     sockets = listening_sockets(host, port)  # before anything starts: a port in use stops here
     try:
-        _serve(config, log, host, port, sockets, config_path, redactor)
+        _serve(config, log, host, port, sockets, config_path, redactor, sink_only)
     finally:
         for sock in sockets:
             sock.close()
@@ -417,8 +437,9 @@ def _serve(
     sockets: list[socket.socket],
     config_path: str | os.PathLike[str] | None,
     redactor: Redactor | None,
+    sink_only: bool = False,
 ) -> None:
-    daemon = Daemon(config, log, config_path=config_path, redactor=redactor)
+    daemon = Daemon(config, log, config_path=config_path, redactor=redactor, sink_only=sink_only)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(daemon),

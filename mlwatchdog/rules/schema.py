@@ -785,7 +785,22 @@ class Sink(Strict):
     """The KServe payload-logger sink: an endpoint of the daemon (POST /sink/kserve) that stores
     the request and response events it receives, for `type: kserve` sources to read."""
 
-    path: str = Field(".mlwatchdog/sink", description="where events are stored (partitioned)")
+    path: str = Field(
+        ".mlwatchdog/sink",
+        description="where events are stored (partitioned): a folder, local or shared by every "
+        "replica (a ReadWriteMany volume), or an fsspec URL (s3://, gs://, az://)",
+    )
+    storage_options: SecretOptions = Field(
+        default_factory=dict,
+        description="fsspec options for a path URL (credentials: ${ENV} values, never logged)",
+    )
+    commit_interval: Duration = Field(
+        timedelta(0),
+        description="at least this long between two commits of one writer, gathering the events "
+        "that come meanwhile: fewer objects on an object store, but each event waits up to that "
+        "long for its 200, so a sender with N requests in flight gets at most N / interval "
+        "events per second",
+    )
     max_event_bytes: int = Field(1_048_576, ge=1, description="larger events get a 413")
     retention: Duration = Field(timedelta(days=7), description="older partitions are deleted")
     pair_timeout: Duration = Field(
@@ -806,6 +821,19 @@ class Sink(Strict):
     @classmethod
     def _moved(cls, data: Any) -> Any:
         return _refuse_moved(data, ("bearer_token",), "sink")
+
+    @model_validator(mode="after")
+    def _retention_outlasts_writes(self) -> Sink:
+        # Writers (every replica) still append to partitions as old as max_event_age, and the
+        # retention of any replica deletes partitions that ended `retention` ago: an hour apart,
+        # a partition is never deleted while a writer may still append to it.
+        if self.retention < self.max_event_age + timedelta(hours=1):
+            raise ValueError(
+                f"retention ({format_duration(self.retention)}) must be at least max_event_age "
+                f"({format_duration(self.max_event_age)}) plus 1h: a partition would be deleted "
+                "while events for it are still taken; raise retention or lower max_event_age"
+            )
+        return self
 
 
 class Grafana(Strict):

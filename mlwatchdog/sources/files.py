@@ -42,9 +42,11 @@ class FilesReader:
 
     def files(self, start: datetime | None = None, end: datetime | None = None) -> list[str]:
         """The data files that can hold rows of [start, end) (all of them without a window)."""
-        return sorted(self._listing(start, end))
+        return sorted(self.listing(start, end))
 
-    def _listing(self, start: datetime | None, end: datetime | None) -> dict[str, dict[str, Any]]:
+    def listing(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[str, dict[str, Any]]:
         """The data files of [start, end) with their details, from the listing itself (no extra
         request per file, which matters on object stores)."""
         root = self.root.rstrip("/")
@@ -69,7 +71,7 @@ class FilesReader:
     ) -> tuple[Any, ...]:
         """What identifies the content of [start, end): each file's path and properties."""
         return tuple(
-            (path, _fingerprint(info)) for path, info in sorted(self._listing(start, end).items())
+            (path, _fingerprint(info)) for path, info in sorted(self.listing(start, end).items())
         )
 
     def read(
@@ -90,7 +92,7 @@ class FilesReader:
                 None, DataStatus.ERROR, f"source {self.name!r} has no timestamp_column"
             )
         try:
-            listing = self._listing(start, end)
+            listing = self.listing(start, end)
         except (OSError, ValueError) as exc:
             return SourceRead(None, DataStatus.ERROR, f"cannot list {self.spec.url}: {exc}")
         paths = sorted(listing)

@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 BASE = DEPLOY / "kustomize" / "base"
 PRODUCTION = DEPLOY / "kustomize" / "overlays" / "production"
+# The KServe sink as its own tier: the component, and production with it.
+SINK_COMPONENT = DEPLOY / "kustomize" / "components" / "sink-replicas"
+PRODUCTION_SINK = DEPLOY / "kustomize" / "overlays" / "production-sink"
 EXAMPLES = DEPLOY / "examples"
 DASHBOARD = DEPLOY / "grafana" / "mlwatchdog-dashboard.json"
 
@@ -109,15 +112,21 @@ def renderer_used(directory: Path) -> str:
     return _rendered(directory)[0]
 
 
-def render_python(directory: Path) -> list[Object]:
+def render_python(directory: Path, objs: list[Object] | None = None) -> list[Object]:
+    """A kustomization's objects; a Component adds to and patches `objs`, what its parent
+    has accumulated (kustomize applies components after the parent's resources)."""
     kustomization = load_all(directory / "kustomization.yaml")[0]
-    supported = {"apiVersion", "kind", "resources", "configMapGenerator", "patches", "images"}
+    supported = {
+        "apiVersion", "kind", "resources", "components", "configMapGenerator", "patches", "images"
+    }  # fmt: skip
     unsupported = set(kustomization) - supported
     assert not unsupported, f"render_python does not support {sorted(unsupported)}: extend it"
-    objs: list[Object] = []
+    objs = [] if objs is None else objs
     for resource in kustomization.get("resources", []):
         path = directory / resource
         objs += render_python(path) if path.is_dir() else load_all(path)
+    for component in kustomization.get("components", []):
+        render_python(directory / component, objs)
     for generator in kustomization.get("configMapGenerator", []):
         _generate_config_map(directory, generator, objs)
     for patch in kustomization.get("patches", []):

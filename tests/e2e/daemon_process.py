@@ -116,7 +116,8 @@ class Feeder(threading.Thread):
 
 
 class DaemonProcess:
-    """`mlwatchdog run` as a subprocess, its stdout and stderr in a file, with HTTP helpers."""
+    """`mlwatchdog run` (or `command`: `sink`) as a subprocess, its stdout and stderr in a file,
+    with HTTP helpers."""
 
     def __init__(
         self,
@@ -126,12 +127,13 @@ class DaemonProcess:
         *extra: str,
         env: dict[str, str] | None = None,
         token: str | None = None,
+        command: str = "run",
     ) -> None:
         self.port = port
         self.output = output
         self._out = output.open("wb")
         self.proc = subprocess.Popen(
-            [COMMAND, "run", "--config", str(config), *extra],
+            [COMMAND, command, "--config", str(config), *extra],
             stdout=self._out,
             stderr=subprocess.STDOUT,
             cwd=config.parent,

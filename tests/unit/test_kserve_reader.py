@@ -51,7 +51,7 @@ def write(store: SinkStore, events: list[Event]) -> int:
 
 
 def disk(store: SinkStore) -> int:
-    return sum(f.stat().st_size for f in store.root.rglob("*.jsonl"))
+    return sum(f.stat().st_size for f in Path(store.root).rglob("*.jsonl"))
 
 
 def read(reader: KServeReader, start: datetime, end: datetime) -> pd.DataFrame:

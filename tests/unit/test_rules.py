@@ -718,3 +718,18 @@ def test_format_duration_is_the_shortest_spelling(text: str, canonical: str) -> 
 @given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3650)))
 def test_duration_round_trip(value: timedelta) -> None:
     assert parse_duration(format_duration(value)) == value
+
+
+def test_sink_retention_must_outlast_the_oldest_event_taken() -> None:
+    """Every replica prunes: a partition must never go while writers may still append to it."""
+    text = VALID.replace(
+        "version: 1\n", "version: 1\ndaemon:\n  sink: {retention: 2h, max_event_age: 3h}\n", 1
+    )
+    with pytest.raises(
+        ConfigError, match=r"retention \(2h\) must be at least max_event_age \(3h\) plus 1h"
+    ):
+        parse_config(text, FILE, {})
+    fine = VALID.replace(
+        "version: 1\n", "version: 1\ndaemon:\n  sink: {retention: 4h, max_event_age: 3h}\n", 1
+    )
+    assert parse_config(fine, FILE, {}).daemon.sink.retention == timedelta(hours=4)

@@ -3,7 +3,9 @@ rows; the Observer calls it every evaluation.
 
 Reading costs what is new: per partition file the reader keeps the byte offset it has parsed up
 to and the events parsed so far, and parses only the bytes appended since (complete lines only:
-a line still being written is read next time). It keeps each event's rows as column arrays
+a line still being written is read next time). It reads every writer's files (replicas sharing
+the store each write their own), from a folder or an object store through fsspec; an object
+store's segments never change, so each is parsed once. It keeps each event's rows as column arrays
 (`columnar.py`, made as the lines are parsed: `linebatch.py`), not as the parsed JSON: no Python
 object per row for the garbage collector to walk, and a ninth of the memory for batches of rows.
 Files that left its span are dropped. A line that is not an event (torn by a crash, corrupt,
@@ -12,12 +14,13 @@ another format) is set aside and counted.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from fsspec.implementations.local import LocalFileSystem
 
 from mlwatchdog.core import DataStatus
 from mlwatchdog.errors import InputError
@@ -44,7 +47,7 @@ _BLOCK = 8 * 2**20  # bytes read at a time: a file's new part is not read into m
 class _Parsed:
     """What the reader has parsed of one partition file."""
 
-    identity: tuple[int, int]  # (device, inode): a new file under the same name is read anew
+    identity: Any  # inode or ETag: a new file under the same name is read anew
     floor: bytes | None  # lines stamped before this were skipped unparsed (None: none were)
     offset: int = 0  # bytes parsed: up to the end of the last complete line
     events: list[EventColumns] = field(default_factory=list)  # this source's, in file order
@@ -76,8 +79,11 @@ class KServeReader:
                 timestamp_column="time",
                 partitioning=PARTITIONING,
                 late_files=timedelta(0),  # the store files each event under its own time
+                storage_options=sink.storage_options,
             ),
         )
+        # A folder (local or a shared volume) is read in place; an object store by whole objects.
+        self._local = isinstance(self.files.fs, LocalFileSystem)
         self.parsed_lines = 0  # lines parsed so far (a read parses only what was appended)
         self.parsed_bytes = 0
         self._parsed: dict[str, _Parsed] = {}
@@ -96,6 +102,7 @@ class KServeReader:
         now = self.clock()
         settled = end is not None and end + self.sink.pair_timeout <= now
         span = span_of(start, end, self.sink.pair_timeout)
+        self.files.fs.invalidate_cache()  # other processes write: list what is there now
         return (self.files.signature(*span), None if settled else now)
 
     def read(
@@ -110,7 +117,9 @@ class KServeReader:
         where = f" for [{start:%Y-%m-%d %H:%M:%S}, {end:%Y-%m-%d %H:%M:%S})" if windowed else ""
         low, high = span_of(start, end, self.sink.pair_timeout)
         try:
-            paths = self.files.files(low, high)
+            self.files.fs.invalidate_cache()  # other processes write: list what is there now
+            listing = self.files.listing(low, high)
+            paths = sorted(listing)
         except (OSError, ValueError) as exc:
             return SourceRead(
                 None, DataStatus.ERROR, f"cannot list the sink {self.sink.path}: {exc}"
@@ -120,7 +129,7 @@ class KServeReader:
                 self._parsed.clear()  # every file left the span
             return SourceRead(None, DataStatus.NO_DATA, f"no events in {self.sink.path}{where}")
         try:
-            events, aside = self._events(paths, low, high)
+            events, aside = self._events(listing, low, high)
         except OSError as exc:
             return SourceRead(None, DataStatus.ERROR, f"source {self.name!r}: {exc}", tuple(paths))
         settled_before = self.clock() - self.sink.pair_timeout
@@ -141,14 +150,31 @@ class KServeReader:
         return SourceRead(rows, DataStatus.OK, reason, tuple(paths), tuple(aside))
 
     def _events(
-        self, paths: list[str], low: datetime | None, high: datetime | None
+        self, listing: dict[str, dict[str, Any]], low: datetime | None, high: datetime | None
     ) -> tuple[list[EventColumns], list[SetAside]]:
         """This source's events with a time in [low, high) (all without a window), and the
         lines set aside; parses only what was appended since the last read."""
         first, last = (stamp(low), stamp(high)) if low and high else ("", "~")
+        paths = sorted(listing)
+        floor = first.encode() if first else None
         with self._lock:
-            for path in paths:
-                self._update(path, first.encode() if first else None)
+            grown = [p for p in paths if self._grown(p, listing[p], floor)]
+            # An object store: the new segments in one concurrent batch of GETs (fsspec's cat),
+            # not a HEAD and a GET each, one after the other.
+            remote = grown and not self._local
+            fetched = self.files.fs.cat(grown, on_error="return") if remote else {}
+            for path in grown:
+                size = int(listing[path]["size"])
+                if self._local:
+                    self._update(path, size)
+                    continue
+                data = fetched.get(path)
+                if isinstance(data, FileNotFoundError) or data is None:  # pruned since listed
+                    del self._parsed[path]
+                elif isinstance(data, BaseException):  # the read is an error, not fewer rows
+                    raise OSError(f"cannot read {path}: {data}") from data
+                else:
+                    self._parse_tail(self._parsed[path], data[:size])
             for gone in set(self._parsed) - set(paths):  # left the span (or was pruned)
                 del self._parsed[gone]
             files = [self._parsed[p] for p in paths if p in self._parsed]
@@ -161,29 +187,45 @@ class KServeReader:
             aside.append(SetAside("row", "torn", torn, "last lines cut short (a crash)"))
         return events, aside
 
-    def _update(self, path: str, floor: bytes | None) -> None:
-        """Parse what was appended to `path` since the last read."""
-        try:
-            info = os.stat(path)
-        except FileNotFoundError:  # pruned since it was listed
-            self._parsed.pop(path, None)
-            return
-        identity = (info.st_dev, info.st_ino)
+    def _grown(self, path: str, info: dict[str, Any], floor: bytes | None) -> bool:
+        """Whether `path` (as listed: `info`) has bytes the reader has not parsed; a new or
+        replaced file, or one whose lines this read needs were skipped, starts over."""
+        identity = _identity(info)
+        listed = int(info["size"])
         known = self._parsed.get(path)
         if (
             known is None
             or known.identity != identity
-            or info.st_size < known.offset
+            or listed < known.offset
             or (known.floor is not None and (floor is None or floor < known.floor))
         ):  # new, replaced, or lines this read needs were skipped: from the start
             known = self._parsed[path] = _Parsed(identity, floor)
-        if info.st_size == known.offset:
+        if listed == known.offset:
             known.torn = False
+            return False
+        return True
+
+    def _parse_tail(self, known: _Parsed, data: bytes) -> None:
+        """Parse a whole file's bytes (an object store's segment) from where the last read
+        stopped."""
+        tail = data[known.offset :]
+        complete = self._parse(known, tail)
+        known.offset += complete
+        known.torn = complete < len(tail)
+
+    def _update(self, path: str, listed: int) -> None:
+        """Parse what was appended to the local file `path` since the last read, up to its
+        size as listed."""
+        known = self._parsed[path]
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (the with below closes it)
+        except FileNotFoundError:  # pruned since it was listed
+            del self._parsed[path]
             return
-        with open(path, "rb") as handle:
+        with handle:
             handle.seek(known.offset)
             rest = b""
-            size = info.st_size - known.offset  # what is there now (more: the next read)
+            size = listed - known.offset  # what is there now (more: the next read)
             # Blocks of at most what is there: read(n) allocates n bytes before it reads.
             while size > 0 and (block := handle.read(min(_BLOCK, size))):
                 size -= len(block)
@@ -214,6 +256,15 @@ class KServeReader:
                 known.corrupt += 1
         known.events += batch.done()
         return start
+
+
+def _identity(info: dict[str, Any]) -> Any:
+    """What tells a file from another one under the same name: its inode (a folder), or its
+    ETag / generation (an object store)."""
+    for key in ("ino", "ETag", "etag", "generation", "md5Hash"):
+        if info.get(key):
+            return info[key]
+    return None
 
 
 def _described(aside: SetAside) -> str:

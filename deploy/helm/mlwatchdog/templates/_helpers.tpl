@@ -63,3 +63,40 @@ kustomize base's rules shipped in files/rules.yaml. */}}
 {{- $cfg := include "mlwatchdog.configChecked" . | fromJson -}}
 {{- dig "daemon" "http" "port" 8080 $cfg | int -}}
 {{- end -}}
+
+{{/* The sink tier (sink.enabled): its pods' selector labels, apart from the daemon's so that
+the daemon's Services, PodDisruptionBudget and NetworkPolicy never select them. */}}
+{{- define "mlwatchdog.sinkSelectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-sink
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "mlwatchdog.sinkLabels" -}}
+{{ include "mlwatchdog.sinkSelectorLabels" . }}
+app.kubernetes.io/part-of: mlwatchdog
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* Where the shared sink volume is mounted, in the sink pods and the daemon's. */}}
+{{- define "mlwatchdog.sinkPath" -}}
+/var/lib/mlwatchdog/sink
+{{- end -}}
+
+{{/* sink.enabled: the config must have a `type: kserve` source (else `mlwatchdog sink` stops:
+there is nothing to store for) and store where the shared volume is mounted. */}}
+{{- define "mlwatchdog.sinkChecked" -}}
+{{- $cfg := include "mlwatchdog.configChecked" . | fromJson -}}
+{{- $kserve := false -}}
+{{- range $name, $source := (get $cfg "sources" | default dict) -}}
+{{- if eq (toString (get $source "type")) "kserve" -}}{{- $kserve = true -}}{{- end -}}
+{{- end -}}
+{{- if not $kserve -}}
+{{- fail "sink.enabled: the config has no source of `type: kserve`, so the sink pods would have nothing to store for: add one (README, KServe payload logger), or set sink.enabled: false" -}}
+{{- end -}}
+{{- $path := dig "daemon" "sink" "path" "" $cfg | toString -}}
+{{- if ne $path (include "mlwatchdog.sinkPath" .) -}}
+{{- fail (printf "sink.enabled: the config's daemon.sink.path is %q, but the shared sink volume is mounted at %s: set daemon.sink.path: %s" $path (include "mlwatchdog.sinkPath" .) (include "mlwatchdog.sinkPath" .)) -}}
+{{- end -}}
+{{- end -}}
