@@ -233,6 +233,7 @@ def parse_event(headers: Headers, body: bytes) -> tuple[Attributes, Any]:
 _SPEC_ATTRIBUTES = frozenset({"specversion", "id", "source", "type", "time"})
 _NOT_EMPTY = ("datacontenttype", "dataschema", "subject")
 _EXTENSION = re.compile(r"[a-z0-9]+")
+_EXTENSIONS_SEEN: set[str] = set()  # extension names found valid
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
 
 
@@ -259,8 +260,11 @@ def _binary_event(headers: Headers, body: bytes) -> tuple[Attributes, Any] | Non
         if key in _NOT_EMPTY:
             if not text:
                 return None
-        elif key not in _SPEC_ATTRIBUTES and (key == "data" or not _EXTENSION.fullmatch(key)):
-            return None
+        elif key not in _SPEC_ATTRIBUTES and key not in _EXTENSIONS_SEEN:
+            if key == "data" or not _EXTENSION.fullmatch(key):
+                return None
+            if len(_EXTENSIONS_SEEN) < 256:  # KServe's few, not whatever a sender makes up
+                _EXTENSIONS_SEEN.add(key)
     if "time" in attributes:
         if not _RFC3339.fullmatch(attributes["time"]):
             return None
