@@ -138,10 +138,10 @@ def wrk(url: str, connections: int, seconds: float, run: str) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process `pid` (all its threads) from /proc/<pid>/stat."""
+def cpu_seconds(pid: int) -> np.ndarray:
+    """utime and stime of process `pid` (all its threads) from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return np.array([int(fields[11]), int(fields[12])]) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -187,7 +187,8 @@ def run(tree: Path | None, connections: int, seconds: float) -> dict[str, Any]:
         "p50_ms": measured["p50_us"] / 1000,
         "p99_ms": measured["p99_us"] / 1000,
         "events_per_fsync": acknowledged / commits if commits else float("nan"),
-        "server_cpu_us": 1e6 * cpu / events,
+        "server_cpu_us": 1e6 * cpu.sum() / events,
+        "server_sys_us": 1e6 * cpu[1] / events,
         "failed": failed,
         "acknowledged": acknowledged,
         "stored": stored,
@@ -397,9 +398,9 @@ def http_bench(connections: list[int], seconds: float, before: str | None, store
     )
     print(
         "| server | connections | events | events/s | p50 ms | p99 ms | events per fsync "
-        "| server CPU µs/event | load |"
+        "| server CPU µs/event | of which system | load |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     failed = False
     with tempfile.TemporaryDirectory(prefix="sink-bench-before-") as tmp:
         trees: list[tuple[str, Path | None]] = [("uvicorn alone (floor)", None)]
@@ -438,6 +439,7 @@ def row(label: str, result: dict[str, Any]) -> None:
         f"| {label} | {result['connections']} | {result['events']:,} | "
         f"{result['events_per_s']:,.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} | "
         f"{'-' if fsync != fsync else f'{fsync:.1f}'} | {result['server_cpu_us']:.0f} | "
+        f"{result['server_sys_us']:.0f} | "
         f"{load()} |",
         flush=True,
     )
