@@ -44,7 +44,7 @@ def event_record(
     """The event of these CloudEvent attributes and data to store, timed by its ce-time (else
     `received`); raises InvalidEvent. With `sink`, a ce-time too far from `received` is refused
     (its limits)."""
-    kind = _KINDS.get(attributes.get("type"))  # type: ignore[arg-type]
+    kind = _KINDS.get(str(attributes.get("type")))
     if kind is None:
         raise InvalidEvent(
             f"unknown ce-type {attributes.get('type')!r}; the sink takes {REQUEST} and {RESPONSE}",
