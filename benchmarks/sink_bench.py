@@ -16,8 +16,8 @@ like KServe's payload logger (a v1 body of 20 features, then the response's pred
 same ce-id), for 2 s to warm up, then `--seconds` measured. A 200 means the event is fsynced
 (group commit). Reported: events/s, wrk's latency percentiles, events per fsync, and the server's
 CPU per event (utime + stime from /proc, less sensitive than events/s to other load). Afterwards
-the sink's events are decoded and counted: every 200 must be there (exit status 1 if not, or if
-any request failed). `--store` adds what `SinkStore` alone sustains (threads appending parsed
+KServeReader counts the stored events: every 200 must be there (exit status 1 if not, or if any
+request failed). `--store` adds what `SinkStore` alone sustains (threads appending parsed
 events, each awaiting its fsync), for scale.
 """
 
@@ -197,14 +197,18 @@ def run(tree: Path | None, connections: int, seconds: float) -> dict[str, Any]:
 
 
 def stored_events(sink: Path) -> int:
-    """Distinct (kind, ce-id) events in the sink's files, each line decoded as the reader does."""
-    return len(
-        {
-            (event.kind, event.id)
-            for path in sink.rglob("*.jsonl")
-            for event in map(decode, path.read_bytes().splitlines())
-        }
+    """Events the reader finds in the sink, every half settled (an hour on): two per paired
+    row, one per half alone (a request without its response has no score, and the reverse)."""
+    reader = KServeReader(
+        "inferences",
+        KServeSource(type="kserve", inference_service="bench"),
+        Sink(path=str(sink)),
+        clock=lambda: datetime.now(UTC) + timedelta(hours=1),
     )
+    frame = reader.read([*FEATURES, "score"]).frame
+    if frame is None:
+        return 0
+    return int(frame[FEATURES[0]].notna().sum() + frame["score"].notna().sum())
 
 
 def before_tree(revision: str, directory: Path) -> Path:
