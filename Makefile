@@ -94,6 +94,17 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/drift_bench.py
 
+## bench-sink: the KServe sink's events/s, p99 and CPU per event under wrk (apt package wrk,
+## installed when missing) at 1, 32 and 256 connections, beside uvicorn alone; add
+## ARGS='--before <git revision>' for the sink of that revision side by side
+.PHONY: bench-sink
+bench-sink: $(DEV_STAMP)
+	@command -v wrk >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+		else echo "bench-sink needs wrk: apt-get install wrk (as root)" >&2; exit 1; fi; }
+	$(BIN)/python benchmarks/sink_bench.py $(ARGS)
+
 ## bench-replay: replay of up to a year of 1-minute windows, serial against Dask (about 1 h; the
 ## data, ~21 GiB for a year, is generated once into ~/.cache/mlwatchdog-replay-bench)
 .PHONY: bench-replay

@@ -1,39 +1,35 @@
-"""KServe sink benchmark: logger events per second into the daemon over loopback, durably stored;
-and (`--read`) what reading a window of stored events costs.
+"""KServe sink benchmark: logger events per second into the daemon over loopback, durably stored,
+sent by wrk (a compiled load generator, so the client is not the bottleneck); and (`--read`) what
+reading a window of stored events costs.
 
-    .venv/bin/python benchmarks/sink_bench.py [--pairs 10000] [--concurrency 32] [--clients 1]
-                                              [--compare]
+    .venv/bin/python benchmarks/sink_bench.py [--connections 1,32,256] [--seconds 10]
+                                              [--before <git revision>] [--store]
     .venv/bin/python benchmarks/sink_bench.py --read [--rows 150000] [--batch 15000]
 
-The daemon's app (uvicorn, the real `/sink/kserve` route and `SinkStore`) runs in a child
-process; httpx async clients (`--clients` processes) send `--pairs` request + response event
-pairs shaped like KServe's payload logger (binary-mode CloudEvents, a v1 body of 20 features and
-one prediction), `--concurrency` in flight in all. Every 200 means the event's row was written and
-fsynced (group commit: one fsync for all the events that arrived during the previous one).
-Reported: events/s, latency percentiles, events per fsync, and the server's CPU per event (less
-sensitive than events/s to other load on the machine). `--compare` runs again with one fsync per
-event (batches of one). Afterwards every pair is read back with KServeReader; the exit status is 1
-if any is missing. The "store only" lines time `SinkStore` alone (`--concurrency` threads appending
-parsed events), for scale: what the durable store sustains without HTTP.
-
-`--read` stores a window of `--rows` sample rows (request + response events of `--batch` rows:
-two features, one prediction) and reads it with `KServeReader` in a fresh child process, and the
-same way as before issue 12 (each line parsed to Python lists and kept; the row-by-row pairing
-kept in tests/unit/kserve_pairing_oracle.py), side by side: the first read (parse and pair), a
-second read (from the reader's cache), the process' RSS growth, and, in a second child under
-tracemalloc, the peak allocation and what the reader keeps for its next read.
+Needs `wrk` (Debian: apt-get install wrk; `make bench-sink` installs it). For each number of
+connections, side by side: uvicorn alone (a trivial ASGI app that reads the body and answers, the
+floor any route on this server pays), the daemon's app from `--before` (its mlwatchdog package
+extracted with git archive), and the daemon's app from this tree. Each runs in a fresh server
+process, served as `mlwatchdog run` serves it (uvicorn, httptools, uvloop, daemon.http's limits),
+with a sink path secret as deployed; wrk (`sink_wrk.lua`) sends binary-mode CloudEvents shaped
+like KServe's payload logger (a v1 body of 20 features, then the response's prediction under the
+same ce-id), for 2 s to warm up, then `--seconds` measured. A 200 means the event is fsynced
+(group commit). Reported: events/s, wrk's latency percentiles, events per fsync, and the server's
+CPU per event (utime + stime from /proc, less sensitive than events/s to other load). Afterwards
+KServeReader counts the stored events: every 200 must be there (exit status 1 if not, or if any
+request failed). `--store` adds what `SinkStore` alone sustains (threads appending parsed
+events, each awaiting its fsync), for scale.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import importlib.util
 import json
-import multiprocessing
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -43,7 +39,6 @@ import tempfile
 import threading
 import time
 import tracemalloc
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,10 +48,11 @@ import numpy as np
 import psutil
 
 from mlwatchdog.rules import KServeSource, Sink, parse_config
-from mlwatchdog.sources.kserve import REQUEST, RESPONSE, Event, KServeReader, SinkStore, decode
+from mlwatchdog.sources.kserve import Event, KServeReader, SinkStore, decode
 from mlwatchdog.sources.kserve.lines import stamp
 
 FEATURES = [f"f{i}" for i in range(20)]
+WRK_SCRIPT = Path(__file__).with_name("sink_wrk.lua")
 
 
 def config_text(directory: Path) -> str:
@@ -67,6 +63,8 @@ daemon:
   state_dir: {directory / "state"}
   log_level: warning
   sink: {{path: {directory / "sink"}, pair_timeout: 1m}}
+  auth:
+    sink_paths: [{{inference_service: bench, namespace: models, secret: {SECRET}}}]
 sources:
   inferences: {{type: kserve, inference_service: bench}}
   training: {{type: kserve, inference_service: nothing}}
@@ -82,84 +80,68 @@ targets:
 
 # --------------------------------------------------------------------------------- the server
 
+SECRET = "bench-" + "s3cr3t" * 6  # the InferenceService's sink path secret (as deployed)
+FLOOR_ANSWER = b'{"stored_rows":1}'
 
-def serve(config_path: str, port: int, max_batch: int | None) -> None:
-    """The daemon's app on `port` until SIGTERM; then prints the store's fsync count."""
+
+async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """uvicorn alone: reads the body and answers as the sink does, storing nothing (the floor)."""
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    length = str(len(FLOOR_ANSWER)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": FLOOR_ANSWER})
+
+
+def serve(config_path: str, port: int, floor: bool) -> None:
+    """The daemon's app on `port` until SIGTERM, served as `mlwatchdog run` serves it (uvicorn
+    within daemon.http's limits); then prints the store's fsync count. `floor`: floor_app."""
     import uvicorn
 
     from mlwatchdog.daemon.app import create_app
+    from mlwatchdog.daemon.http_server import uvicorn_options
     from mlwatchdog.daemon.logs import configure_logging
     from mlwatchdog.daemon.service import Daemon
-    from mlwatchdog.sources.kserve import store
 
-    if max_batch is not None:
-        store._MAX_BATCH = max_batch  # --compare: one fsync per event
     config = parse_config(Path(config_path).read_text())
-    daemon = Daemon(config, configure_logging("warning"))
+    log = configure_logging("warning")
+    daemon = None if floor else Daemon(config, log)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(daemon), host="127.0.0.1", port=port, log_config=None, access_log=False
+            floor_app if daemon is None else create_app(daemon),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off" if daemon is None else "on",
+            **uvicorn_options(config.daemon.http, log),
         )
     )
     # uvicorn re-raises the SIGTERM it stopped on: under this handler that does not kill us.
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     server.run()
-    assert daemon.sink is not None
-    print(json.dumps({"commits": daemon.sink.commits}), flush=True)
+    commits = daemon.sink.commits if daemon is not None and daemon.sink is not None else 0
+    print(json.dumps({"commits": commits}), flush=True)
 
 
 # --------------------------------------------------------------------------------- the client
 
 
-def headers(kind: str, ce_id: str, at: datetime) -> dict[str, str]:
-    return {
-        "ce-specversion": "1.0",
-        "ce-id": ce_id,
-        "ce-type": REQUEST if kind == "request" else RESPONSE,
-        "ce-source": "http://localhost:9081/",
-        "ce-time": at.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z",
-        "ce-inferenceservicename": "bench",
-        "ce-namespace": "models",
-        "ce-component": "predictor",
-        "ce-endpoint": "default",
-        "content-type": "application/json",
-    }
+def wrk(url: str, connections: int, seconds: float, run: str) -> dict[str, Any]:
+    """One wrk run (one thread: the C client costs a few µs a request), its ce-ids starting with
+    `run`; its figures."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s"]
+    command += ["-s", str(WRK_SCRIPT), url, "--", run]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def events(pairs: int, first: int = 0) -> list[tuple[str, str, bytes]]:
-    """(kind, ce-id, body) for each event: a request then its response, pair by pair."""
-    rng = np.random.default_rng(first)
-    values = rng.normal(size=(pairs, len(FEATURES))).round(6)
-    out = []
-    for i, row in enumerate(values):
-        ce_id = f"e{first + i}"
-        out.append(("request", ce_id, json.dumps({"instances": [row.tolist()]}).encode()))
-        out.append(("response", ce_id, json.dumps({"predictions": [float(first + i)]}).encode()))
-    return out
-
-
-async def send_all(
-    url: str, todo: list[tuple[str, str, bytes]], concurrency: int
-) -> tuple[float, list[float]]:
-    """Sends every event, `concurrency` at a time; returns the seconds taken and latencies."""
-    latencies: list[float] = []
-    queue = iter(todo)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        for kind, ce_id, body in queue:
-            started = time.perf_counter()
-            answer = await client.post(
-                "/sink/kserve", content=body, headers=headers(kind, ce_id, datetime.now(UTC))
-            )
-            latencies.append(time.perf_counter() - started)
-            if answer.status_code != 200:
-                raise RuntimeError(f"{answer.status_code}: {answer.text}")
-
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies
+def cpu_seconds(pid: int) -> np.ndarray:
+    """utime and stime of process `pid` (all its threads) from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return np.array([int(fields[11]), int(fields[12])]) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -168,89 +150,90 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def client(url: str, first: int, pairs: int, concurrency: int) -> tuple[float, float, list[float]]:
-    """One client process's share: its start and end (epoch seconds) and its latencies."""
-    todo = events(pairs, first)
-    started = time.time()
-    seconds, latencies = asyncio.run(send_all(url, todo, concurrency))
-    return started, started + seconds, latencies
-
-
-def run(pairs: int, concurrency: int, clients: int, max_batch: int | None) -> dict[str, Any]:
-    """One measured run against a fresh daemon process and sink."""
+def run(tree: Path | None, connections: int, seconds: float) -> dict[str, Any]:
+    """One measured wrk run (after a warm-up) against a fresh server from `tree` (its
+    mlwatchdog package; None: floor_app) and a fresh sink; then the stored events counted."""
     with tempfile.TemporaryDirectory(prefix="sink-bench-") as tmp:
         directory = Path(tmp)
         config_path = directory / "rules.yaml"
         config_path.write_text(config_text(directory))
         port = free_port()
         command = [sys.executable, __file__, "--serve", str(config_path), "--port", str(port)]
-        if max_batch is not None:
-            command += ["--max-batch", str(max_batch)]
-        server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        url = f"http://127.0.0.1:{port}"
-        share = pairs // clients
-        spawn = multiprocessing.get_context("spawn")
+        command += ["--floor"] if tree is None else []
+        env = {**os.environ, "PYTHONPATH": str(tree or Path(__file__).resolve().parents[1])}
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        url = f"http://127.0.0.1:{port}/sink/kserve/{SECRET}"
         try:
-            wait_healthy(url, server)
-            with ProcessPoolExecutor(clients, mp_context=spawn) as pool:
-                warm = [10**7 + 1000 * i for i in range(clients)]  # also imports in each client
-                list(pool.map(client, [url] * clients, warm, [100] * clients, [8] * clients))
-                cpu_before = psutil.Process(server.pid).cpu_times()
-                runs = list(
-                    pool.map(
-                        client,
-                        [url] * clients,
-                        [share * i for i in range(clients)],
-                        [share] * clients,
-                        [concurrency // clients] * clients,
-                    )
-                )
-                cpu_after = psutil.Process(server.pid).cpu_times()
+            wait_healthy(f"http://127.0.0.1:{port}", server)
+            warm = wrk(url, connections, 2, "warm")
+            cpu_before = cpu_seconds(server.pid)
+            measured = wrk(url, connections, seconds, "measured")
+            cpu = cpu_seconds(server.pid) - cpu_before
         finally:
             server.send_signal(signal.SIGTERM)
             out, _ = server.communicate(timeout=60)
         commits = json.loads(out.strip().splitlines()[-1])["commits"]
-        reader = KServeReader(
-            "inferences",
-            KServeSource(type="kserve", inference_service="bench"),
-            Sink(path=str(directory / "sink")),
-            clock=lambda: datetime.now(UTC) + timedelta(hours=1),
-        )
-        started = time.perf_counter()
-        read = reader.read([*FEATURES, "score"])
-        read_seconds = time.perf_counter() - started
-        frame = read.frame
-        stored = 0 if frame is None else int(frame["score"].lt(10**7).sum())
-    n = 2 * share * clients
-    seconds = max(end for _, end, _ in runs) - min(start for start, _, _ in runs)
-    ms = sorted(1000 * x for _, _, latencies in runs for x in latencies)
-    cpu = sum(cpu_after[:2]) - sum(cpu_before[:2])  # user + system during the measured part
+        stored = stored_events(directory / "sink") if tree is not None else None
+    events = measured["requests"]
+    acknowledged = sum(r["requests"] - r["status_errors"] for r in (warm, measured))
+    # Every 200 must be stored; at most the requests in flight when wrk stopped are stored
+    # without their 200 reaching wrk.
+    ok = stored is None or acknowledged <= stored <= acknowledged + 2 * connections
+    failed = measured["status_errors"] + measured["socket_errors"]
     return {
-        "events": n,
-        "events_per_s": n / seconds,
-        "p50_ms": statistics.median(ms),
-        "p99_ms": ms[int(0.99 * (len(ms) - 1))],
-        "events_per_fsync": (n + 200 * clients) / max(commits, 1),  # with the warm-up's
-        "server_cpu_us": 1e6 * cpu / n,
-        "ok": stored == n // 2,
-        "read_reason": read.reason,
-        "read_s": read_seconds,
+        "connections": connections,
+        "events": events,
+        "events_per_s": events / (measured["duration_us"] / 1e6),
+        "p50_ms": measured["p50_us"] / 1000,
+        "p99_ms": measured["p99_us"] / 1000,
+        "events_per_fsync": acknowledged / commits if commits else float("nan"),
+        "server_cpu_us": 1e6 * cpu.sum() / events,
+        "server_sys_us": 1e6 * cpu[1] / events,
+        "failed": failed,
+        "acknowledged": acknowledged,
+        "stored": stored,
+        "ok": ok and failed == 0,
     }
 
 
-def store_only(pairs: int, writers: int, max_batch: int | None) -> dict[str, Any]:
+def stored_events(sink: Path) -> int:
+    """Events the reader finds in the sink, every half settled (an hour on): two per paired
+    row, one per half alone (a request without its response has no score, and the reverse)."""
+    reader = KServeReader(
+        "inferences",
+        KServeSource(type="kserve", inference_service="bench"),
+        Sink(path=str(sink)),
+        clock=lambda: datetime.now(UTC) + timedelta(hours=1),
+    )
+    frame = reader.read([*FEATURES, "score"]).frame
+    if frame is None:
+        return 0
+    return int(frame[FEATURES[0]].notna().sum() + frame["score"].notna().sum())
+
+
+def before_tree(revision: str, directory: Path) -> Path:
+    """The mlwatchdog package of git `revision` extracted into `directory` (no worktree)."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", revision, "mlwatchdog"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    return directory
+
+
+def store_only(pairs: int, writers: int) -> dict[str, Any]:
     """The store without HTTP: `writers` threads appending parsed events, each awaiting its
     fsync; shows what group commit alone sustains."""
-    from mlwatchdog.daemon.sink import parse_event
     from mlwatchdog.sources import kserve
-    from mlwatchdog.sources.kserve import store as store_module
 
-    store_module._MAX_BATCH = max_batch or 4096
     now = datetime.now(UTC)
     todo = iter(
         [
-            [kserve.event_record(parse_event(headers(kind, ce_id, now), body), now)]
-            for kind, ce_id, body in events(pairs)
+            [Event(stamp(now), kind, f"e{i}", "bench", "models", "predictor", "", rows)]
+            for i in range(pairs)
+            for kind, rows in (("request", [list(range(20))]), ("response", [[float(i)]]))
         ]
     )
     lock = threading.Lock()
@@ -283,8 +266,6 @@ def store_only(pairs: int, writers: int, max_batch: int | None) -> dict[str, Any
         "p50_ms": statistics.median(ms),
         "p99_ms": ms[int(0.99 * (len(ms) - 1))],
         "events_per_fsync": 2 * pairs / store.commits,
-        "server_cpu_us": float("nan"),
-        "ok": True,
     }
 
 
@@ -297,7 +278,7 @@ def wait_healthy(url: str, server: subprocess.Popen[str]) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
         if time.monotonic() > deadline or server.poll() is not None:
-            raise RuntimeError("the daemon did not start")
+            raise RuntimeError("the server did not start")
 
 
 # --------------------------------------------------------------------------------- --read
@@ -409,24 +390,71 @@ def read_bench(rows: int, batch: int) -> int:
     return 0
 
 
-def row(label: str, senders: str, result: dict[str, Any]) -> None:
-    cpu = result["server_cpu_us"]
+def http_bench(connections: list[int], seconds: float, before: str | None, store: bool) -> int:
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk (or make bench-sink)", file=sys.stderr)
+        return 2
     print(
-        f"| {label} | {senders} | {result['events']:,} | {result['events_per_s']:,.0f} | "
-        f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['events_per_fsync']:.1f} | "
-        f"{'-' if cpu != cpu else f'{cpu:.0f}'} |",
+        f"{platform.machine()}, {os.cpu_count()} CPUs, load {load()} at the start, "
+        f"Python {platform.python_version()}; sink on {tempfile.gettempdir()}; "
+        f"wrk -t1, {seconds:g} s measured after 2 s of warm-up",
+        file=sys.stderr,
+    )
+    print(
+        "| server | connections | events | events/s | p50 ms | p99 ms | events per fsync "
+        "| server CPU µs/event | of which system | load |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="sink-bench-before-") as tmp:
+        trees: list[tuple[str, Path | None]] = [("uvicorn alone (floor)", None)]
+        if before is not None:
+            trees.append((f"sink at {before}", before_tree(before, Path(tmp))))
+        trees.append(("sink (this tree)", Path(__file__).resolve().parents[1]))
+        for n in connections:  # interleaved: each comparison under the same load
+            for label, tree in trees:
+                result = run(tree, n, seconds)
+                row(label, result)
+                if not result["ok"]:
+                    failed = True
+                    print(
+                        f"  FAILED: {result['failed']} requests failed; "
+                        f"{result['acknowledged']} acknowledged, {result['stored']} stored",
+                        file=sys.stderr,
+                    )
+    if store:
+        result = store_only(10_000, 32)
+        print(
+            f"store only (32 threads, {result['events']:,} events): "
+            f"{result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms, "
+            f"{result['events_per_fsync']:.1f} events per fsync",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def row(label: str, result: dict[str, Any]) -> None:
+    fsync = result["events_per_fsync"]
+    print(
+        f"| {label} | {result['connections']} | {result['events']:,} | "
+        f"{result['events_per_s']:,.0f} | {result['p50_ms']:.1f} | {result['p99_ms']:.1f} | "
+        f"{'-' if fsync != fsync else f'{fsync:.1f}'} | {result['server_cpu_us']:.0f} | "
+        f"{result['server_sys_us']:.0f} | "
+        f"{load()} |",
         flush=True,
     )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=32, help="in flight, in all")
-    parser.add_argument(
-        "--clients", type=int, default=1, help="client processes (httpx costs ~1 ms CPU a request)"
-    )
-    parser.add_argument("--compare", action="store_true", help="also one fsync per event")
+    parser.add_argument("--connections", default="1,32,256", help="wrk connections, a list")
+    parser.add_argument("--seconds", type=float, default=10, help="measured per run")
+    parser.add_argument("--before", help="also the sink of this git revision, side by side")
+    parser.add_argument("--store", action="store_true", help="also SinkStore alone")
     parser.add_argument("--read", action="store_true", help="the cost of reading a window")
     parser.add_argument("--rows", type=int, default=150_000, help="--read: rows in the window")
     parser.add_argument("--batch", type=int, default=15_000, help="--read: rows per event")
@@ -434,41 +462,18 @@ def main() -> int:
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--max-batch", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.max_batch)
+        serve(args.serve, args.port, args.floor)
         return 0
     if args.read_child:
         read_child(*args.read_child, traced=args.traced)
         return 0
     if args.read:
         return read_bench(args.rows, args.batch)
-
-    load = os.getloadavg()[0]
-    print(
-        f"{platform.machine()}, {os.cpu_count()} CPUs (load {load:.1f}), "
-        f"Python {platform.python_version()}; sink on {tempfile.gettempdir()}",
-        file=sys.stderr,
-    )
-    print(
-        "| sink | senders | events | events/s | p50 ms | p99 ms | events per fsync "
-        "| server CPU µs/event |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    failed = False
-    modes = [("group commit", None)] + ([("one per event", 1)] if args.compare else [])
-    for label, max_batch in modes:
-        result = run(args.pairs, args.concurrency, args.clients, max_batch)
-        failed |= not result["ok"]
-        row(label, f"{args.clients} x {args.concurrency // args.clients}", result)
-        print(f"  read back: {result['read_reason']} in {result['read_s']:.2f}s", file=sys.stderr)
-        if not result["ok"]:
-            print("  read back failed: events are missing", file=sys.stderr)
-    for label, max_batch in modes:  # the store alone, for scale
-        result = store_only(args.pairs, args.concurrency, max_batch)
-        row(f"store only, {label}", f"{args.concurrency} threads", result)
-    return 1 if failed else 0
+    connections = [int(n) for n in args.connections.split(",")]
+    return http_bench(connections, args.seconds, args.before, args.store)
 
 
 if __name__ == "__main__":

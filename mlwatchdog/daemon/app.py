@@ -19,7 +19,7 @@ from mlwatchdog.daemon.auth import AuthMiddleware
 from mlwatchdog.daemon.body_limit import BodyLimitMiddleware, limits
 from mlwatchdog.daemon.flagger import flagger_router
 from mlwatchdog.daemon.people import people_router
-from mlwatchdog.daemon.sink import sink_router
+from mlwatchdog.daemon.sink import SinkEndpoint, SinkMiddleware, sink_router
 
 if TYPE_CHECKING:
     from mlwatchdog.daemon.service import Daemon
@@ -50,6 +50,11 @@ def create_app(daemon: Daemon) -> FastAPI:
         app.include_router(analysis_router(daemon))  # Argo Rollouts' web metric asks a verdict
         app.include_router(flagger_router(lambda: daemon.runners, daemon.log))
         app.include_router(people_router(daemon))  # pause, silence, approve: a person in the loop
+    if daemon.sink is not None:  # only with a `type: kserve` source to read what it stores
+        sink = SinkEndpoint(daemon.sink, lambda: daemon.config, daemon.metrics)
+        app.include_router(sink_router(sink))
+        # Innermost: the sink's events skip FastAPI's routing (issue 16), inside the two below.
+        app.add_middleware(SinkMiddleware, endpoint=sink)
     # Added last, so outermost: credentials first (before anything reads the body), then the
     # body's size.
     # Read per request: a reload applies at once.
@@ -61,9 +66,6 @@ def create_app(daemon: Daemon) -> FastAPI:
         ),
     )
     app.add_middleware(AuthMiddleware, authenticator=daemon.authenticator)
-
-    if daemon.sink is not None:  # only with a `type: kserve` source to read what it stores
-        app.include_router(sink_router(daemon.sink, lambda: daemon.config, daemon.metrics))
 
     @app.get("/healthz", summary="Liveness: the scheduler is running")
     def healthz() -> JSONResponse:

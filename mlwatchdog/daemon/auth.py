@@ -88,6 +88,11 @@ class Unavailable(Exception):
     """The credential cannot be checked now (the Kubernetes API did not answer)."""
 
 
+class NeedsIO(Exception):
+    """Checking the credential needs a file read or a TokenReview: call again with io=True
+    (off the event loop)."""
+
+
 class Authenticator:
     """Checks a request's credentials against the current `daemon.auth` (read per request, so a
     reload applies at once)."""
@@ -119,9 +124,12 @@ class Authenticator:
         for credential in self.settings().tokens:
             self._file(credential.file)
 
-    def authenticate(self, authorization: str | None, path: str) -> Principal | None:
+    def authenticate(
+        self, authorization: str | None, path: str, *, io: bool = True
+    ) -> Principal | None:
         """The caller, or None when the credentials are missing or wrong. Raises Unavailable
-        when a ServiceAccount token cannot be reviewed now."""
+        when a ServiceAccount token cannot be reviewed now. With io=False it raises NeedsIO
+        rather than read a token file or ask for a TokenReview (what it remembers is used)."""
         settings = self.settings()
         if not settings.enabled:
             return ANONYMOUS
@@ -139,7 +147,7 @@ class Authenticator:
         if not value:
             return None
         if scheme.lower() == "bearer":
-            return self._bearer(settings, value)
+            return self._bearer(settings, value, io)
         if scheme.lower() == "basic":
             return self._basic(settings, value)
         return None
@@ -154,12 +162,12 @@ class Authenticator:
 
     # ------------------------------------------------------------------------- credentials
 
-    def _bearer(self, settings: Auth, token: str) -> Principal | None:
+    def _bearer(self, settings: Auth, token: str, io: bool) -> Principal | None:
         given = token.encode()
         found = None
         for credential in settings.tokens:  # every one compared: the time says nothing
             expected = (
-                credential.token.reveal() if credential.token else self._file(credential.file)
+                credential.token.reveal() if credential.token else self._file(credential.file, io)
             )
             if expected and hmac.compare_digest(given, expected.encode()) and found is None:
                 found = Principal(credential.name, "token", frozenset(credential.roles))
@@ -167,7 +175,7 @@ class Authenticator:
             return found
         if token.count(".") != 2:  # a ServiceAccount token is a JWT: nothing else to review
             return None
-        return self._serviceaccount(settings, token)
+        return self._serviceaccount(settings, token, io)
 
     def _basic(self, settings: Auth, value: str) -> Principal | None:
         try:
@@ -213,7 +221,7 @@ class Authenticator:
                 )
         return found
 
-    def _serviceaccount(self, settings: Auth, token: str) -> Principal | None:
+    def _serviceaccount(self, settings: Auth, token: str, io: bool) -> Principal | None:
         assert settings.kubernetes is not None and self.review is not None
         key = hashlib.sha256(token.encode()).hexdigest()  # the token itself is never kept
         now = self.clock()
@@ -222,6 +230,8 @@ class Authenticator:
             if cached is not None and cached[0] > now:
                 self._reviews.move_to_end(key)
                 return cached[1]
+        if not io:
+            raise NeedsIO
         review = self.review(token, list(settings.kubernetes.audiences))
         if review.error:
             raise Unavailable(review.error)
@@ -236,7 +246,7 @@ class Authenticator:
                 self._reviews.popitem(last=False)
         return principal
 
-    def _file(self, path: str | None) -> str | None:
+    def _file(self, path: str | None, io: bool = True) -> str | None:
         """A token file's content (cut of surrounding space), re-read when it changes."""
         if path is None:
             return None
@@ -245,6 +255,8 @@ class Authenticator:
             known = self._files.get(path)
         if known is not None and now - known[0] < _FILE_RECHECK:
             return known[2]
+        if not io:
+            raise NeedsIO
         seen, value = (known[1], known[2]) if known is not None else (None, None)
         try:
             stat = os.stat(path)
@@ -338,9 +350,12 @@ class AuthMiddleware:
         if role is not None and authenticator.enabled:
             header = _header(scope, b"authorization")
             try:
-                principal = await anyio.to_thread.run_sync(
-                    authenticator.authenticate, header, scope["path"]
-                )
+                try:  # on the event loop when no file or TokenReview is needed: the sink's case
+                    principal = authenticator.authenticate(header, scope["path"], io=False)
+                except NeedsIO:
+                    principal = await anyio.to_thread.run_sync(
+                        authenticator.authenticate, header, scope["path"]
+                    )
             except Unavailable as exc:
                 await answer(send, 503, f"cannot check the credentials now: {exc}", {
                     "retry-after": "5"

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from mlwatchdog.daemon.auth import ANONYMOUS, Authenticator, Review, Unavailable, route_role
+from mlwatchdog.daemon.auth import (
+    ANONYMOUS,
+    Authenticator,
+    NeedsIO,
+    Review,
+    Unavailable,
+    route_role,
+)
 from mlwatchdog.rules.schema import Auth, DaemonSettings
 from mlwatchdog.rules.secret import Redactor
 
@@ -187,6 +194,43 @@ def test_serviceaccount_tokens_are_reviewed_once_per_cache_period() -> None:
     assert len(asked) == 3  # a rejected token is not asked about again at once
     assert check("Bearer not-a-jwt-so-not-reviewed", "/api/v1/alerts") is None
     assert len(asked) == 3
+
+
+def test_on_the_event_loop_only_what_needs_no_file_or_review(tmp_path: Path) -> None:
+    """AuthMiddleware checks with io=False on the event loop (the sink's path secrets, inline
+    tokens, remembered files and reviews) and in a thread only on NeedsIO."""
+    secret_file = tmp_path / "ops-token"
+    secret_file.write_text(OPS)
+    asked: list[str] = []
+
+    def review(token: str, audiences: list[str]) -> Review:
+        asked.append(token)
+        return Review(True, "system:serviceaccount:monitoring:grafana")
+
+    settings = auth(
+        tokens=[{"name": "ops", "file": str(secret_file)}],
+        sink_paths=[{"inference_service": "credit", "namespace": "models", "secret": SINK_SECRET}],
+        kubernetes={
+            "service_accounts": [{"service_account": "monitoring:grafana", "roles": ["read"]}]
+        },
+    )
+    clock = Clock()
+    check = authenticator(settings, review, clock=clock).authenticate
+    found = check(None, f"/sink/kserve/{SINK_SECRET}", io=False)
+    assert found is not None and found.inference_service == ("models", "credit")
+    with pytest.raises(NeedsIO):  # the file was never read
+        check(f"Bearer {OPS}", "/-/reload", io=False)
+    assert check(f"Bearer {OPS}", "/-/reload") is not None
+    assert check(f"Bearer {OPS}", "/-/reload", io=False) is not None  # remembered
+    with pytest.raises(NeedsIO):
+        check(f"Bearer {SA_TOKEN}", "/api/v1/targets", io=False)
+    assert asked == []
+    assert check(f"Bearer {SA_TOKEN}", "/api/v1/targets") is not None
+    assert check(f"Bearer {SA_TOKEN}", "/api/v1/targets", io=False) is not None
+    assert asked == [SA_TOKEN]
+    clock.now += 10  # the file is due for another look
+    with pytest.raises(NeedsIO):
+        check(f"Bearer {OPS}", "/-/reload", io=False)
 
 
 def test_an_authenticated_serviceaccount_no_rule_names_is_refused() -> None:

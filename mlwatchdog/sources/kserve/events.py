@@ -1,5 +1,6 @@
 """A KServe logger CloudEvent as the sink stores it: `event_record` checks its type, attributes,
-time and body and makes its `Event`; the sink route (`daemon/sink.py`) calls it.
+time and body and makes its `Event`; the sink route (`daemon/sink.py`) calls it with the event's
+attributes (as the CloudEvents SDK names them: id, type, time as a datetime, extensions) and data.
 
 KServe's payload logger sends one CloudEvent for each inference request and one for its response,
 with the same ce-id. The body is v1 (`instances` / `predictions`) or v2, the open inference
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from cloudevents.core.base import BaseCloudEvent
 
 from mlwatchdog.rules import KServeSource, Sink
 from mlwatchdog.sources.kserve.lines import Event, stamp
@@ -38,17 +38,20 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
-def event_record(event: BaseCloudEvent, received: datetime, sink: Sink | None = None) -> Event:
-    """The event to store, timed by its ce-time (else `received`); raises InvalidEvent. With
-    `sink`, a ce-time too far from `received` is refused (its limits)."""
-    kind = _KINDS.get(event.get_type())
+def event_record(
+    attributes: Mapping[str, Any], data: Any, received: datetime, sink: Sink | None = None
+) -> Event:
+    """The event of these CloudEvent attributes and data to store, timed by its ce-time (else
+    `received`); raises InvalidEvent. With `sink`, a ce-time too far from `received` is refused
+    (its limits)."""
+    kind = _KINDS.get(str(attributes.get("type")))
     if kind is None:
         raise InvalidEvent(
-            f"unknown ce-type {event.get_type()!r}; the sink takes {REQUEST} and {RESPONSE}",
+            f"unknown ce-type {attributes.get('type')!r}; the sink takes {REQUEST} and {RESPONSE}",
             reason="unknown_type",
         )
-    ce_id = _bounded("ce-id", str(event.get_id()))
-    moment = event.get_time() or received
+    ce_id = _bounded("ce-id", str(attributes.get("id")))
+    moment = attributes.get("time") or received
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # a naive ce-time is UTC
     if sink is not None:
         check_time(moment, received, sink)
@@ -56,23 +59,23 @@ def event_record(event: BaseCloudEvent, received: datetime, sink: Sink | None = 
         time = stamp(moment)
     except ValueError as exc:
         raise InvalidEvent(f"ce-time {exc}", reason="invalid_cloudevent") from None
-    rows, names = _payload_rows(_json_body(event.get_data()), kind)
+    rows, names = _payload_rows(_json_body(data), kind)
     return Event(  # KServe's extensions: pkg/logger/worker.go
         time,
         kind,
         ce_id,
-        inference_service=attribute(event, "inferenceservicename"),
-        namespace=attribute(event, "namespace"),
-        component=attribute(event, "component"),
-        endpoint=attribute(event, "endpoint"),
+        inference_service=attribute(attributes, "inferenceservicename"),
+        namespace=attribute(attributes, "namespace"),
+        component=attribute(attributes, "component"),
+        endpoint=attribute(attributes, "endpoint"),
         rows=rows,
         names=names,
     )
 
 
-def attribute(event: BaseCloudEvent, extension: str) -> str:
+def attribute(attributes: Mapping[str, Any], extension: str) -> str:
     """A KServe extension of the event as stored ("" when absent); long ones are refused."""
-    return _bounded(f"ce-{extension}", str(event.get_extension(extension) or ""))
+    return _bounded(f"ce-{extension}", str(attributes.get(extension) or ""))
 
 
 def selects(source: KServeSource, inference_service: str, namespace: str, component: str) -> bool:

@@ -56,8 +56,9 @@ def stamp(moment: datetime) -> str:
 
 
 def partition(time: str) -> str:
-    """The hourly partition folder of a stamp."""
-    return datetime.strptime(time, TIME_FORMAT).strftime(PARTITIONING)
+    """The hourly partition folder (PARTITIONING) of a stamp, cut from its fixed-width text
+    (strptime and strftime cost tens of µs an event)."""
+    return f"dt={time[:10]}/hour={time[11:13]}"
 
 
 def encode(event: Event) -> bytes:
