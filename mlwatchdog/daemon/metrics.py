@@ -201,7 +201,22 @@ class DaemonMetrics:
         )
         self.leader = Gauge(
             "mlwatchdog_leader",
-            "1 while this replica holds the leader Lease (or runs without leader election).",
+            "1 while this replica holds the leader Lease (or runs without leader election); "
+            "with shards, while it leads at least one shard.",
+            registry=r,
+        )
+        self.shard_leader = Gauge(
+            "mlwatchdog_shard_leader",
+            "1 while this replica leads the shard (daemon.leader_election.shards > 1): it "
+            "evaluates and acts for that shard's targets; 0 for the shards it does not lead.",
+            ["shard"],
+            registry=r,
+        )
+        self.evaluated_here = Gauge(
+            "mlwatchdog_target_evaluated_here",
+            "1 while this replica evaluates the target (it leads the target's shard, or runs "
+            "without shards); 0 while another replica does.",
+            ["target", "shard"],
             registry=r,
         )
         self.reference_builds = Counter(
@@ -435,7 +450,7 @@ class DaemonMetrics:
         target_level = [
             self.last_evaluation, self.last_decision, self.target_phase, self.target_blind,
             self.target_blind_since, self.target_paused, self.target_silenced_until,
-            self.awaiting_approval, self.approval_deadline,
+            self.awaiting_approval, self.approval_deadline, self.evaluated_here,
         ]  # fmt: skip
         return gauges if check_level else [*gauges, *target_level]
 

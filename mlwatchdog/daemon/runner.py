@@ -147,6 +147,22 @@ class TargetRunner:
             self._retiring = True
         self._try_swap()
 
+    def forget_state_before(self, when: datetime) -> None:
+        """This replica takes the target over (a shard won): a state it last evaluated before
+        `when` is dropped, since another replica may have evaluated the target since; no pending
+        timer or incident of then carries on. The workload's LAST_ACTION annotation still keeps
+        a revert from being sent twice (actions/plan.py already_done)."""
+        with self.lock:
+            state = self.state
+            if state is None or (state.evaluated_at is not None and state.evaluated_at >= when):
+                return
+            self.log.info(
+                "state from before the takeover not carried on",
+                phase=state.phase,
+                evaluated_at=state.evaluated_at.isoformat() if state.evaluated_at else None,
+            )
+            self.state = None
+
     def _try_swap(self) -> None:
         """Apply a rebind or retire now, unless an evaluation runs: it applies it when it ends."""
         if self.lock.acquire(blocking=False):
