@@ -1,0 +1,172 @@
+"""Three `mlwatchdog run` processes split six targets over three shards (daemon.leader_election.
+shards), each shard led through its own Lease on the (emulated) Kubernetes API, as Argo CD splits
+clusters over its application controllers (argoproj/argo-cd, controller/sharding/sharding.go:
+LegacyDistributionFunction puts a cluster on shard fnv32a(id) % replicas, and a controller takes
+over a shard whose heartbeat is older than HeartbeatTimeout).
+
+Every target is evaluated by exactly one process. The leader of the Rollout's shard is killed
+(-9) right after it reverted the Rollout while the drift goes on: a survivor takes the shard over
+once its Lease expires and evaluates its targets, decides again on the drift it still sees, and
+does not revert the Rollout a second time (the LAST_ACTION annotation). No target's evaluations by
+two processes overlap in time (from the processes' logs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from itertools import count, pairwise
+from pathlib import Path
+
+import pytest
+
+from mlwatchdog.daemon.shards import shard_of
+from tests.e2e.daemon_process import (
+    ROLLOUT,
+    TARGET,
+    DaemonProcess,
+    Feeder,
+    actions,
+    audit_results,
+    environment,
+    is_ready,
+    replica_config,
+    rollout_writes,
+    value,
+    wait_for,
+)
+from tests.kube.apiserver import FakeKubeAPI
+
+pytestmark = pytest.mark.timeout(180)
+
+SHARDS = 3
+REPLICAS = ("replica-0", "replica-1", "replica-2")
+LEASE_DURATION = 4.0  # replica_config's
+
+
+def copies_filling_shards() -> list[str]:
+    """Names of alert-only targets that, with TARGET, put two targets on each shard."""
+    on_shard = Counter([shard_of(TARGET, SHARDS)])
+    names: list[str] = []
+    for i in count():
+        name, shard = f"model-{i}", shard_of(f"model-{i}", SHARDS)
+        if on_shard[shard] < 2:
+            on_shard[shard] += 1
+            names.append(name)
+        if len(names) == 2 * SHARDS - 1:
+            return names
+    raise AssertionError("unreachable")
+
+
+def evaluation_times(daemon: DaemonProcess) -> dict[str, list[datetime]]:
+    """When the process evaluated each target (its log's `evaluated` events)."""
+    times: dict[str, list[datetime]] = defaultdict(list)
+    for line in daemon.events("evaluated"):
+        times[line["target"]].append(datetime.fromisoformat(line["at"]))
+    return times
+
+
+def test_three_replicas_split_the_targets_and_a_killed_leaders_shard_is_taken_over_once(
+    tmp_path: Path, canary_api: FakeKubeAPI, processes: list[DaemonProcess], feeder: Feeder
+) -> None:
+    api = canary_api
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", namespace="models")
+    env = environment(KUBECONFIG=str(kubeconfig))
+    copies = copies_filling_shards()
+    targets = {TARGET, *copies}
+    replicas: dict[str, DaemonProcess] = {}
+    for name in REPLICAS:
+        config, port = replica_config(tmp_path, name, kubeconfig, copies=copies, shards=SHARDS)
+        replicas[name] = DaemonProcess(config, port, tmp_path / f"{name}.log", env=env)
+        processes.append(replicas[name])
+
+    def owners(alive: list[str], since: datetime) -> dict[str, str] | None:
+        """target -> the one replica that says it evaluates it (GET /api/v1/status), once every
+        target has one and that replica's log shows an evaluation of it after `since`."""
+        found: dict[str, list[str]] = defaultdict(list)
+        for name in alive:
+            response = replicas[name].get("/api/v1/status")
+            if response is None or response.status_code != 200:
+                return None
+            for target, where in response.json()["targets"].items():
+                if where["evaluated_here"]:
+                    found[target].append(name)
+        if set(found) != targets or any(len(names) != 1 for names in found.values()):
+            return None
+        owner = {target: names[0] for target, names in found.items()}
+        for target, name in owner.items():
+            if not any(at > since for at in evaluation_times(replicas[name]).get(target, [])):
+                return None
+        return owner
+
+    started = datetime.now(UTC)
+    for daemon in replicas.values():
+        wait_for(daemon, "readiness", lambda d=daemon: is_ready(d), timeout=60)
+    first = wait_for(
+        replicas[REPLICAS[0]],
+        "one evaluator per target",
+        lambda: owners(list(REPLICAS), started),
+        30,
+    )
+    print("placement before the kill:", first)
+
+    # The Rollout's target drifts; its shard's leader reverts it, and is killed at once after.
+    feeder.drift.set()
+    victim_name = first[TARGET]
+    victim = replicas[victim_name]
+    wait_for(victim, "the rollback sent", lambda: actions(victim, "sent"), timeout=60)
+    assert rollout_writes(api) == [f"{ROLLOUT}/status", ROLLOUT]  # abort, undo
+    victim.kill()
+    killed = datetime.now(UTC)
+    killed_at = time.monotonic()
+    survivors = [n for n in REPLICAS if n != victim_name]
+
+    after = wait_for(
+        replicas[survivors[0]],
+        "the takeover of the killed replica's shards",
+        lambda: owners(survivors, killed),
+        timeout=30,
+    )
+    print(f"placement {time.monotonic() - killed_at:.1f}s after the kill:", after)
+    assert all(after[t] == first[t] for t in targets if first[t] != victim_name)
+    heir = replicas[after[TARGET]]
+    lease = api.get(
+        "coordination.k8s.io/v1", "leases", "models", f"mlwatchdog-{shard_of(TARGET, SHARDS)}"
+    )
+    assert lease is not None and lease["spec"]["holderIdentity"] == after[TARGET]
+    # Not before the killed replica's Lease expired (lease_duration after its last renewal).
+    assert min(evaluation_times(heir)[TARGET]) > killed
+
+    # The heir sees the drift go on: it decides again, and finds the revert already done.
+    wait_for(
+        heir,
+        "the heir's own decision on the drift",
+        lambda: "skipped" in audit_results(tmp_path / after[TARGET] / "audit.jsonl"),
+        timeout=60,
+    )
+    assert rollout_writes(api) == [f"{ROLLOUT}/status", ROLLOUT]  # still the one revert
+    results = {n: audit_results(tmp_path / n / "audit.jsonl") for n in REPLICAS}
+    assert results[victim_name] == ["sent"]
+    assert sum(r.count("sent") for r in results.values()) == 1, results
+    assert actions(heir, "standby") == 0  # it acted as the leader: the plan found it done
+
+    # Exactly one survivor leads each shard; no target's evaluations by two replicas overlap.
+    for shard in range(SHARDS):
+        leaders = [
+            n
+            for n in survivors
+            if value(replicas[n].metrics(), "mlwatchdog_shard_leader", shard=str(shard)) == 1
+        ]
+        assert len(leaders) == 1, (shard, leaders)
+    spans: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
+    for name, daemon in replicas.items():
+        for target, times in evaluation_times(daemon).items():
+            spans[target].append((min(times), max(times), name))
+    for target in targets:
+        ordered = sorted(spans[target])
+        for (_, end, one), (start, _, other) in pairwise(ordered):
+            assert end < start, f"{target}: {one} evaluated it until {end}, {other} from {start}"
+        if after[target] != first[target]:
+            assert [s[2] for s in ordered] == [first[target], after[target]], ordered
+    api.assert_all_valid()
