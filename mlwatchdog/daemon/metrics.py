@@ -207,8 +207,9 @@ class DaemonMetrics:
         )
         self.shard_leader = Gauge(
             "mlwatchdog_shard_leader",
-            "1 while this replica leads the shard (daemon.leader_election.shards > 1): it "
-            "evaluates and acts for that shard's targets; 0 for the shards it does not lead.",
+            "1 while this replica leads the shard (daemon.leader_election.shards; without "
+            'shards the one shard is "0" and this is mlwatchdog_leader): with shards it '
+            "evaluates and acts for that shard's targets.",
             ["shard"],
             registry=r,
         )

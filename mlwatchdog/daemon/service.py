@@ -290,44 +290,38 @@ class Daemon:
         }
 
     def _publish_placement(self) -> None:
+        """mlwatchdog_leader, mlwatchdog_shard_leader and mlwatchdog_target_evaluated_here now.
+        Without shards (or without an election) there is one shard, "0"."""
         elector = self.elector
         leading = elector.leading() if elector is not None else [0]
+        shards = elector.shards if elector is not None else 1
         self.metrics.leader.set(1 if leading else 0)
-        if not self.sharded:
-            return
-        assert elector is not None
-        for shard in range(elector.shards):
+        for shard in range(shards):
             self.metrics.shard_leader.labels(str(shard)).set(1 if shard in leading else 0)
         for name in self.runners:
-            shard = shard_of(name, elector.shards)
-            self.metrics.evaluated_here.labels(name, str(shard)).set(1 if shard in leading else 0)
+            here = self.evaluated_here(name)
+            self.metrics.evaluated_here.labels(name, str(shard_of(name, shards))).set(int(here))
 
     def _leading_changed(self, shard: int, leading: bool) -> None:
         """The election thread won or lost `shard`: with shards, its targets are scheduled here
-        from now on (first run at once) or not any more."""
+        from now on (first run at once) or not any more. Waits for nothing (no reload, no
+        evaluation): the thread renews the other shards' Leases too."""
         if self.sharded and self.scheduler.running:
             assert self.elector is not None
-            with self._reload_lock:  # the targets as of the running config
-                targets = [
-                    t for t in self.config.targets if shard_of(t.name, self.elector.shards) == shard
-                ]
-                now = self.clock()
-                for target in targets:
-                    if leading:
-                        # Another replica may have evaluated it since this one last did: a
-                        # state older than one lease_duration is not carried on (see DESIGN.md).
-                        lease = self.config.daemon.leader_election.lease_duration
-                        self.runners[target.name].forget_state_before(now - lease)
-                        self._schedule(target, now)
-                    else:
-                        with suppress(JobLookupError):
-                            self.scheduler.remove_job(target.name)
-                what = "scheduled here" if leading else "no longer evaluated here"
-                self.log.info(
-                    f"shard targets {what}",
-                    shard=shard,
-                    targets=[t.name for t in targets],
-                )
+            config, runners, now = self.config, self.runners, self.clock()
+            targets = [t for t in config.targets if shard_of(t.name, self.elector.shards) == shard]
+            for target in targets:
+                runner = runners.get(target.name)
+                if leading and runner is not None:
+                    # Another replica may have evaluated it since this one last did: a state
+                    # older than one lease_duration is not carried on (see DESIGN.md).
+                    runner.forget_state_before(now - config.daemon.leader_election.lease_duration)
+                    self._schedule(target, now)
+                elif not leading:
+                    with suppress(JobLookupError):
+                        self.scheduler.remove_job(target.name)
+            what = "scheduled here" if leading else "no longer evaluated here"
+            self.log.info(f"shard targets {what}", shard=shard, targets=[t.name for t in targets])
         self._publish_placement()
 
     # --- end shards ---------------------------------------------------------------------------
@@ -478,6 +472,7 @@ class Daemon:
             self._schedule(
                 config.target(name), min(soon, job.next_run_time or soon) if job else now
             )
+        self._publish_placement()  # added targets: evaluated here or not
 
 
 def serve(

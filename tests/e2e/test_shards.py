@@ -42,7 +42,9 @@ pytestmark = pytest.mark.timeout(180)
 
 SHARDS = 3
 REPLICAS = ("replica-0", "replica-1", "replica-2")
-LEASE_DURATION = 4.0  # replica_config's
+# Shorter than replica_config's: a takeover waits for a Lease to expire, then one more
+# lease_duration (takeover_delay: each survivor leads a shard already).
+ELECTION = {"lease_duration": "3s", "renew_deadline": "2s", "retry_period": "1s"}
 
 
 def copies_filling_shards() -> list[str]:
@@ -77,7 +79,9 @@ def test_three_replicas_split_the_targets_and_a_killed_leaders_shard_is_taken_ov
     targets = {TARGET, *copies}
     replicas: dict[str, DaemonProcess] = {}
     for name in REPLICAS:
-        config, port = replica_config(tmp_path, name, kubeconfig, copies=copies, shards=SHARDS)
+        config, port = replica_config(
+            tmp_path, name, kubeconfig, copies=copies, shards=SHARDS, **ELECTION
+        )
         replicas[name] = DaemonProcess(config, port, tmp_path / f"{name}.log", env=env)
         processes.append(replicas[name])
 
@@ -100,7 +104,7 @@ def test_three_replicas_split_the_targets_and_a_killed_leaders_shard_is_taken_ov
                 return None
         return owner
 
-    started = datetime.now(UTC)
+    started, began = datetime.now(UTC), time.monotonic()
     for daemon in replicas.values():
         wait_for(daemon, "readiness", lambda d=daemon: is_ready(d), timeout=60)
     first = wait_for(
@@ -109,7 +113,7 @@ def test_three_replicas_split_the_targets_and_a_killed_leaders_shard_is_taken_ov
         lambda: owners(list(REPLICAS), started),
         30,
     )
-    print("placement before the kill:", first)
+    print(f"{time.monotonic() - began:.1f}s, placement before the kill:", first)
 
     # The Rollout's target drifts; its shard's leader reverts it, and is killed at once after.
     feeder.drift.set()
@@ -118,6 +122,7 @@ def test_three_replicas_split_the_targets_and_a_killed_leaders_shard_is_taken_ov
     wait_for(victim, "the rollback sent", lambda: actions(victim, "sent"), timeout=60)
     assert rollout_writes(api) == [f"{ROLLOUT}/status", ROLLOUT]  # abort, undo
     victim.kill()
+    print(f"{time.monotonic() - began:.1f}s, {victim_name} killed after its rollback")
     killed = datetime.now(UTC)
     killed_at = time.monotonic()
     survivors = [n for n in REPLICAS if n != victim_name]
@@ -145,6 +150,7 @@ def test_three_replicas_split_the_targets_and_a_killed_leaders_shard_is_taken_ov
         lambda: "skipped" in audit_results(tmp_path / after[TARGET] / "audit.jsonl"),
         timeout=60,
     )
+    print(f"{time.monotonic() - began:.1f}s, the heir's decision skipped")
     assert rollout_writes(api) == [f"{ROLLOUT}/status", ROLLOUT]  # still the one revert
     results = {n: audit_results(tmp_path / n / "audit.jsonl") for n in REPLICAS}
     assert results[victim_name] == ["sent"]
