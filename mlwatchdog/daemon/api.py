@@ -61,6 +61,21 @@ class TargetView(BaseModel):
     checks: list[CheckView]
 
 
+class TargetPlacement(BaseModel):
+    shard: int  # fnv-1a of the name mod daemon.leader_election.shards
+    evaluated_here: bool  # this replica leads the shard (always, without shards)
+
+
+class StatusView(BaseModel):
+    """Shards (daemon.leader_election.shards): which this replica leads, what it evaluates."""
+
+    identity: str | None  # the Leases' holderIdentity of this replica; None without election
+    shards: int
+    leases: list[str]  # shard i is led through leases[i]
+    leading: list[int]
+    targets: dict[str, TargetPlacement]
+
+
 class ColumnView(BaseModel):
     check: str
     column: str
@@ -160,8 +175,8 @@ def api_router(daemon: Daemon) -> APIRouter:
         summary="Shards (daemon.leader_election.shards): which this replica leads, which "
         "targets it evaluates",
     )
-    def status() -> dict[str, Any]:
-        return daemon.placement()
+    def status() -> StatusView:
+        return StatusView(**daemon.placement())
 
     @router.get("/api/v1/targets", summary="Every target: state and checks")
     def list_targets() -> list[TargetView]:

@@ -122,7 +122,10 @@ class LeaderElector:
             for shard in range(self.shards):
                 if self._stopped.is_set():
                     return
-                self._step(shard)
+                try:
+                    self._step(shard)
+                except Exception:  # the API down, a failing callback: never end the election
+                    self.log.exception("leader election error", lease=self._where(shard))
             self._stopped.wait(self.settings.retry_period.total_seconds())
 
     def _step(self, shard: int) -> None:

@@ -282,7 +282,7 @@ class Daemon:
             "identity": elector.identity if elector is not None else None,
             "shards": shards,
             "leases": elector.leases if elector is not None else [],
-            "leading": elector.leading() if elector is not None else [],
+            "leading": elector.leading() if elector is not None else [0],
             "targets": {
                 name: {"shard": shard_of(name, shards), "evaluated_here": self.evaluated_here(name)}
                 for name in self.runners
