@@ -124,8 +124,12 @@ class LeaderElector:
                     return
                 try:
                     self._step(shard)
-                except Exception:  # the API down, a failing callback: never end the election
-                    self.log.exception("leader election error", lease=self._where(shard))
+                except Exception as exc:  # the API down, a failing callback: go on electing
+                    self.log.warning(
+                        "leader election error",
+                        lease=self._where(shard),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
             self._stopped.wait(self.settings.retry_period.total_seconds())
 
     def _step(self, shard: int) -> None:
