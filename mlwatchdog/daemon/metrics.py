@@ -451,7 +451,7 @@ class DaemonMetrics:
         target_level = [
             self.last_evaluation, self.last_decision, self.target_phase, self.target_blind,
             self.target_blind_since, self.target_paused, self.target_silenced_until,
-            self.awaiting_approval, self.approval_deadline, self.evaluated_here,
+            self.awaiting_approval, self.approval_deadline,
         ]  # fmt: skip
         return gauges if check_level else [*gauges, *target_level]
 

@@ -79,6 +79,7 @@ class TargetRunner:
         self._next: tuple[Target, Observer] | None = None
         self._retiring = False
         self._forget_before: datetime | None = None  # forget_state_before, not yet applied
+        self._leaving = False  # leave(), not yet applied
         self.retired = False
         self._swap_lock = threading.Lock()
         self.actuator = actuator
@@ -158,6 +159,13 @@ class TargetRunner:
             self._forget_before = when
         self._try_swap()
 
+    def leave(self) -> None:
+        """Another replica evaluates the target now (a shard lost): its gauges go, after a
+        running evaluation has finished (as `retire`), so that it cannot set them again."""
+        with self._swap_lock:
+            self._leaving = True
+        self._try_swap()
+
     def _try_swap(self) -> None:
         """Apply a rebind or retire now, unless an evaluation runs: it applies it when it ends."""
         if self.lock.acquire(blocking=False):
@@ -172,6 +180,7 @@ class TargetRunner:
             binding, self._next = self._next, None
             retiring, self._retiring = self._retiring, False
             forget, self._forget_before = self._forget_before, None
+            leaving, self._leaving = self._leaving, False
         if binding is not None:
             old = self.target
             self._binding = binding
@@ -187,6 +196,8 @@ class TargetRunner:
                 evaluated_at=state.evaluated_at.isoformat() if state.evaluated_at else None,
             )
             self.state = None
+        if leaving:
+            self.metrics.forget(self.target.name)
         if retiring and not self.retired:
             self.retired = True
             self.metrics.forget(self.target.name)

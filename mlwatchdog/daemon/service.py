@@ -298,6 +298,7 @@ class Daemon:
         self.metrics.leader.set(1 if leading else 0)
         for shard in range(shards):
             self.metrics.shard_leader.labels(str(shard)).set(1 if shard in leading else 0)
+        self.metrics.evaluated_here.clear()  # targets removed by a reload go with it
         for name in self.runners:
             here = self.evaluated_here(name)
             self.metrics.evaluated_here.labels(name, str(shard_of(name, shards))).set(int(here))
@@ -320,6 +321,8 @@ class Daemon:
                 elif not leading:
                     with suppress(JobLookupError):
                         self.scheduler.remove_job(target.name)
+                    if runner is not None:  # its phase and checks are the heir's to export
+                        runner.leave()
             what = "scheduled here" if leading else "no longer evaluated here"
             self.log.info(f"shard targets {what}", shard=shard, targets=[t.name for t in targets])
         self._publish_placement()
@@ -340,6 +343,9 @@ class Daemon:
             )
         # What the audit trail and the journal could not write (disk full) goes out once it can.
         self.scheduler.add_job(self.flush_pending, "interval", seconds=5, id=":flush-pending")
+        if self.sharded:  # states restored from disk: exported by the shard's leader, not here
+            for name in self.runners:
+                self.metrics.forget(name)
         self._publish_placement()
         self.scheduler.start()
         if self.elector is not None:  # after the scheduler: a shard won is scheduled at once

@@ -7,16 +7,19 @@ over a shard whose heartbeat is older than HeartbeatTimeout).
 Every target is evaluated by exactly one process. The leader of the Rollout's shard is killed
 (-9) right after it reverted the Rollout while the drift goes on: a survivor takes the shard over
 once its Lease expires and evaluates its targets, decides again on the drift it still sees, and
-does not revert the Rollout a second time (the LAST_ACTION annotation). No target's evaluations by
-two processes overlap in time (from the processes' logs).
+does not revert the Rollout a second time (the LAST_ACTION annotation). Then the other survivor
+is frozen (SIGSTOP) until its shard has gone to the heir: woken, it evaluates none of those
+targets again. No target's evaluations by two processes overlap in time (from the processes'
+logs).
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from itertools import count, pairwise
+from itertools import count, groupby, pairwise
 from pathlib import Path
 
 import pytest
@@ -143,6 +146,22 @@ def test_three_replicas_split_the_targets_and_a_killed_leaders_shard_is_taken_ov
     # Not before the killed replica's Lease expired (lease_duration after its last renewal).
     assert min(evaluation_times(heir)[TARGET]) > killed
 
+    # Exactly one survivor leads each shard.
+    for shard in range(SHARDS):
+        leaders = [
+            n
+            for n in survivors
+            if value(replicas[n].metrics(), "mlwatchdog_shard_leader", shard=str(shard)) == 1
+        ]
+        assert len(leaders) == 1, (shard, leaders)
+
+    # The other survivor freezes (SIGSTOP: a long pause, a frozen node) while the heir decides;
+    # its shard goes to the heir. Woken, it finds its Lease lost: it evaluates none of those
+    # targets again and stops exporting their state.
+    (frozen_name,) = [n for n in survivors if n != after[TARGET]]
+    frozen = replicas[frozen_name]
+    frozen.proc.send_signal(signal.SIGSTOP)
+    froze = datetime.now(UTC)
     # The heir sees the drift go on: it decides again, and finds the revert already done.
     wait_for(
         heir,
@@ -157,14 +176,16 @@ def test_three_replicas_split_the_targets_and_a_killed_leaders_shard_is_taken_ov
     assert sum(r.count("sent") for r in results.values()) == 1, results
     assert actions(heir, "standby") == 0  # it acted as the leader: the plan found it done
 
-    # Exactly one survivor leads each shard; no target's evaluations by two replicas overlap.
-    for shard in range(SHARDS):
-        leaders = [
-            n
-            for n in survivors
-            if value(replicas[n].metrics(), "mlwatchdog_shard_leader", shard=str(shard)) == 1
-        ]
-        assert len(leaders) == 1, (shard, leaders)
+    last = wait_for(
+        heir, "the frozen replica's shard taken over", lambda: owners([after[TARGET]], froze), 40
+    )
+    frozen.proc.send_signal(signal.SIGCONT)
+    lost = "shard targets no longer evaluated here"
+    wait_for(frozen, "the frozen replica's loss noticed", lambda: frozen.events(lost), 20)
+    print(f"{time.monotonic() - began:.1f}s, {frozen_name} froze, woke and found its shard lost")
+    assert set(last.values()) == {after[TARGET]}
+
+    # No target's evaluations by two replicas overlap in time; each moved at most twice.
     spans: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
     for name, daemon in replicas.items():
         for target, times in evaluation_times(daemon).items():
@@ -173,6 +194,20 @@ def test_three_replicas_split_the_targets_and_a_killed_leaders_shard_is_taken_ov
         ordered = sorted(spans[target])
         for (_, end, one), (start, _, other) in pairwise(ordered):
             assert end < start, f"{target}: {one} evaluated it until {end}, {other} from {start}"
-        if after[target] != first[target]:
-            assert [s[2] for s in ordered] == [first[target], after[target]], ordered
+        in_turn = [name for name, _ in groupby((first[target], after[target], last[target]))]
+        assert [span[2] for span in ordered] == in_turn, ordered
+
+    # A replica exports the state of the targets it evaluates only: none for the one woken
+    # (once an evaluation it was in when frozen has finished).
+    def exported(name: str) -> set[str]:
+        return {
+            dict(labels)["target"]
+            for metric, labels in replicas[name].metrics()
+            if metric == "mlwatchdog_target_state"
+        }
+
+    wait_for(
+        frozen, "no state exported by the woken replica", lambda: not exported(frozen_name), 10
+    )
+    assert exported(after[TARGET]) == targets
     api.assert_all_valid()
