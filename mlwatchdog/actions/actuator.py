@@ -2,10 +2,10 @@
 logs it, in dry-run), and records it: audit line, Kubernetes Event, LAST_ACTION annotation.
 
 Called by the daemon's TargetRunner with a rollback decision; `health` is read while verifying.
-Safety: only the leader sends; every write carries the resourceVersion it was planned from, and a
-409 re-reads and re-plans (the plan skips what is already done); 403 and 404 fail at once with
-what to fix; an unreachable API is tried a bounded number of times (KubeApi), then the incident
-escalates.
+Safety: only the leader (of the target's shard) sends; every write carries the resourceVersion it
+was planned from, and a 409 re-reads and re-plans (the plan skips what is already done); 403 and
+404 fail at once with what to fix; an unreachable API is tried a bounded number of times
+(KubeApi), then the incident escalates.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class KubeActuator:
         audit: AuditLog,
         log: Any,
         identity: str,
-        is_leader: Callable[[], bool] = lambda: True,
+        leads: Callable[[str], bool] = lambda target: True,
         clock: Callable[[], datetime] = utc_now,
         server_dry_run: bool = True,
     ) -> None:
@@ -50,12 +50,12 @@ class KubeActuator:
         self.audit = audit
         self.log = log
         self.identity = identity
-        self.is_leader = is_leader
+        self.leads = leads  # whether this replica leads the Lease of the target (by name)
         self.clock = clock
         self.server_dry_run = server_dry_run
 
     def rollback(self, target: Target, decision: Decision) -> ActionOutcome:
-        if not self.is_leader():
+        if not self.leads(target.name):
             detail = "standby replica: the leader carries the rollback out; nothing sent from here"
             self.log.info("rollback left to the leader", target=target.name)
             return ActionOutcome(
@@ -151,7 +151,7 @@ class KubeActuator:
         # --- end GitOps -------------------------------------------------------------------------
         if decision.dry_run:
             return self._dry_run(target, decision, plan, record)
-        sent = self._send(plan)
+        sent = self._send(plan, target.name)
         after = self.api.get(driver_for(target.workload.kind).path(target))
         detail = "; ".join(f"{r['method']} {r['path']}: {r['purpose']}" for r in sent)
         self._audit({**record, "requests": sent, "after": _strip(after)}, "sent", detail)
@@ -174,7 +174,7 @@ class KubeActuator:
             self._audit({**record, "requests": requests}, "dry_run", detail)
             return ActionOutcome(decision.incident, ok=True, dry_run=True, detail=detail)
         try:
-            answered = self._send(plan, dry_run=True)
+            answered = self._send(plan, target.name, dry_run=True)
         except ActionError as exc:
             if exc.kind == "conflict":
                 raise  # the object changed since it was read: re-read and plan again
@@ -189,7 +189,7 @@ class KubeActuator:
         self._audit({**record, "requests": answered}, "dry_run", detail)
         return ActionOutcome(decision.incident, ok=True, dry_run=True, detail=detail)
 
-    def _send(self, plan: Plan, dry_run: bool = False) -> list[dict[str, Any]]:
+    def _send(self, plan: Plan, target: str, dry_run: bool = False) -> list[dict[str, Any]]:
         """Send the plan's requests in order; a later request on an object written earlier in
         the plan carries the resourceVersion that write returned. With `dry_run`, nothing is
         stored, so every request carries the resourceVersion the plan was made from, and each
@@ -197,7 +197,7 @@ class KubeActuator:
         latest: dict[str, str] = {}
         sent: list[dict[str, Any]] = []
         for request in plan.requests:
-            if not dry_run and not self.is_leader():
+            if not dry_run and not self.leads(target):
                 raise ActionError(
                     "lost the leader Lease while acting: the revert may be partial "
                     f"({len(sent)} of {len(plan.requests)} requests sent); check the object"

@@ -61,6 +61,21 @@ class TargetView(BaseModel):
     checks: list[CheckView]
 
 
+class TargetPlacement(BaseModel):
+    shard: int  # fnv-1a of the name mod daemon.leader_election.shards
+    evaluated_here: bool  # this replica leads the shard (always, without shards)
+
+
+class StatusView(BaseModel):
+    """Shards (daemon.leader_election.shards): which this replica leads, what it evaluates."""
+
+    identity: str | None  # the Leases' holderIdentity of this replica; None without election
+    shards: int
+    leases: list[str]  # shard i is led through leases[i]
+    leading: list[int]
+    targets: dict[str, TargetPlacement]
+
+
 class ColumnView(BaseModel):
     check: str
     column: str
@@ -148,6 +163,21 @@ def api_router(daemon: Daemon) -> APIRouter:
         base = (daemon.config.daemon.alerts.external_url or "").rstrip("/")
         return ReportView(**info.__dict__, url=f"{base}/reports/{info.id}/")
 
+    def elsewhere(name: str | None) -> str:
+        what = f"target {name!r} is" if name else "those are"
+        return (
+            f"{what} evaluated by the replica leading its shard "
+            "(daemon.leader_election.shards; GET /api/v1/status on each replica says which)"
+        )
+
+    @router.get(
+        "/api/v1/status",
+        summary="Shards (daemon.leader_election.shards): which this replica leads, which "
+        "targets it evaluates",
+    )
+    def status() -> StatusView:
+        return StatusView(**daemon.placement())
+
     @router.get("/api/v1/targets", summary="Every target: state and checks")
     def list_targets() -> list[TargetView]:
         return [target_view(r) for r in daemon.runners.values()]
@@ -163,6 +193,8 @@ def api_router(daemon: Daemon) -> APIRouter:
         report: bool = Query(False, description="also write an investigation report"),
     ) -> EvaluateResult:
         runner = runner_of(name)
+        if not daemon.evaluated_here(name):
+            raise HTTPException(409, elsewhere(name))
         daemon.log.info("evaluation asked for over HTTP", target=name, by=principal_name(request))
         evaluation = runner.run_once()
         if evaluation is None:
@@ -281,6 +313,9 @@ def api_router(daemon: Daemon) -> APIRouter:
         # Credentials were checked by AuthMiddleware before this body was read.
         runners = daemon.runners
         matched = matched_targets((r.target for r in runners.values()), payload.alerts)
+        # Shards: another replica evaluates those; an evaluation here would be a second one.
+        led_elsewhere = [name for name in matched if not daemon.evaluated_here(name)]
+        matched = {n: alerts for n, alerts in matched.items() if n not in led_elsewhere}
         firing = [a for a in payload.alerts if a.status == "firing"]
         unmatched = [a for a in firing if not any(a in v for v in matched.values())]
         investigations = []
@@ -321,6 +356,8 @@ def api_router(daemon: Daemon) -> APIRouter:
             )
         else:
             message = "no firing alerts"
+        if led_elsewhere:
+            message += f"; not here: {', '.join(led_elsewhere)}, {elsewhere(None)}"
         return AlertResult(
             investigated=investigations,
             firing=len(firing),

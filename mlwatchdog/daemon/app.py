@@ -82,7 +82,11 @@ def create_app(daemon: Daemon) -> FastAPI:
         # Once ready, a target added by a config reload does not take the pod out of its
         # Service (and the KServe sink with it) until its first evaluation.
         nonlocal ready_once
-        waiting = [name for name, runner in daemon.runners.items() if runner.last is None]
+        waiting = [
+            name
+            for name, runner in daemon.runners.items()
+            if runner.last is None and daemon.evaluated_here(name)  # shards led elsewhere: not
+        ]
         started = daemon.running and (ready_once or not waiting)
         ready_once = ready_once or started
         # A state file, the audit trail, the journal or a bundle that cannot be written: the

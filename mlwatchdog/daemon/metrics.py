@@ -201,7 +201,23 @@ class DaemonMetrics:
         )
         self.leader = Gauge(
             "mlwatchdog_leader",
-            "1 while this replica holds the leader Lease (or runs without leader election).",
+            "1 while this replica holds the leader Lease (or runs without leader election); "
+            "with shards, while it leads at least one shard.",
+            registry=r,
+        )
+        self.shard_leader = Gauge(
+            "mlwatchdog_shard_leader",
+            "1 while this replica leads the shard (daemon.leader_election.shards; without "
+            'shards the one shard is "0" and this is mlwatchdog_leader): with shards it '
+            "evaluates and acts for that shard's targets.",
+            ["shard"],
+            registry=r,
+        )
+        self.evaluated_here = Gauge(
+            "mlwatchdog_target_evaluated_here",
+            "1 while this replica evaluates the target (it leads the target's shard, or runs "
+            "without shards); 0 while another replica does.",
+            ["target", "shard"],
             registry=r,
         )
         self.reference_builds = Counter(

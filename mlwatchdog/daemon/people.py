@@ -145,13 +145,14 @@ def people_router(daemon: Daemon) -> APIRouter:
             raise HTTPException(404, f"no target {name!r}; targets: {sorted(daemon.runners)}")
         return runner
 
-    def acting_replica() -> None:
+    def acting_replica(target: str) -> None:
         elector = daemon.elector
-        if elector is not None and not elector.is_leader():
+        if elector is not None and not elector.leads(target):
             raise HTTPException(
                 409,
                 "this replica is not the leader (the Lease holder acts, and takes pauses, "
-                "silences and approvals): send this to the leader",
+                "silences and approvals): send this to the leader"
+                + (" of the target's shard (GET /api/v1/status)" if elector.shards > 1 else ""),
             )
 
     def apply(
@@ -164,7 +165,7 @@ def people_router(daemon: Daemon) -> APIRouter:
         evaluate: bool = False,
         **details: Any,
     ) -> PersonResult:
-        acting_replica()
+        acting_replica(runner.target.name)
         by = who(request)
         try:
             runner.operate(what, by, change, **details)

@@ -78,6 +78,8 @@ class TargetRunner:
         self._binding = (target, observer)
         self._next: tuple[Target, Observer] | None = None
         self._retiring = False
+        self._forget_before: datetime | None = None  # forget_state_before, not yet applied
+        self._leaving = False  # leave(), not yet applied
         self.retired = False
         self._swap_lock = threading.Lock()
         self.actuator = actuator
@@ -147,6 +149,23 @@ class TargetRunner:
             self._retiring = True
         self._try_swap()
 
+    def forget_state_before(self, when: datetime) -> None:
+        """This replica takes the target over (a shard won): a state it last evaluated before
+        `when` is dropped, since another replica may have evaluated the target since; no pending
+        timer or incident of then carries on. The workload's LAST_ACTION annotation still keeps
+        a revert from being sent twice (actions/plan.py already_done). Applied before the next
+        evaluation, as `rebind`: the caller (the election thread) never waits for one."""
+        with self._swap_lock:
+            self._forget_before = when
+        self._try_swap()
+
+    def leave(self) -> None:
+        """Another replica evaluates the target now (a shard lost): its gauges go, after a
+        running evaluation has finished (as `retire`), so that it cannot set them again."""
+        with self._swap_lock:
+            self._leaving = True
+        self._try_swap()
+
     def _try_swap(self) -> None:
         """Apply a rebind or retire now, unless an evaluation runs: it applies it when it ends."""
         if self.lock.acquire(blocking=False):
@@ -160,6 +179,8 @@ class TargetRunner:
         with self._swap_lock:
             binding, self._next = self._next, None
             retiring, self._retiring = self._retiring, False
+            forget, self._forget_before = self._forget_before, None
+            leaving, self._leaving = self._leaving, False
         if binding is not None:
             old = self.target
             self._binding = binding
@@ -167,6 +188,16 @@ class TargetRunner:
                 self.state = carry_state(self.state, binding[0])  # saved by the next evaluation
                 self.metrics.prune(old, binding[0])
                 self.metrics.expect(binding[0])
+        state = self.state
+        if forget is not None and state is not None and not _since(state, forget):
+            self.log.info(
+                "state from before the takeover not carried on",
+                phase=state.phase,
+                evaluated_at=state.evaluated_at.isoformat() if state.evaluated_at else None,
+            )
+            self.state = None
+        if leaving:
+            self.metrics.forget(self.target.name)
         if retiring and not self.retired:
             self.retired = True
             self.metrics.forget(self.target.name)
@@ -582,6 +613,11 @@ def check_changes(
 def _given(**fields: Any) -> dict[str, Any]:
     """The fields that have a value (a log line without `incident=None` noise)."""
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _since(state: TargetState, when: datetime) -> bool:
+    """Whether the state was evaluated at or after `when`."""
+    return state.evaluated_at is not None and state.evaluated_at >= when
 
 
 def _incident_id(state: TargetState) -> str | None:

@@ -32,6 +32,7 @@ from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.reload import ConfigWatcher, ReloadPlan, plan_reload, restart_needed
 from mlwatchdog.daemon.reports import ReportWriter
 from mlwatchdog.daemon.runner import TargetRunner
+from mlwatchdog.daemon.shards import shard_of
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.errors import ConfigError
 from mlwatchdog.replay.bundle import BundleWriter
@@ -184,6 +185,13 @@ class Daemon:
                     "in-cluster ServiceAccount, no kubeconfig): run in the cluster, give "
                     "daemon.kubernetes.kubeconfig, or keep dry_run: true"
                 )
+            if settings.leader_election.shards > 1:
+                raise ConfigError(
+                    f"daemon.leader_election.shards: {settings.leader_election.shards} splits "
+                    "the targets between replicas through Leases, but no target acts on a "
+                    "workload through a Kubernetes API: remove shards (one replica watches "
+                    "every target), or give the targets workloads and a cluster"
+                )
             self.metrics.leader.set(1)
             return DryRunActuator(self.log, audit)
         election = settings.leader_election
@@ -192,8 +200,14 @@ class Daemon:
             api_client, settings.kubernetes.timeout.total_seconds(), settings.kubernetes.attempts
         )
         enabled = election.enabled if election.enabled is not None else bool(live)
+        enabled = enabled or (election.enabled is None and election.shards > 1)
         dry_run_on_server = settings.kubernetes.server_dry_run
         if not enabled:
+            if election.shards > 1:
+                raise ConfigError(
+                    f"daemon.leader_election.shards: {election.shards} needs leader election "
+                    "(each shard is led through its Lease): remove enabled: false, or shards"
+                )
             if live:
                 self.log.warning(
                     "leader election is off: run one replica only, or two could act at once"
@@ -203,14 +217,14 @@ class Daemon:
                 api, audit, self.log, identity, clock=self.clock, server_dry_run=dry_run_on_server
             )
         self.elector = LeaderElector(
-            api_client, election, identity, self.log, on_change=self.metrics.leader.set
+            api_client, election, identity, self.log, on_change=self._leading_changed
         )
         return KubeActuator(
             api,
             audit,
             self.log,
             identity,
-            self.elector.is_leader,
+            self.elector.leads,
             self.clock,
             server_dry_run=dry_run_on_server,
         )
@@ -234,12 +248,16 @@ class Daemon:
         return bool(self.scheduler.running)
 
     def _schedule(self, target: Target, first: datetime) -> None:
-        """(Re)schedule the target's evaluations at its interval, the next one at `first`."""
+        """(Re)schedule the target's evaluations at its interval, the next one at `first`
+        (only while this replica leads the target's shard)."""
+        if not self.evaluated_here(target.name):
+            return
         interval = target.interval.total_seconds()
         jitter = self.config.daemon.jitter.total_seconds()
         self.scheduler.add_job(
-            self.runners[target.name].run_once,
+            self._evaluate,
             "interval",
+            args=[target.name],
             seconds=interval,
             jitter=jitter or None,
             id=target.name,
@@ -249,6 +267,79 @@ class Daemon:
             misfire_grace_time=max(1, int(interval)),
             replace_existing=True,  # a reload reschedules under the same id
         )
+
+    def _evaluate(self, name: str) -> None:
+        """A scheduled evaluation: not when the target's shard was lost since it was scheduled
+        (its job is removed at once, but a Lease not renewed in time is lost before the election
+        thread can tell)."""
+        runner = self.runners.get(name)
+        if runner is not None and self.evaluated_here(name):
+            runner.run_once()
+
+    # --- shards (issue 16): daemon.leader_election.shards, daemon/shards.py -------------------
+    @property
+    def sharded(self) -> bool:
+        return self.elector is not None and self.elector.shards > 1
+
+    def evaluated_here(self, target: str) -> bool:
+        """Whether this replica evaluates `target`: always without shards (shards: 1, every
+        replica evaluates, the leader acts); with shards, while it leads the target's shard."""
+        return self.elector is None or self.elector.shards == 1 or self.elector.leads(target)
+
+    def placement(self) -> dict[str, Any]:
+        """Which shards this replica leads and which targets it evaluates (/api/v1/status)."""
+        elector = self.elector
+        shards = elector.shards if elector is not None else 1
+        return {
+            "identity": elector.identity if elector is not None else None,
+            "shards": shards,
+            "leases": elector.leases if elector is not None else [],
+            "leading": elector.leading() if elector is not None else [0],
+            "targets": {
+                name: {"shard": shard_of(name, shards), "evaluated_here": self.evaluated_here(name)}
+                for name in self.runners
+            },
+        }
+
+    def _publish_placement(self) -> None:
+        """mlwatchdog_leader, mlwatchdog_shard_leader and mlwatchdog_target_evaluated_here now.
+        Without shards (or without an election) there is one shard, "0"."""
+        elector = self.elector
+        leading = elector.leading() if elector is not None else [0]
+        shards = elector.shards if elector is not None else 1
+        self.metrics.leader.set(1 if leading else 0)
+        for shard in range(shards):
+            self.metrics.shard_leader.labels(str(shard)).set(1 if shard in leading else 0)
+        self.metrics.evaluated_here.clear()  # targets removed by a reload go with it
+        for name in self.runners:
+            here = self.evaluated_here(name)
+            self.metrics.evaluated_here.labels(name, str(shard_of(name, shards))).set(int(here))
+
+    def _leading_changed(self, shard: int, leading: bool) -> None:
+        """The election thread won or lost `shard`: with shards, its targets are scheduled here
+        from now on (first run at once) or not any more. Waits for nothing (no reload, no
+        evaluation): the thread renews the other shards' Leases too."""
+        if self.sharded and self.scheduler.running:
+            assert self.elector is not None
+            config, runners, now = self.config, self.runners, self.clock()
+            targets = [t for t in config.targets if shard_of(t.name, self.elector.shards) == shard]
+            for target in targets:
+                runner = runners.get(target.name)
+                if leading and runner is not None:
+                    # Another replica may have evaluated it since this one last did: a state
+                    # older than one lease_duration is not carried on (see DESIGN.md).
+                    runner.forget_state_before(now - config.daemon.leader_election.lease_duration)
+                    self._schedule(target, now)
+                elif not leading:
+                    with suppress(JobLookupError):
+                        self.scheduler.remove_job(target.name)
+                    if runner is not None:  # its phase and checks are the heir's to export
+                        runner.leave()
+            what = "scheduled here" if leading else "no longer evaluated here"
+            self.log.info(f"shard targets {what}", shard=shard, targets=[t.name for t in targets])
+        self._publish_placement()
+
+    # --- end shards ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Schedule each target at its interval, the first run at once."""
@@ -264,9 +355,13 @@ class Daemon:
             )
         # What the audit trail and the journal could not write (disk full) goes out once it can.
         self.scheduler.add_job(self.flush_pending, "interval", seconds=5, id=":flush-pending")
-        if self.elector is not None:
-            self.elector.start()
+        if self.sharded:  # states restored from disk: exported by the shard's leader, not here
+            for name in self.runners:
+                self.metrics.forget(name)
+        self._publish_placement()
         self.scheduler.start()
+        if self.elector is not None:  # after the scheduler: a shard won is scheduled at once
+            self.elector.start()
         if self.watcher is not None:
             self.watcher.start()
         self.log.info(
@@ -401,6 +496,7 @@ class Daemon:
             self._schedule(
                 config.target(name), min(soon, job.next_run_time or soon) if job else now
             )
+        self._publish_placement()  # added targets: evaluated here or not
 
 
 def serve(

@@ -1082,6 +1082,14 @@ class LeaderElection(Strict):
         None, description="default: on when some target has dry_run: false and Kubernetes is used"
     )
     lease: str = "mlwatchdog"
+    shards: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="targets split over this many shards (fnv-1a of the target name), each led "
+        "through its own Lease `<lease>-<i>`: a replica evaluates and acts only for the targets "
+        "of the shards it leads; 1: one Lease `<lease>`, every replica evaluates, the leader acts",
+    )
     namespace: str | None = Field(None, description="default: the pod's namespace, or default")
     identity: str | None = Field(None, description="default: $POD_NAME, or hostname-pid")
     lease_duration: Duration = timedelta(seconds=15)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mlwatchdog.daemon.shards import lease_names
 from tests.deploy.manifests import BASE, DEPLOY, Object, by_kind, key, one, render
 from tests.deploy.test_manifests import errors_of
 from tests.deploy.test_rbac import EXPECTED, EXPECTED_NAMES, grants
@@ -319,6 +320,16 @@ def test_the_config_sets_the_rules_port_and_lease(as_text: bool) -> None:
         assert service["spec"]["ports"][0]["port"] == 9090
     [_, named] = one(objs, "Role")["rules"]
     assert named["resourceNames"] == ["fraud-watchdog"]
+
+
+def test_shards_grant_each_shard_lease_by_name() -> None:
+    """daemon.leader_election.shards: 3: the Role names the three Leases the elector takes
+    (mlwatchdog/daemon/shards.py lease_names), and no other."""
+    rules = own_config(8080, "fraud-watchdog")
+    rules["daemon"]["leader_election"]["shards"] = 3
+    [create, named] = one(template({"config": rules}), "Role")["rules"]
+    assert named["resourceNames"] == lease_names("fraud-watchdog", 3)
+    assert named["verbs"] == ["get", "update"] and "resourceNames" not in create
 
 
 def test_another_release_name_names_everything_after_it() -> None:

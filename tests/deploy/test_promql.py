@@ -253,6 +253,8 @@ def series(name: str, values: str, **labels: str) -> dict[str, str]:
 STEADY = [
     series("mlwatchdog_leader", "1x30", pod="a"),
     series("mlwatchdog_leader", "0x30", pod="b"),
+    series("mlwatchdog_shard_leader", "1x30", shard="0", pod="a"),
+    series("mlwatchdog_shard_leader", "0x30", shard="0", pod="b"),
 ]
 ALERT_TESTS: list[dict[str, Any]] = [
     {  # healthy: nothing fires
@@ -342,6 +344,8 @@ ALERT_TESTS: list[dict[str, Any]] = [
         "input_series": [
             series("mlwatchdog_leader", "0x20 _x20", pod="a"),
             series("mlwatchdog_leader", "0x20 _x20", pod="b"),
+            series("mlwatchdog_shard_leader", "0x20 _x20", shard="0", pod="a"),
+            series("mlwatchdog_shard_leader", "0x20 _x20", shard="0", pod="b"),
             series(
                 "mlwatchdog_last_evaluation_timestamp_seconds", "60x20", target="fraud", pod="a"
             ),
@@ -363,7 +367,7 @@ ALERT_TESTS: list[dict[str, Any]] = [
             {
                 "eval_time": "10m",
                 "alertname": "MlwatchdogNoLeader",
-                "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
+                "exp_alerts": [{"exp_labels": {"severity": "critical", "shard": "0"}}],
             },
             {
                 "eval_time": "40m",
@@ -372,18 +376,38 @@ ALERT_TESTS: list[dict[str, Any]] = [
             },
         ],
     },
+    {  # three replicas over three shards, one each (then pod c's shard taken over by a):
+        # every replica is a leader, no shard has two or none
+        "interval": "1m",
+        "input_series": [
+            series("mlwatchdog_leader", "1x10", pod="a"),
+            series("mlwatchdog_leader", "1x10", pod="b"),
+            series("mlwatchdog_leader", "1x4 _x6", pod="c"),
+            series("mlwatchdog_shard_leader", "1x10", shard="0", pod="a"),
+            series("mlwatchdog_shard_leader", "0x4 1x6", shard="2", pod="a"),
+            series("mlwatchdog_shard_leader", "1x10", shard="1", pod="b"),
+            series("mlwatchdog_shard_leader", "0x10", shard="0", pod="b"),
+            series("mlwatchdog_shard_leader", "1x4 _x6", shard="2", pod="c"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "9m", "alertname": "MlwatchdogSeveralLeaders", "exp_alerts": []},
+            {"eval_time": "9m", "alertname": "MlwatchdogNoLeader", "exp_alerts": []},
+        ],
+    },
     {  # leader election off with two replicas
         "interval": "1m",
         "input_series": [
             series("mlwatchdog_leader", "1x10", pod="a"),
             series("mlwatchdog_leader", "1x10", pod="b"),
+            series("mlwatchdog_shard_leader", "1x10", shard="0", pod="a"),
+            series("mlwatchdog_shard_leader", "1x10", shard="0", pod="b"),
             series("mlwatchdog_config_last_reload_successful", "0x10", pod="b"),
         ],
         "alert_rule_test": [
             {
                 "eval_time": "8m",
                 "alertname": "MlwatchdogSeveralLeaders",
-                "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "shard": "0"}}],
             },
             {
                 "eval_time": "8m",

@@ -28,6 +28,7 @@ from mlwatchdog.actions.kube_api import KubeApi, rbac_rule
 from mlwatchdog.core import Decision, DecisionKind
 from mlwatchdog.daemon.auth import Authenticator, kubernetes_reviewer
 from mlwatchdog.daemon.leader import LeaderElector
+from mlwatchdog.daemon.shards import lease_names
 from mlwatchdog.rules import Target
 from mlwatchdog.rules.schema import Auth, LeaderElection
 from tests.deploy.manifests import BASE, PRODUCTION, Object, one, render
@@ -109,6 +110,18 @@ def test_granted_is_exactly_what_the_daemon_needs(directory: Path) -> None:
         f"expected but not granted: {sorted(EXPECTED - granted)}"
     )
     assert names == EXPECTED_NAMES
+
+
+def test_the_lease_names_granted_are_the_ones_the_shipped_config_leads() -> None:
+    """rules.yaml's daemon.leader_election (lease, shards) names the Leases the daemon takes;
+    rbac.yaml must grant exactly those (a changed shards needs rbac.yaml changed with it)."""
+    rules = yaml.safe_load((BASE / "rules.yaml").read_text(encoding="utf-8"))
+    election = LeaderElection(**rules["daemon"]["leader_election"])
+    _, names = grants(render(BASE))
+    for verb in ("get", "update"):
+        assert names[("coordination.k8s.io", "leases", verb)] == lease_names(
+            election.lease, election.shards
+        )
 
 
 def test_no_wildcards_or_dangerous_grants() -> None:

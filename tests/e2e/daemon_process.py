@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,11 +25,15 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlwatchdog.demo import customers, write_batch
+from tests.kube.apiserver import FakeKubeAPI
+from tests.kube.objects import argo_canary, install_argo_controller
+from tests.servers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules.yaml"
 COMMAND = shutil.which("mlwatchdog") or str(Path(sys.executable).parent / "mlwatchdog")
 TARGET = "credit-model"
+ROLLOUT = f"/apis/argoproj.io/v1alpha1/namespaces/models/rollouts/{TARGET}"  # its workload
 TRIGGER_CHECKS = ("feature_drift", "prediction_drift")  # both drift in the demo's drifted samples
 
 INTERVAL = 2.0  # seconds between evaluations
@@ -69,6 +73,52 @@ def write_config(tmp_path: Path, port: int, *, dry_run: bool = True) -> Path:
     path = tmp_path / ("rules.yaml" if dry_run else "rules-live.yaml")
     path.write_text(yaml.safe_dump(rules, sort_keys=False))
     return path
+
+
+def replica_config(
+    tmp_path: Path,
+    name: str,
+    kubeconfig: Path,
+    *,
+    copies: Sequence[str] = (),
+    **election: Any,
+) -> tuple[Path, int]:
+    """A replica's rules (write_config, acting for real) sharing a Lease in namespace `models` of
+    the emulated API with its peers; `election` overrides daemon.leader_election (e.g. shards).
+    `copies`: names of alert-only copies of TARGET (workload none) added to the targets. Its state
+    and audit log are its own (as a pod's volume); its identity is `name`."""
+    port = free_port()
+    path = write_config(tmp_path, port, dry_run=False)
+    rules: dict[str, Any] = yaml.safe_load(path.read_text())
+    rules["daemon"].update(
+        state_dir=str(tmp_path / name / "state"),  # each replica its own (as emptyDir in a pod)
+        audit_log=str(tmp_path / name / "audit.jsonl"),
+        kubernetes={"mode": "kubeconfig", "kubeconfig": str(kubeconfig), "attempts": 2},
+        leader_election={
+            "enabled": True,
+            "lease": "mlwatchdog",
+            "namespace": "models",
+            "identity": name,
+            "lease_duration": "4s",
+            "renew_deadline": "3s",
+            "retry_period": "1s",
+            **election,
+        },
+    )
+    (target,) = rules["targets"]
+    for copy in copies:
+        rollback = {**target["rollback"], "dry_run": True}
+        rules["targets"].append({**target, "name": copy, "workload": {}, "rollback": rollback})
+    out = tmp_path / f"{name}.yaml"
+    out.write_text(yaml.safe_dump(rules, sort_keys=False))
+    return out, port
+
+
+def audit_results(path: Path) -> list[str]:
+    """The `result` of each record of an audit trail (none when it was never written)."""
+    if not path.exists():
+        return []
+    return [json.loads(line)["result"] for line in path.read_text().splitlines() if line]
 
 
 def environment(**overrides: str) -> dict[str, str]:
@@ -182,6 +232,11 @@ class DaemonProcess:
         body: dict[str, Any] = response.json()
         return body
 
+    def kill(self) -> None:
+        """SIGKILL (kill -9): no clean-up, no Lease released."""
+        self.proc.kill()
+        self.proc.wait(10)
+
     def stop(self, timeout: float = 10.0) -> tuple[int, float]:
         """SIGTERM; the exit code and the seconds it took to exit."""
         started = time.monotonic()
@@ -252,6 +307,33 @@ def processes() -> Iterator[list[DaemonProcess]]:
         daemon.close()
         print(f"----- output of {daemon.output.name} (exit {daemon.proc.returncode}) -----")
         print(daemon.text())
+
+
+@pytest.fixture
+def canary_api() -> Iterator[FakeKubeAPI]:
+    """The emulated Kubernetes API with the Argo Rollout TARGET (namespace models) in the middle
+    of a canary update from 1.4.0 to 1.5.0, and the emulated Argo controller."""
+    with FakeKubeAPI() as fake:
+        seed = argo_canary(
+            name=TARGET,
+            ns="models",
+            stable_image="registry.example.com/credit-model:1.4.0",
+            canary_image="registry.example.com/credit-model:1.5.0",
+        )
+        fake.seed(seed.objects)
+        install_argo_controller(fake)
+        yield fake
+    assert not fake.internal_errors, fake.internal_errors
+
+
+def rollout_writes(api: FakeKubeAPI) -> list[str]:
+    """The writes to the Rollout TARGET the API applied (200), in order."""
+    return [p.path for p in api.patches() if p.path.startswith(ROLLOUT) and p.status == 200]
+
+
+def actions(daemon: DaemonProcess, result: str) -> float:
+    """mlwatchdog_actions_total of that result, over the targets."""
+    return value(daemon.metrics(), "mlwatchdog_actions_total", result=result) or 0.0
 
 
 @pytest.fixture

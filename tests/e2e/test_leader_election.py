@@ -4,90 +4,34 @@ the Lease over and does not revert the Rollout a second time (the LAST_ACTION an
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from tests.e2e.daemon_process import (
     INTERVAL,
+    ROLLOUT,
     TARGET,
     DaemonProcess,
     Feeder,
+    actions,
+    audit_results,
     environment,
     is_ready,
+    replica_config,
+    rollout_writes,
     value,
     wait_for,
-    write_config,
 )
 from tests.kube.apiserver import FakeKubeAPI
-from tests.kube.objects import argo_canary, install_argo_controller
-from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.timeout(240)
 
-ROLLOUT = f"/apis/argoproj.io/v1alpha1/namespaces/models/rollouts/{TARGET}"
-
-
-@pytest.fixture
-def api() -> Iterator[FakeKubeAPI]:
-    with FakeKubeAPI() as fake:
-        seed = argo_canary(
-            name=TARGET,
-            ns="models",
-            stable_image="registry.example.com/credit-model:1.4.0",
-            canary_image="registry.example.com/credit-model:1.5.0",
-        )
-        fake.seed(seed.objects)
-        install_argo_controller(fake)
-        yield fake
-    assert not fake.internal_errors, fake.internal_errors
-
-
-def replica_config(tmp_path: Path, name: str, kubeconfig: Path) -> tuple[Path, int]:
-    port = free_port()
-    path = write_config(tmp_path, port, dry_run=False)
-    rules: dict[str, Any] = yaml.safe_load(path.read_text())
-    rules["daemon"].update(
-        state_dir=str(tmp_path / name / "state"),  # each replica its own (as emptyDir in a pod)
-        audit_log=str(tmp_path / name / "audit.jsonl"),
-        kubernetes={"mode": "kubeconfig", "kubeconfig": str(kubeconfig), "attempts": 2},
-        leader_election={
-            "enabled": True,
-            "lease": "mlwatchdog",
-            "namespace": "models",
-            "identity": name,
-            "lease_duration": "4s",
-            "renew_deadline": "3s",
-            "retry_period": "1s",
-        },
-    )
-    out = tmp_path / f"{name}.yaml"
-    out.write_text(yaml.safe_dump(rules, sort_keys=False))
-    return out, port
-
-
-def sent(api: FakeKubeAPI) -> list[str]:
-    """The rollout writes the API applied (200), in order."""
-    return [p.path for p in api.patches() if p.path.startswith(ROLLOUT) and p.status == 200]
-
-
-def audit_results(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [json.loads(line)["result"] for line in path.read_text().splitlines() if line]
-
-
-def actions(daemon: DaemonProcess, result: str) -> float:
-    return value(daemon.metrics(), "mlwatchdog_actions_total", result=result) or 0.0
-
 
 def test_two_replicas_one_patch_and_a_takeover_does_not_repeat_it(
-    tmp_path: Path, api: FakeKubeAPI, processes: list[DaemonProcess], feeder: Feeder
+    tmp_path: Path, canary_api: FakeKubeAPI, processes: list[DaemonProcess], feeder: Feeder
 ) -> None:
+    api = canary_api
     kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", namespace="models")
     env = environment(KUBECONFIG=str(kubeconfig))
     replicas = {}
@@ -121,7 +65,10 @@ def test_two_replicas_one_patch_and_a_takeover_does_not_repeat_it(
             lambda c=count: (value(follower.metrics(), "mlwatchdog_evaluations_total") or 0) > c,
             timeout=INTERVAL * 5,
         )
-    assert sent(api) == [f"{ROLLOUT}/status", ROLLOUT]  # one abort, one undo: from one replica
+    assert rollout_writes(api) == [
+        f"{ROLLOUT}/status",
+        ROLLOUT,
+    ]  # one abort, one undo: from one replica
     rollout = api.get("argoproj.io/v1alpha1", "rollouts", "models", TARGET)
     assert rollout is not None
     assert rollout["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.4.0")
@@ -147,5 +94,5 @@ def test_two_replicas_one_patch_and_a_takeover_does_not_repeat_it(
         lambda: len(follower.events("evaluated")) >= evaluated + 3,
         timeout=INTERVAL * 8,
     )
-    assert sent(api) == [f"{ROLLOUT}/status", ROLLOUT]
+    assert rollout_writes(api) == [f"{ROLLOUT}/status", ROLLOUT]
     api.assert_all_valid()

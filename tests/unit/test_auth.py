@@ -271,6 +271,7 @@ def test_an_unreachable_api_is_unavailable_not_a_refusal() -> None:
         ("GET", "/targets", "read"),
         ("GET", "/api/v1/incidents", "read"),
         ("GET", "/api/v1/audit", "read"),
+        ("GET", "/api/v1/status", "read"),  # which targets this replica evaluates
         ("GET", "/reports/credit-1/index.html", "read"),
         ("GET", "/reports/", "read"),
         ("GET", "/openapi.json", "read"),
