@@ -303,9 +303,10 @@ class Daemon:
 
     def _publish_placement(self) -> None:
         """mlwatchdog_leader, mlwatchdog_shard_leader and mlwatchdog_target_evaluated_here now.
-        Without shards (or without an election) there is one shard, "0"."""
+        Without shards (or without an election) there is one shard, "0"; `mlwatchdog sink`
+        leads none (it decides nothing)."""
         elector = self.elector
-        leading = elector.leading() if elector is not None else [0]
+        leading = elector.leading() if elector is not None else [] if self.sink_only else [0]
         shards = elector.shards if elector is not None else 1
         self.metrics.leader.set(1 if leading else 0)
         for shard in range(shards):
