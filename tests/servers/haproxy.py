@@ -4,18 +4,14 @@ request, as a Kubernetes Service spreads a client's requests over its pods."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.servers.ports import free_port
-
-READY_TIMEOUT = 30.0
+from tests.servers.process import serving
 
 
 @contextmanager
@@ -54,27 +50,6 @@ backend replicas
 {servers}
 """
     )
-    log = folder / "haproxy.log"
-    with log.open("wb") as out:
-        proxy = subprocess.Popen(
-            [command, "-db", "-f", str(config)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                pass
-            if proxy.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"haproxy did not start:\n{log.read_text()}")
-            time.sleep(0.05)
+    with serving([command, "-db", "-f", str(config)], f"http://127.0.0.1:{port}/healthz",
+                 folder / "haproxy.log"):  # fmt: skip
         yield port
-    finally:
-        proxy.terminate()
-        try:
-            proxy.wait(10)
-        except subprocess.TimeoutExpired:
-            proxy.kill()
-            proxy.wait(10)
