@@ -108,7 +108,8 @@ class FilesReader:
         frames: list[pd.DataFrame] = []
         aside: list[SetAside] = []
         first_with: dict[str | None, str] = {}  # content digest -> the first file with it
-        lo, hi = (_nanoseconds_of(start), _nanoseconds_of(end)) if windowed else (0, 0)
+        lo = _nanoseconds_of(start) if start is not None else 0
+        hi = _nanoseconds_of(end) if end is not None else 0
         empty: pd.DataFrame | None = None  # a file's rows when none is in the window
         for path in paths:
             parsed = self._parsed(path, listing[path], wanted, ts if windowed else None, lo, hi)
