@@ -669,6 +669,7 @@ def main() -> None:
     parser.add_argument("--daemon-jitter", default="1s", help="daemon jitter [1s]")
     parser.add_argument("--daemon-seconds", type=float, help="daemon measurement [120; quick 30]")
     parser.add_argument("--no-daemon", action="store_true", help="skip the daemon run")
+    parser.add_argument("--daemon-only", action="store_true", help="skip the in-process runs")
     parser.add_argument("--workdir", type=Path, help="where the data goes (default: a temp dir)")
     parser.add_argument("--readme", action="store_true", help=f"write {SECTION!r} in README.md")
     args = parser.parse_args()
@@ -691,12 +692,16 @@ def main() -> None:
     step = timedelta(minutes=1)
     runs: list[InProcess] = []
     for label, layout, first in (
-        ("minute partitions", MINUTE_LAYOUT, start - timedelta(minutes=2)),
-        (
-            "hourly partitions",
-            HOUR_LAYOUT,
-            start.replace(minute=0, second=0),
-        ),
+        ()
+        if args.daemon_only
+        else (
+            ("minute partitions", MINUTE_LAYOUT, start - timedelta(minutes=2)),
+            (
+                "hourly partitions",
+                HOUR_LAYOUT,
+                start.replace(minute=0, second=0),
+            ),
+        )
     ):
         workdir = base / ("minute" if layout == MINUTE_LAYOUT else "hour")
         log(f"{label}: writing {n_targets} targets' samples ...")

@@ -366,7 +366,7 @@ def to_utc(values: pd.Series, path: str, column: str) -> pd.Series:
     that is not a timestamp becomes NaT (its row cannot be placed in a window); a column where
     no value is one raises TableError (reason bad_timestamp)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):  # parquet's own: no parsing to do
-        stamps = values.dt.tz_convert(UTC)
+        stamps: pd.Series = values.dt.tz_convert(UTC)
     elif isinstance(values.dtype, np.dtype) and values.dtype.kind == "M":
         stamps = values.dt.tz_localize(UTC)
     elif pd.api.types.is_bool_dtype(values):
