@@ -58,10 +58,12 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlwatchdog.actions.dryrun import DryRunActuator
+from mlwatchdog.core import evaluate
 from mlwatchdog.daemon.logs import configure_logging
 from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.runner import TargetRunner
 from mlwatchdog.daemon.state_store import StateStore
+from mlwatchdog.detectors import ks
 from mlwatchdog.rules import load_config, parse_duration
 from mlwatchdog.sources.observe import Observer
 
@@ -196,10 +198,18 @@ def prepare(workdir: Path, n_targets: int, layout: str, start: datetime, end: da
 # ----------------------------------------------------------------------------- in process
 
 
+# What a run times (each from a cold exact-KS cache, on the same windows):
+EVALUATION = "evaluation"  # run_once: read, test, decide, save, metrics, log
+CHECKS = "checks alone"  # core.evaluate on the observation run_once would read (not timed)
+FULL_RE_READ = "full re-read"  # run_once with the files cache off: every file of the window's
+# folders read and parsed again on every evaluation, as a reader that keeps nothing
+
+
 @dataclass
 class InProcess:
     label: str
     threads: int
+    mode: str
     evaluations: int
     seconds: float
     cpu_seconds: float
@@ -256,10 +266,16 @@ def run_in_process(
     rounds: int,
     threads: int,
     duration: float,
+    mode: str = EVALUATION,
 ) -> InProcess:
     """Every target at `start` (untimed: builds the reference), then round k at start + k * step
-    for k = 1..rounds, for at most `duration` seconds."""
+    for k = 1..rounds, for at most `duration` seconds. `mode` says what is timed (CHECKS: CPU
+    time of the core's evaluation alone, in one thread)."""
+    ks.EXACT_CACHE.clear()  # every mode starts cold and sees the same windows
     runners, observer = runners_for(config, start)
+    if mode == FULL_RE_READ:
+        for reader in observer.readers.values():
+            reader.cache_bytes = 0  # type: ignore[attr-defined]
     for runner in runners:
         assert runner.run_once() is not None, f"{runner.target.name}: evaluation failed"
         assert runner.last is not None
@@ -269,16 +285,29 @@ def run_in_process(
     failures = [0] * threads
     reached = [0] * threads
     deadline = time.perf_counter() + duration
+    checks_cpu = [0.0]  # CHECKS: the core's CPU time only
+
+    def checks_alone(runner: TargetRunner, k: int) -> None:
+        now = runner.clock()
+        observation = runner.observer.observe(runner.target, now)
+        started, cpu = time.perf_counter(), time.process_time()
+        evaluation = evaluate(runner.target, observation, runner.state, now)
+        checks_cpu[0] += time.process_time() - cpu
+        latencies[k].append(time.perf_counter() - started)
+        runner.state = evaluation.state  # as run_once keeps it (pending timers go on)
 
     def work(k: int) -> None:  # one thread's share of the targets; a target never runs twice
         mine = runners[k::threads]
         for round_ in range(1, rounds + 1):
             for runner in mine:
                 runner.clock.now = start + round_ * step  # type: ignore[attr-defined]
-                started = time.perf_counter()
-                if runner.run_once() is None:
-                    failures[k] += 1
-                latencies[k].append(time.perf_counter() - started)
+                if mode == CHECKS:
+                    checks_alone(runner, k)
+                else:
+                    started = time.perf_counter()
+                    if runner.run_once() is None:
+                        failures[k] += 1
+                    latencies[k].append(time.perf_counter() - started)
                 if time.perf_counter() >= deadline:
                     reached[k] = round_
                     return
@@ -291,6 +320,8 @@ def run_in_process(
     for thread in pool:
         thread.join()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    if mode == CHECKS:
+        cpu = checks_cpu[0]
     others = busy_since(busy0, wall) - cpu / wall
     flat = [x for each in latencies for x in each]
     # Files each window lists and reads, on average over the rounds run (hourly: it grows).
@@ -299,7 +330,7 @@ def run_in_process(
     instants = [start + k * step for k in range(1, max(reached) + 1)]
     listed: Callable[[datetime, datetime], list[str]] = reader.files  # type: ignore[attr-defined]
     files = statistics.fmean(len(listed(t - window, t)) for t in instants)
-    return InProcess(label, threads, len(flat), wall, cpu, others, flat, sum(failures), files)
+    return InProcess(label, threads, mode, len(flat), wall, cpu, others, flat, sum(failures), files)
 
 
 def machine_busy() -> tuple[float, float]:
@@ -526,16 +557,31 @@ def report(runs: list[InProcess], daemon: DaemonRun | None, command: str) -> str
         "kept busy on the machine meanwhile, in cores: wall-clock figures are only as good as "
         "it is low; CPU per evaluation is not affected much.",
         "",
-        "| layout | threads | files | evaluations/min | median | p95 | CPU/evaluation "
+        "| layout | timed | threads | files | evaluations/min | median | p95 | CPU/evaluation "
         "| CPU used | other load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
+        alone = r.mode == CHECKS  # its wall clock includes the untimed reads
         lines.append(
-            f"| {r.label} | {r.threads} | {r.files_read:.0f} | {r.per_minute:,.0f} | "
+            f"| {r.label} | {r.mode} | {r.threads} | {r.files_read:.0f} | "
+            f"{'-' if alone else f'{r.per_minute:,.0f}'} | "
             f"{ms(r.quantile(0.5))} | {ms(r.quantile(0.95))} | {ms(r.cpu_per_evaluation)} | "
-            f"{r.cpu_seconds / r.seconds:.2f} | {r.others:.1f} |"
+            f"{'-' if alone else f'{r.cpu_seconds / r.seconds:.2f}'} | {r.others:.1f} |"
         )
+    lines.append("")
+    for label in dict.fromkeys(r.label for r in runs):
+
+        def cpu(mode: str, label: str = label) -> float:
+            found = [r for r in runs if r.label == label and r.mode == mode and r.threads == 1]
+            return found[0].cpu_per_evaluation if found else float("nan")
+
+        lines.append(
+            f"- {label}: an evaluation costs {cpu(EVALUATION) / cpu(CHECKS):.2f}x the checks "
+            "alone on the same windows; with a full re-read of the window's files it costs "
+            f"{cpu(FULL_RE_READ) / cpu(EVALUATION):.2f}x the incremental read's evaluation."
+        )
+    runs = [r for r in runs if r.mode == EVALUATION]
     best = next((r for r in runs if r.threads == 1), None)
     pooled = next(
         (r for r in runs if r.threads == WORKERS and best and r.label == best.label), None
@@ -558,11 +604,11 @@ def report(runs: list[InProcess], daemon: DaemonRun | None, command: str) -> str
         lines += [
             "",
             f"Hourly partitions (the layout of rules.yaml and the demo) cost "
-            f"{hourly.cpu_per_evaluation / best.cpu_per_evaluation:.1f}x the CPU of minute "
+            f"{hourly.cpu_per_evaluation / best.cpu_per_evaluation:.2f}x the CPU of minute "
             f"partitions, with {hourly.files_read:.0f} files listed per window (the hour's "
-            f"folder) instead of {best.files_read:.0f}: the files source takes every file of the "
-            "folders a window overlaps and drops the rows outside the window afterwards, so each "
-            "1-minute window handles all of the hour's files so far.",
+            f"folder) instead of {best.files_read:.0f}: the files source keeps each file it read "
+            "with its first and last timestamp, so a file outside the window is passed over "
+            "unopened, and one the window has passed keeps only those bounds.",
         ]
     if daemon is not None:
         nominal = parse_duration(daemon.interval).total_seconds()
@@ -623,6 +669,7 @@ def main() -> None:
     parser.add_argument("--daemon-jitter", default="1s", help="daemon jitter [1s]")
     parser.add_argument("--daemon-seconds", type=float, help="daemon measurement [120; quick 30]")
     parser.add_argument("--no-daemon", action="store_true", help="skip the daemon run")
+    parser.add_argument("--daemon-only", action="store_true", help="skip the in-process runs")
     parser.add_argument("--workdir", type=Path, help="where the data goes (default: a temp dir)")
     parser.add_argument("--readme", action="store_true", help=f"write {SECTION!r} in README.md")
     args = parser.parse_args()
@@ -645,19 +692,28 @@ def main() -> None:
     step = timedelta(minutes=1)
     runs: list[InProcess] = []
     for label, layout, first in (
-        ("minute partitions", MINUTE_LAYOUT, start - timedelta(minutes=2)),
-        (
-            "hourly partitions",
-            HOUR_LAYOUT,
-            start.replace(minute=0, second=0),
-        ),
+        ()
+        if args.daemon_only
+        else (
+            ("minute partitions", MINUTE_LAYOUT, start - timedelta(minutes=2)),
+            (
+                "hourly partitions",
+                HOUR_LAYOUT,
+                start.replace(minute=0, second=0),
+            ),
+        )
     ):
         workdir = base / ("minute" if layout == MINUTE_LAYOUT else "hour")
         log(f"{label}: writing {n_targets} targets' samples ...")
         config = prepare(workdir, n_targets, layout, first, start + rounds * step)
-        for threads in (1, WORKERS):
-            log(f"{label}: {threads} thread(s) for up to {duration:g} s ...")
-            run = run_in_process(label, config, start, step, rounds, threads, duration)
+        for mode, threads in (
+            (CHECKS, 1),
+            (EVALUATION, 1),
+            (FULL_RE_READ, 1),
+            (EVALUATION, WORKERS),
+        ):
+            log(f"{label}: {mode}, {threads} thread(s) for up to {duration:g} s ...")
+            run = run_in_process(label, config, start, step, rounds, threads, duration, mode)
             if run.failed:
                 raise SystemExit(f"{label}: {run.failed} evaluation(s) failed")
             runs.append(run)

@@ -14,7 +14,9 @@ compares, so the statistic is bit-identical; the p-value then follows scipy's tw
 from __future__ import annotations
 
 import math
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -127,7 +129,6 @@ def ks_columns(
     else:
         want_exact = np.zeros(n_columns, dtype=bool)
     steps = _StepCache()
-    exact_cache: dict[tuple[int, int, int], tuple[bool, float, float]] = {}
 
     def columns(start: int, stop: int) -> None:
         # Statistics and p-values of columns [start, stop): each chunk writes only its own.
@@ -135,7 +136,7 @@ def ks_columns(
             if usable[j]:
                 statistic[j] = _statistic(reference[j].values, current[j].values, steps)
         for k in (start + np.flatnonzero(want_exact[start:stop])).tolist():
-            ok, statistic[k], p = _exact(reference[k], current[k], float(statistic[k]), exact_cache)
+            ok, statistic[k], p = _exact(reference[k], current[k], float(statistic[k]))
             if ok:
                 pvalue[k], exact[k] = p, True
         asymp = start + np.flatnonzero(usable[start:stop] & ~exact[start:stop])
@@ -218,12 +219,41 @@ def _statistic(ref: FloatArray, cur: FloatArray, steps: _StepCache) -> float:
     return float(max(d_plus, d_minus, 0.0))
 
 
-def _exact(
-    ref: NumericColumn,
-    cur: NumericColumn,
-    d: float,
-    cache: dict[tuple[int, int, int], tuple[bool, float, float]],
-) -> tuple[bool, float, float]:
+class _ExactCache:
+    """scipy's exact results by (n1, n2, h), kept across calls: a pure function of the key, and
+    the costliest part of a test (about 2.5 ms for 1,000 against 10,000 values, in C). A
+    daemon tests windows of nearly the same sizes against the same references all day, and
+    its sub-windows have fixed sizes, so the same keys come back. Bounded, least recently
+    used first out; shared by the scheduler's threads (two missing one key may both compute
+    it: the same value)."""
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._results: OrderedDict[tuple[int, int, int], tuple[bool, float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int, int]) -> tuple[bool, float, float] | None:
+        with self._lock:
+            found = self._results.get(key)
+            if found is not None:
+                self._results.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[int, int, int], result: tuple[bool, float, float]) -> None:
+        with self._lock:
+            self._results[key] = result
+            while len(self._results) > self.entries:
+                self._results.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._results.clear()
+
+
+EXACT_CACHE = _ExactCache(200_000)  # about 40 MB when full
+
+
+def _exact(ref: NumericColumn, cur: NumericColumn, d: float) -> tuple[bool, float, float]:
     """scipy's exact regime: D snapped to h/lcm(n1, n2), then its exact null probability."""
     n1, n2 = ref.n, cur.n
     g = math.gcd(n1, n2)
@@ -232,15 +262,18 @@ def _exact(
     lcm = (n1 // g) * n2
     h = round(d * lcm)  # Python rounds half to even, as np.round does
     key = (n1, n2, h)
-    if key not in cache:
-        if _EXACT_KERNEL is not None:
-            ok, snapped, p = _EXACT_KERNEL(n1, n2, g, d, "two-sided")
-        else:  # scipy's public function gives the same answer, only slower
-            # it says it fell back to the asymptotic p-value only through a warning.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RuntimeWarning)
-                res = stats.ks_2samp(ref.values, cur.values, method="exact")
-            ok = not any("unsuccessful" in str(w.message) for w in caught)
-            snapped, p = float(res.statistic), float(res.pvalue)
-        cache[key] = (bool(ok), float(snapped), float(p))
-    return cache[key]
+    found = EXACT_CACHE.get(key)
+    if found is not None:
+        return found
+    if _EXACT_KERNEL is not None:
+        ok, snapped, p = _EXACT_KERNEL(n1, n2, g, d, "two-sided")
+    else:  # scipy's public function gives the same answer, only slower
+        # it says it fell back to the asymptotic p-value only through a warning.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            res = stats.ks_2samp(ref.values, cur.values, method="exact")
+        ok = not any("unsuccessful" in str(w.message) for w in caught)
+        snapped, p = float(res.statistic), float(res.pvalue)
+    result = (bool(ok), float(snapped), float(p))
+    EXACT_CACHE.put(key, result)
+    return result

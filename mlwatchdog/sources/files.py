@@ -13,11 +13,12 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fsspec
+import numpy as np
 import pandas as pd
 
 from mlwatchdog.core import DataStatus
@@ -39,6 +40,10 @@ class FilesReader:
         self._cache: OrderedDict[tuple[Any, ...], _Parsed] = OrderedDict()
         self._cache_bytes = 0  # the sum of their sizes
         self._lock = threading.Lock()  # the scheduler's threads share this reader
+        # How far back of the newest window end the windowed reads reach (UTC nanoseconds):
+        # a cached file whose rows all lie further back is dropped, whatever the byte budget.
+        self._newest_end = _NEVER
+        self._reach = 0
 
     def files(self, start: datetime | None = None, end: datetime | None = None) -> list[str]:
         """The data files that can hold rows of [start, end) (all of them without a window)."""
@@ -105,29 +110,38 @@ class FilesReader:
         frames: list[pd.DataFrame] = []
         aside: list[SetAside] = []
         first_with: dict[str | None, str] = {}  # content digest -> the first file with it
+        lo = _nanoseconds_of(start) if start is not None else 0
+        hi = _nanoseconds_of(end) if end is not None else 0
+        empty: pd.DataFrame | None = None  # a file's rows when none is in the window
         for path in paths:
-            parsed = self._parsed(path, listing[path], wanted, ts if windowed else None)
+            parsed = self._parsed(path, listing[path], wanted, ts if windowed else None, lo, hi)
             if parsed.frame is None:
                 assert parsed.problem is not None
                 aside.append(parsed.problem)
                 continue
             first = first_with.setdefault(parsed.digest, path)
-            if first != path and len(parsed.frame):  # a retried upload, a file copied twice
+            if first != path and parsed.rows:  # a retried upload, a file copied twice
                 aside.append(SetAside("file", "duplicate", 1, f"{path}: same bytes as {first}"))
                 continue
             if parsed.bad_rows:
                 aside.append(SetAside("row", "bad_timestamp", parsed.bad_rows, path))
-            frame = parsed.frame
-            if windowed:
-                assert ts is not None
-                stamps = frame[ts]
-                frame = frame[(stamps >= start) & (stamps < end)]
-            frames.append(frame)
+            if windowed and not parsed.needed(lo, hi):  # most of an hourly folder
+                if empty is None:
+                    empty = parsed.frame.iloc[:0]
+                continue
+            frames.append(parsed.within(lo, hi) if windowed else parsed.frame)
+        if windowed:
+            self._forget_behind(lo, hi, listing)
         note = f"; {describe_set_aside(aside)}" if aside else ""
-        if not frames:
+        frames = [f for f in frames if len(f)] or frames[:1]  # (pandas warns of empty ones)
+        if not frames and empty is None:
             reason = f"no file under {self.spec.url} could be used{note}"
             return SourceRead(None, DataStatus.ERROR, reason, tuple(paths), tuple(aside))
-        rows = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+        if frames:
+            rows = _stacked(frames)
+        else:
+            assert empty is not None
+            rows = empty.reset_index(drop=True)
         rows = apply_filters(rows, filters or {})
         if rows.empty:
             where = f" in [{start:%H:%M:%S}, {end:%H:%M:%S})" if windowed else ""
@@ -137,17 +151,29 @@ class FilesReader:
         return SourceRead(rows, DataStatus.OK, reason, tuple(paths), tuple(aside))
 
     def _parsed(
-        self, path: str, info: dict[str, Any], wanted: list[str], ts: str | None
+        self,
+        path: str,
+        info: dict[str, Any],
+        wanted: list[str],
+        ts: str | None,
+        lo: int = 0,
+        hi: int = 0,
     ) -> _Parsed:
         """A file's `wanted` columns (timestamps as UTC), or why it was set aside; read once
         while the file is unchanged: a window that moves by one interval reuses every file but
-        the newest. Targets share this reader from several threads: the lock guards the cache,
-        never a read from disk (two threads missing one file may both read it)."""
+        the newest, and one whose rows were dropped (`_forget_behind`) is read again only if
+        the window [lo, hi) reaches back to it. Targets share this reader from several
+        threads: the lock guards the cache, never a read from disk (two threads missing one
+        file may both read it)."""
         key = (path, tuple(wanted), ts)
         fingerprint = _fingerprint(info)
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and cached.fingerprint == fingerprint:
+            if (
+                cached is not None
+                and cached.fingerprint == fingerprint
+                and not (cached.behind and cached.needed(lo, hi))
+            ):
                 self._cache.move_to_end(key)
                 return cached
         parsed = self._parse(path, fingerprint, wanted, ts)
@@ -186,13 +212,35 @@ class FilesReader:
                     frame = frame[placed]
         except TableError as exc:
             return _Parsed.set_aside(fingerprint, digest, path, exc.reason, exc.why)
-        size = int(frame.memory_usage(deep=True).sum())
-        return _Parsed(fingerprint, digest, frame, None, bad_rows, size)
+        stamps = _nanoseconds(frame[ts]) if ts is not None else None
+        return _Parsed.read(fingerprint, digest, frame, bad_rows, stamps)
+
+    def _forget_behind(self, lo: int, hi: int, listing: dict[str, Any]) -> None:
+        """Drop the rows of cached files that lie wholly before every window this reader is
+        asked for (a sliding window's files, once it has passed them), keeping their bounds
+        while a listing still names them (an hourly folder, read every minute): what the
+        daemon holds grows with its windows' rows, not with how long it has run. The reach is
+        the furthest any windowed read went back of the newest end seen (a labels delay
+        included); a read further back than ever reads its files again, once."""
+        with self._lock:
+            self._newest_end = max(self._newest_end, hi)
+            self._reach = max(self._reach, self._newest_end - lo)
+            horizon = self._newest_end - self._reach
+            for key, parsed in list(self._cache.items()):
+                if parsed.behind and key[0] not in listing:
+                    del self._cache[key]
+                elif not parsed.behind and parsed.rows and parsed.last < horizon:
+                    self._cache[key] = parsed.dropped()
+                else:
+                    continue
+                self._cache_bytes -= parsed.size - (_BEHIND if key in self._cache else 0)
 
 
 @dataclass(frozen=True, eq=False)
 class _Parsed:
-    """One file version as the reader keeps it: its rows, or why it was set aside."""
+    """One file version as the reader keeps it: its rows, or why it was set aside; once a
+    sliding window has passed it, only its bounds (`behind`), so a listing that still names it
+    costs nothing."""
 
     fingerprint: str  # the listing's details of the version read
     digest: str | None  # sha256 of its bytes (None: they could not be read)
@@ -200,6 +248,43 @@ class _Parsed:
     problem: SetAside | None  # why it was set aside (frame is None)
     bad_rows: int  # rows dropped: their timestamp is missing or not a timestamp
     size: int  # bytes it holds in the cache
+    # Read for a window: the timestamp column as UTC nanoseconds, its bounds, and whether it
+    # is oldest first (a window is then a slice).
+    stamps: np.ndarray[Any, np.dtype[np.int64]] | None = None
+    first: int = 0
+    last: int = 0
+    ordered: bool = False
+    rows: int = 0
+    behind: bool = False  # its rows were dropped: a window over [first, last] reads it again
+
+    @classmethod
+    def read(
+        cls,
+        fingerprint: str,
+        digest: str,
+        frame: pd.DataFrame,
+        bad_rows: int,
+        stamps: np.ndarray[Any, np.dtype[np.int64]] | None,
+    ) -> _Parsed:
+        size = _bytes_held(frame)
+        if stamps is None or not stamps.size:
+            return cls(fingerprint, digest, frame, None, bad_rows, size, stamps, rows=len(frame))
+        first, last = int(stamps.min()), int(stamps.max())
+        ordered = bool((stamps[1:] >= stamps[:-1]).all())
+        size += stamps.nbytes
+        return cls(
+            fingerprint,
+            digest,
+            frame,
+            None,
+            bad_rows,
+            size,
+            stamps,
+            first,
+            last,
+            ordered,
+            len(frame),
+        )
 
     @classmethod
     def set_aside(
@@ -208,6 +293,36 @@ class _Parsed:
         problem = SetAside("file", reason, 1, f"{path}: {why}")
         return cls(fingerprint, digest, None, problem, 0, len(problem.detail) + 200)
 
+    def dropped(self) -> _Parsed:
+        """This file without its rows, for a window that has passed it."""
+        assert self.frame is not None and self.stamps is not None
+        return replace(
+            self, frame=self.frame.iloc[:0], stamps=self.stamps[:0], size=_BEHIND, behind=True
+        )
+
+    def needed(self, lo: int, hi: int) -> bool:
+        """Whether a window [lo, hi) holds rows of this file (never, for one without rows)."""
+        return self.rows > 0 and self.first < hi and self.last >= lo
+
+    def within(self, lo: int, hi: int) -> pd.DataFrame:
+        """The rows stamped in [lo, hi) (UTC nanoseconds). A file wholly inside or outside the
+        window is decided by its bounds, a time-ordered one by two binary searches: only a
+        file out of order across an edge of the window is compared row by row."""
+        frame, stamps = self.frame, self.stamps
+        assert frame is not None and stamps is not None
+        if not self.needed(lo, hi):
+            return frame.iloc[:0]
+        assert not self.behind, "a file needed by the window is read again first"
+        if self.first >= lo and self.last < hi:
+            return frame
+        if self.ordered:
+            i, j = np.searchsorted(stamps, [lo, hi], side="left").tolist()
+            return frame.iloc[i:j]
+        return frame[(stamps >= lo) & (stamps < hi)]
+
+
+_BEHIND = 500  # bytes a file passed by the window holds in the cache (its name, its bounds)
+
 
 def _fingerprint(info: dict[str, Any]) -> str:
     # All of the details: the modification time is `mtime`, `LastModified`, `last_modified`,
@@ -215,11 +330,48 @@ def _fingerprint(info: dict[str, Any]) -> str:
     return repr(sorted(info.items()))
 
 
+_NEVER = -(2**63)
+
+
+def _bytes_held(frame: pd.DataFrame) -> int:
+    """About what `frame` holds in memory, as `memory_usage(deep=True)` counts it, without
+    making a Series of every column (a tenth of a file's parsing): only text and extension
+    columns are measured one by one."""
+    total = 8 * len(frame)  # the index
+    for i, dtype in enumerate(frame.dtypes.tolist()):
+        if isinstance(dtype, np.dtype) and dtype.kind != "O":
+            total += dtype.itemsize * len(frame)
+        else:
+            total += int(frame.iloc[:, i].memory_usage(index=False, deep=True))
+    return total
+
+
+def _nanoseconds(stamps: pd.Series) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """A UTC timestamp column (no NaT: `_parse` dropped those rows) as int64 nanoseconds."""
+    return np.asarray(pd.DatetimeIndex(stamps).as_unit("ns").asi8, dtype=np.int64)
+
+
+def _nanoseconds_of(moment: datetime) -> int:
+    """An instant as UTC nanoseconds (a naive one taken as UTC, as `to_utc` takes values)."""
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return int(stamp.as_unit("ns").value)
+
+
+def _stacked(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The files' rows of the window, one after the other, in a fresh frame."""
+    return pd.concat(frames, ignore_index=True)
+
+
 def to_utc(values: pd.Series, path: str, column: str) -> pd.Series:
     """Timestamps as tz-aware UTC; naive ones are taken as UTC, numbers as Unix seconds. A value
     that is not a timestamp becomes NaT (its row cannot be placed in a window); a column where
     no value is one raises TableError (reason bad_timestamp)."""
-    if pd.api.types.is_bool_dtype(values):
+    if isinstance(values.dtype, pd.DatetimeTZDtype):  # parquet's own: no parsing to do
+        stamps: pd.Series = values.dt.tz_convert(UTC)
+    elif isinstance(values.dtype, np.dtype) and values.dtype.kind == "M":
+        stamps = values.dt.tz_localize(UTC)
+    elif pd.api.types.is_bool_dtype(values):
         stamps = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     elif pd.api.types.is_numeric_dtype(values):
         # Beyond pandas' years 1677-2262 is no timestamp (and would raise, not give NaT).

@@ -979,3 +979,66 @@ def test_one_reader_hammered_from_threads_reads_what_a_fresh_reader_reads(tmp_pa
         expected = everything[(end, tuple(columns))]
         expected = expected[expected["f"].isin(listed)].reset_index(drop=True)
         pd.testing.assert_frame_equal(frame, expected)
+
+
+# ------------------------------------------------------------------- incremental windows
+
+
+def test_a_sliding_window_read_incrementally_equals_a_full_re_read(tmp_path: Path) -> None:
+    """One reader kept across 40 evaluations a minute apart (as the daemon keeps it: files
+    already read come from its cache, rows behind the window are dropped) returns, every
+    time, bit for bit what a fresh reader reading every file returns, while files arrive
+    (some in time order, some not), arrive late into an earlier folder, are rewritten, deleted
+    and copied; its cache holds only rows the windows can still need."""
+    rng = np.random.default_rng(16)
+    source = reader(tmp_path, partitioning=HOURLY)
+    begin = datetime(2026, 3, 10, 10, 50, tzinfo=UTC)
+    written: list[Path] = []
+
+    def land(at: datetime, name: str, ordered: bool = True) -> Path:
+        offsets = rng.uniform(0, 60, 20)
+        offsets[-1] = 30.0  # a row on the half minute: a window's first instant, 15 minutes on
+        stamps = [
+            at + timedelta(seconds=float(s)) for s in (sorted(offsets) if ordered else offsets)
+        ]
+        frame = pd.DataFrame({"timestamp": naive(*stamps), "x": rng.normal(size=20), "n": 1})
+        path = tmp_path / at.strftime(HOURLY) / f"{name}.parquet"
+        write(frame, path)
+        written.append(path)
+        return path
+
+    compared = 0
+    for minute in range(40):
+        now = begin + timedelta(minutes=minute, seconds=30)  # windows cut files in two
+        minute_ago = begin + timedelta(minutes=minute - 1)  # a file per whole minute
+        land(minute_ago, f"part-{minute:03}", ordered=minute % 3 != 0)
+        if minute % 7 == 3:  # late: rows of 12 minutes ago, filed in that minute's folder
+            land(minute_ago - timedelta(minutes=11), f"late-{minute:03}", ordered=False)
+        if minute % 9 == 4 and len(written) > 5:  # deleted
+            written.pop(-4).unlink()
+        if minute % 10 == 6:  # rewritten in place, with other rows
+            target = written[-3]
+            write(pd.read_parquet(target).assign(x=rng.normal(size=20)), target)
+        if minute == 20:  # a copy of a file: set aside as a duplicate by both
+            shutil.copy(written[-2], written[-2].with_name("copy.parquet"))
+        incremental = window_read(source, ["x", "n"], now)
+        full = window_read(reader(tmp_path, partitioning=HOURLY), ["x", "n"], now)
+        assert incremental.status is full.status is DataStatus.OK, full.reason
+        pd.testing.assert_frame_equal(incremental.frame, full.frame, check_exact=True)
+        assert (incremental.reason, incremental.files) == (full.reason, full.files)
+        assert incremental.set_aside == full.set_aside
+        # And what the files hold, read here with pandas alone: the rows of [start, now).
+        start, set_aside = now - WINDOW, {a.detail.split(":")[0] for a in full.set_aside}
+        parts = [pd.read_parquet(p) for p in full.files if p not in set_aside]
+        rows = pd.concat(parts, ignore_index=True)
+        rows["timestamp"] = pd.to_datetime(rows["timestamp"], utc=True)
+        rows = rows[(rows["timestamp"] >= start) & (rows["timestamp"] < now)]
+        pd.testing.assert_frame_equal(
+            full.frame, rows[["x", "n", "timestamp"]].reset_index(drop=True), check_exact=True
+        )
+        compared += 1
+        held = [e for e in source._cache.values() if e.frame is not None and not e.behind]
+        # Nothing held whose rows all lie before the window (15 minutes, 1 file a minute, the
+        # late ones and the file across the edge: about 20, never the whole run's files).
+        assert len(held) <= 22, len(held)
+    assert compared == 40

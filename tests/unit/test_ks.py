@@ -331,8 +331,35 @@ def without_kernel(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return public(*args, **kwargs)
 
     monkeypatch.setattr(ks_module, "_EXACT_KERNEL", None)
+    monkeypatch.setattr(ks_module, "EXACT_CACHE", ks_module._ExactCache(1_000))  # empty
     monkeypatch.setattr(stats, "ks_2samp", spy)
     return calls
+
+
+def test_exact_results_kept_across_calls_are_scipys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact p-values are kept across calls (the daemon tests the same sizes all day): a
+    second test of other windows of the same sizes finds some of them kept, and every p-value,
+    kept or computed, is scipy's own; a full cache forgets the least recently used."""
+    cache = ks_module._ExactCache(50)
+    monkeypatch.setattr(ks_module, "EXACT_CACHE", cache)
+    computed: list[tuple[int, int, float]] = []
+    kernel = ks_module._EXACT_KERNEL
+    assert kernel is not None
+
+    def counting(n1: int, n2: int, g: int, d: float, alternative: str) -> Any:
+        computed.append((n1, n2, d))
+        return kernel(n1, n2, g, d, alternative)
+
+    monkeypatch.setattr(ks_module, "_EXACT_KERNEL", counting)
+    rng = np.random.default_rng(16)
+    reference = rng.normal(size=(2_000, 1))
+    for _ in range(40):  # 40 windows of 300 rows: D takes few values, so keys come back
+        current = rng.normal(0.1, 1.0, size=(300, 1))
+        result = ks_2samp(reference, current)
+        expected = stats.ks_2samp(reference[:, 0], current[:, 0], method="exact")
+        assert result.pvalue[0] == expected.pvalue and result.statistic[0] == expected.statistic
+    assert len(computed) < 40  # some came from the cache
+    assert len(cache._results) <= 50
 
 
 def test_fallback_without_private_kernel_gives_identical_results(
