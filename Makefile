@@ -33,7 +33,7 @@ evaluate: $(RUN_STAMP)
 # temporary folder.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 test: $(DEV_STAMP) servers $(BIN)/helm lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --basetemp=.test-tmp --ignore=tests/zz_bundles
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --basetemp=.test-tmp --ignore=tests/zz_bundles
 	MLWATCHDOG_TEST_BUNDLES=.test-tmp $(BIN)/python -m pytest tests/zz_bundles
 
 # The servers the integration tests start on loopback (Debian packages); installed when missing.
