@@ -157,7 +157,11 @@ def test_a_full_disk_holds_the_rollback_until_its_state_is_saved_and_loses_nothi
             if not logged or logged[-1] != line["state"]:
                 logged.append(line["state"])
         assert [e["phase"] for e in journal if e["kind"] == "phase"] == logged
-        assert logged[:3] == ["healthy", "degraded", "verifying"]
+        # Healthy until the drift (a chance breach of the calm window may already show degraded
+        # when a loaded machine starves the feeder), then degraded; verifying only after the act.
+        verifying = logged.index("verifying")
+        assert logged[0] in ("healthy", "degraded") and logged[verifying - 1] == "degraded"
+        assert set(logged[:verifying]) <= {"healthy", "degraded"}, logged
         decided = [e["event"].removeprefix("decision: ") for e in daemon.logs()
                    if e["event"].startswith("decision: ")]  # fmt: skip
         assert [e["decision"] for e in journal if e["kind"] == "decision"] == decided
