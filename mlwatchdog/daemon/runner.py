@@ -303,7 +303,10 @@ class TargetRunner:
             "incident adopted from the workload's last-action annotation",
             incident=incident, by=by, at=at, phase=phase,
         )  # fmt: skip
-        self._record(now, "adopted", state, incident=incident, by=by, acted_at=at, phase=phase)
+        detail = f"reverted by {by} at {at}: continued here from the workload's annotation"
+        self._record(
+            now, "adopted", state, incident=incident, by=by, acted_at=at, phase=phase, detail=detail
+        )
         return state
 
     def _watch_sight(self, observation: Observation, now: datetime) -> None:
