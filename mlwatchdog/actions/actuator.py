@@ -18,7 +18,7 @@ from typing import Any
 from mlwatchdog.actions import gitops
 from mlwatchdog.actions.audit import AuditLog
 from mlwatchdog.actions.kube_api import KubeApi
-from mlwatchdog.actions.plan import Plan, with_precondition
+from mlwatchdog.actions.plan import Plan, last_action, with_precondition
 from mlwatchdog.actions.policy import refusal
 from mlwatchdog.actions.workloads import Read, driver_for
 from mlwatchdog.core import ActionOutcome, Decision, Health, WorkloadHealth
@@ -93,6 +93,19 @@ class KubeActuator:
         except ActionError as exc:
             return WorkloadHealth(Health.UNKNOWN, str(exc))
         return driver.health(obj)
+
+    def read_last_action(self, target: Target) -> dict[str, Any] | None:
+        """The LAST_ACTION note on the target's workload, parsed ({} when it has none); None when
+        the target has no workload or it cannot be read. For a replica taking the target over
+        without a state of its own (core/takeover.py)."""
+        if target.workload.kind == "none":
+            return None
+        try:
+            obj = self.api.get(driver_for(target.workload.kind).path(target))
+        except ActionError as exc:
+            self.log.warning("cannot read the workload's last action", error=str(exc))
+            return None
+        return last_action(obj)
 
     def serving(self, target: Target) -> Revisions | None:
         """The canary and stable revisions the workload serves now; None when no canary is in

@@ -62,5 +62,8 @@ class DryRunActuator:
     def health(self, target: Target) -> WorkloadHealth | None:
         return None  # nothing was changed, nothing to verify on the object
 
+    def read_last_action(self, target: Target) -> dict[str, Any] | None:
+        return None  # no cluster: no workload's note to read
+
     def serving(self, target: Target) -> Revisions | None:
         return None  # no cluster: only revisions stated in samples.revisions split the window

@@ -31,6 +31,7 @@ from mlwatchdog.core.model import (
     from_json,
     to_json,
 )
+from mlwatchdog.core.takeover import adopted
 
 __all__ = [
     "CANARY",
@@ -55,6 +56,7 @@ __all__ = [
     "RevisionWindows",
     "TargetState",
     "WorkloadHealth",
+    "adopted",
     "base_check",
     "decide",
     "evaluate",

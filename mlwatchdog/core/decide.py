@@ -207,12 +207,18 @@ def record_action(
     if state.phase is not Phase.ROLLING_BACK or incident is None or incident.id != outcome.incident:
         return state, ()
     if outcome.ok:
-        until = now + target.verify_window
-        return replace(state, phase=Phase.VERIFYING, since=now, verify_until=until), ()
+        return verifying(target, state, now), ()
     verb = "refused by policy" if outcome.refused else "failed"
     reasons = (f"rollback {verb}: {outcome.detail}",)
     silenced = state.silenced if state.silenced and state.silenced.active(now) else None
     return _escalate(replace(state, since=now), now, reasons, silenced)
+
+
+def verifying(target: Target, state: TargetState, acted_at: datetime) -> TargetState:
+    """`state` verifying the rollback carried out at `acted_at`: the checks must have recovered
+    by the end of verify.window (`_verifying`)."""
+    until = acted_at + target.verify_window
+    return replace(state, phase=Phase.VERIFYING, since=acted_at, verify_until=until)
 
 
 # ------------------------------------------------------------------------------------ phases

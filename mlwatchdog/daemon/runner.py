@@ -25,6 +25,7 @@ from mlwatchdog.core import (
     Phase,
     TargetState,
     WorkloadHealth,
+    adopted,
     evaluate,
     record_action,
 )
@@ -54,6 +55,8 @@ class Actuator(Protocol):
     def health(self, target: Target) -> WorkloadHealth | None: ...
 
     def serving(self, target: Target) -> Revisions | None: ...
+
+    def read_last_action(self, target: Target) -> dict[str, Any] | None: ...
 
 
 class TargetRunner:
@@ -152,8 +155,8 @@ class TargetRunner:
     def forget_state_before(self, when: datetime) -> None:
         """This replica takes the target over (a shard won): a state it last evaluated before
         `when` is dropped, since another replica may have evaluated the target since; no pending
-        timer or incident of then carries on. The workload's LAST_ACTION annotation still keeps
-        a revert from being sent twice (actions/plan.py already_done). Applied before the next
+        timer or incident of then carries on. The next evaluation continues the incident the
+        workload's LAST_ACTION annotation records, if any (`_adopted`). Applied before the next
         evaluation, as `rebind`: the caller (the election thread) never waits for one."""
         with self._swap_lock:
             self._forget_before = when
@@ -215,6 +218,8 @@ class TargetRunner:
         started = time.perf_counter()
         builds = self.observer.reference_builds
         try:
+            if self.state is None:  # a takeover or a new pod: an incident may be under way
+                self.state = self._adopted(now)
             if self.state is not None and self.state.phase is Phase.ROLLING_BACK:
                 self._resume(now)  # unless paused or silenced: then once that is over
             observation = self.observer.observe(self.target, now, self._serving)
@@ -283,6 +288,26 @@ class TargetRunner:
             },
         )
         return evaluation
+
+    def _adopted(self, now: datetime) -> TargetState | None:
+        """Without a state of its own, the incident another replica acted on, as the workload's
+        LAST_ACTION annotation records it (core/takeover.py): verified here instead of decided
+        again. None (start afresh, as without a note) when there is none to continue or the
+        workload cannot be read."""
+        note = self.actuator.read_last_action(self.target)
+        state = adopted(self.target, note, now) if note else None
+        if note is None or state is None:
+            return None
+        incident, by, at, phase = note["incident"], note.get("by"), note["at"], str(state.phase)
+        self.log.info(
+            "incident adopted from the workload's last-action annotation",
+            incident=incident, by=by, at=at, phase=phase,
+        )  # fmt: skip
+        detail = f"reverted by {by} at {at}: continued here from the workload's annotation"
+        self._record(
+            now, "adopted", state, incident=incident, by=by, acted_at=at, phase=phase, detail=detail
+        )
+        return state
 
     def _watch_sight(self, observation: Observation, now: datetime) -> None:
         """Whether the target is blind (its drift checks' inputs missing for longer than the

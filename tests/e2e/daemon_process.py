@@ -81,12 +81,14 @@ def replica_config(
     kubeconfig: Path,
     *,
     copies: Sequence[str] = (),
+    verify: float = VERIFY,
     **election: Any,
 ) -> tuple[Path, int]:
     """A replica's rules (write_config, acting for real) sharing a Lease in namespace `models` of
     the emulated API with its peers; `election` overrides daemon.leader_election (e.g. shards).
-    `copies`: names of alert-only copies of TARGET (workload none) added to the targets. Its state
-    and audit log are its own (as a pod's volume); its identity is `name`."""
+    `copies`: names of alert-only copies of TARGET (workload none) added to the targets; `verify`:
+    TARGET's verify.window in seconds. Its state and audit log are its own (as a pod's volume);
+    its identity is `name`."""
     port = free_port()
     path = write_config(tmp_path, port, dry_run=False)
     rules: dict[str, Any] = yaml.safe_load(path.read_text())
@@ -106,6 +108,7 @@ def replica_config(
         },
     )
     (target,) = rules["targets"]
+    target["verify"] = {"window": f"{verify:g}s"}
     for copy in copies:
         rollback = {**target["rollback"], "dry_run": True}
         rules["targets"].append({**target, "name": copy, "workload": {}, "rollback": rollback})

@@ -19,10 +19,11 @@ from mlwatchdog.core import (
     Incident,
     Phase,
     TargetState,
+    adopted,
     record_action,
 )
 from mlwatchdog.rules import Target
-from tests.kube.acting import NOW, actuator, decision
+from tests.kube.acting import INCIDENT, NOW, actuator, decision
 from tests.kube.apiserver import FakeKubeAPI
 from tests.kube.kserve_controller import complete_raw_rollout
 from tests.kube.objects import (
@@ -132,6 +133,26 @@ def test_the_same_incident_never_acts_twice(api: FakeKubeAPI, audit: AuditLog) -
     assert other.ok and "less than cooldown ago" in other.detail
     assert len(api.writes()) == writes
     assert [line["result"] for line in list(audit.entries())] == ["sent", "skipped", "skipped"]
+
+
+def test_a_replica_taking_over_reads_the_revert_to_verify_from_the_workload(
+    api: FakeKubeAPI, audit: AuditLog
+) -> None:
+    api.seed(argo_canary(step=2, steps=4).objects)
+    install_argo_controller(api)
+    target = kube_target()
+    heir = actuator(api, audit)
+    assert heir.read_last_action(target) == {}  # not reverted: nothing to continue
+
+    assert actuator(api, audit).rollback(target, decision(target)).ok  # the leader, then killed
+    state = adopted(target, heir.read_last_action(target) or {}, NOW + timedelta(minutes=1))
+    assert state is not None and state.incident is not None
+    assert state.phase is Phase.VERIFYING and state.incident.id == INCIDENT
+    assert state.verify_until == NOW + target.verify_window
+
+    api.down()  # unreadable: the heir starts afresh, as without a note
+    assert heir.read_last_action(target) is None
+    api.up()
 
 
 def test_blue_green_is_aborted_and_undone(api: FakeKubeAPI, audit: AuditLog) -> None:

@@ -17,6 +17,7 @@ import structlog.testing
 import yaml
 from prometheus_client import generate_latest
 
+from mlwatchdog.actions.dryrun import DryRunActuator
 from mlwatchdog.core import (
     CheckRecord,
     CheckState,
@@ -446,8 +447,9 @@ def test_a_running_evaluation_finishes_with_the_definition_it_started_with(
 ) -> None:
     old = config(rules(target("a", metric("errors", 0.05), metric("latency", 1.0)))).target("a")
     new = config(rules(target("a", metric("errors", 0.05), metric("saturation", 0.9)))).target("a")
-    observer: Any = BlockingObserver()  # for the Observer; no actuator: nothing acts here
-    metrics, log, actuator = DaemonMetrics(), structlog.get_logger(), None
+    observer: Any = BlockingObserver()  # for the Observer; offline dry-run: nothing acts here
+    metrics, log = DaemonMetrics(), structlog.get_logger()
+    actuator = DryRunActuator(log)
     runner = TargetRunner(old, observer, actuator, StateStore(tmp_path, log), metrics, log, now)
     results: list[Any] = []
     running = threading.Thread(target=lambda: results.append(runner.run_once()))
