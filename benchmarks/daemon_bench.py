@@ -57,6 +57,7 @@ import pandas as pd
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+import mlwatchdog
 from mlwatchdog.actions.dryrun import DryRunActuator
 from mlwatchdog.core import evaluate
 from mlwatchdog.daemon.logs import configure_logging
@@ -84,6 +85,15 @@ FILE_EVERY = 10  # seconds of samples per file
 MINUTE_LAYOUT = "dt=%Y-%m-%d/hour=%H/minute=%M"
 HOUR_LAYOUT = "dt=%Y-%m-%d/hour=%H"
 WORKERS = 4  # the daemon's scheduler threads (Daemon(workers=4))
+KS_CHECK = {  # each target's KS check over its 20 features
+    "name": "feature_drift",
+    "type": "drift",
+    "test": "ks",
+    "columns": "features",
+    "threshold": 0.01,
+    "correction": "bh",
+    "drift_share": 0.3,
+}
 
 
 # ----------------------------------------------------------------------------------- the data
@@ -147,15 +157,7 @@ def write_config(
                 "reference": {"source": "reference"},
                 "columns": {"features": dict.fromkeys(FEATURES, "numeric")},
                 "checks": [
-                    {
-                        "name": "feature_drift",
-                        "type": "drift",
-                        "test": "ks",
-                        "columns": "features",
-                        "threshold": 0.01,
-                        "correction": "bh",
-                        "drift_share": 0.3,
-                    },
+                    KS_CHECK,
                     {
                         "name": "feature_psi",
                         "type": "drift",
@@ -514,16 +516,18 @@ def machine() -> str:
 
 
 def code_version() -> str:
-    """The commit measured, and whether the working tree had changes to the package."""
+    """The commit measured (the checkout `mlwatchdog` is imported from, as PYTHONPATH says), and
+    whether its working tree had changes to the package."""
+    tree = Path(mlwatchdog.__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
         changed = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "mlwatchdog"],
+            ["git", "-C", str(tree), "status", "--porcelain", "--", "mlwatchdog"],
             capture_output=True,
             text=True,
             check=True,
@@ -570,7 +574,8 @@ def report(runs: list[InProcess], daemon: DaemonRun | None, command: str) -> str
             f"{'-' if alone else f'{r.cpu_seconds / r.seconds:.2f}'} | {r.others:.1f} |"
         )
     lines.append("")
-    for label in dict.fromkeys(r.label for r in runs):
+    timed_modes = {r.mode for r in runs}
+    for label in dict.fromkeys(r.label for r in runs if timed_modes != {CHECKS}):
 
         def cpu(mode: str, label: str = label) -> float:
             found = [r for r in runs if r.label == label and r.mode == mode and r.threads == 1]
@@ -670,6 +675,9 @@ def main() -> None:
     parser.add_argument("--daemon-seconds", type=float, help="daemon measurement [120; quick 30]")
     parser.add_argument("--no-daemon", action="store_true", help="skip the daemon run")
     parser.add_argument("--daemon-only", action="store_true", help="skip the in-process runs")
+    parser.add_argument(
+        "--checks-only", action="store_true", help="in process, time the checks alone; no daemon"
+    )
     parser.add_argument("--workdir", type=Path, help="where the data goes (default: a temp dir)")
     parser.add_argument("--readme", action="store_true", help=f"write {SECTION!r} in README.md")
     args = parser.parse_args()
@@ -707,10 +715,9 @@ def main() -> None:
         log(f"{label}: writing {n_targets} targets' samples ...")
         config = prepare(workdir, n_targets, layout, first, start + rounds * step)
         for mode, threads in (
-            (CHECKS, 1),
-            (EVALUATION, 1),
-            (FULL_RE_READ, 1),
-            (EVALUATION, WORKERS),
+            ((CHECKS, 1),)
+            if args.checks_only
+            else ((CHECKS, 1), (EVALUATION, 1), (FULL_RE_READ, 1), (EVALUATION, WORKERS))
         ):
             log(f"{label}: {mode}, {threads} thread(s) for up to {duration:g} s ...")
             run = run_in_process(label, config, start, step, rounds, threads, duration, mode)
@@ -719,7 +726,7 @@ def main() -> None:
             runs.append(run)
         shutil.rmtree(workdir, ignore_errors=True)
     daemon = None
-    if not args.no_daemon:
+    if not (args.no_daemon or args.checks_only):
         daemon = run_daemon(
             base / "daemon",
             daemon_targets,

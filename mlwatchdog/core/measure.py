@@ -194,6 +194,8 @@ def _drift(
     if calibration is not None:
         alpha = calibration.alpha
     columns = drift_columns(target, check)
+    # Bonferroni across the sub-windows: the whole check keeps its false-alarm rate.
+    threshold = alpha / len(sizes)
 
     def test(sample: Sample) -> DriftResult:
         assert observation.reference is not None
@@ -201,8 +203,7 @@ def _drift(
             sample,
             check.test,
             columns=columns,
-            # Bonferroni across the sub-windows: the whole check keeps its false-alarm rate.
-            threshold=alpha / len(sizes),
+            threshold=threshold,
             correction=check.correction,
             min_samples=target.samples.min_samples,
             bins=check.bins,
@@ -215,7 +216,19 @@ def _drift(
     result, k = whole, n_rows
     if whole.share_drifted() < check.drift_share:  # also when NaN: a recent breach may show
         for size in sizes[:-1]:
-            candidate = test(_recent(observation, list(prepared.names), size, recent))
+            newest = _recent(observation, list(prepared.names), size, recent)
+            # Only a breaching sub-window's result is kept: one that cannot breach is not tested
+            # (for KS that spares most of its exact p-values; the decision is the same).
+            if not observation.reference.could_drift(
+                newest,
+                check.test,
+                drift_share=check.drift_share,
+                columns=columns,
+                threshold=threshold,
+                min_samples=min_samples,
+            ):
+                continue
+            candidate = test(newest)
             if candidate.share_drifted() >= check.drift_share:
                 result, k = candidate, size
                 break

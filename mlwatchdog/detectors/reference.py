@@ -15,7 +15,7 @@ import numpy as np
 from mlwatchdog.detectors.chi2 import chi2_counts
 from mlwatchdog.detectors.corrections import Correction
 from mlwatchdog.detectors.effect import EffectMeasure, effect_columns
-from mlwatchdog.detectors.ks import KSMethod, ks_columns
+from mlwatchdog.detectors.ks import KSMethod, ks_columns, ks_may_be_below
 from mlwatchdog.detectors.psi import (
     Binning,
     QuantileBins,
@@ -173,10 +173,7 @@ class Reference:
         """
         name = _drift_test(test)
         spec = REGISTRY[name]
-        chosen = self._columns_for(spec.name, spec.kinds, columns)
-        index = [self._position(c) for c in chosen]
-        ref_cols = [self.sample.columns[i] for i in index]
-        cur_cols = list(self.prepare(current, chosen, workers=workers).columns)
+        chosen, index, ref_cols, cur_cols = self._pairs(name, current, columns, workers)
         n_ref = np.array([c.n for c in ref_cols], dtype=np.int64)
         n_cur = np.array([c.n for c in cur_cols], dtype=np.int64)
         statistic, pvalue = self._run(
@@ -203,6 +200,52 @@ class Reference:
             effect_measure=measure,
             min_effect=float(min_effect),
         )
+
+    def could_drift(
+        self,
+        current: Any,
+        test: DriftTest | str,
+        *,
+        drift_share: float,
+        columns: Sequence[str] | None = None,
+        threshold: float | None = None,
+        min_samples: int = DEFAULT_MIN_SAMPLES,
+        method: KSMethod = "auto",
+    ) -> bool:
+        """False only when `test(current, ...)` with these arguments (any correction, any effect
+        floor) certainly has `share_drifted() < drift_share` or NaN; True otherwise.
+
+        A correction only raises p-values and an effect floor only removes columns, so a column
+        with a p-value at or above `threshold` never drifts. For KS that settles most columns
+        without their exact p-values (`ks.ks_may_be_below`); other tests always say True."""
+        name = _drift_test(test)
+        if name is not DriftTest.KS:
+            return True
+        _, _, ref_cols, cur_cols = self._pairs(name, current, columns, None)
+        n_ref = np.array([c.n for c in ref_cols], dtype=np.int64)
+        n_cur = np.array([c.n for c in cur_cols], dtype=np.int64)
+        sufficient = (n_ref >= min_samples) & (n_cur >= min_samples)
+        n = int(sufficient.sum())
+        if n == 0:
+            return False  # share NaN: no breach
+        alpha = REGISTRY[name].default_threshold if threshold is None else float(threshold)
+        may = ks_may_be_below(ref_cols, cur_cols, alpha, method) & sufficient
+        return float(may.sum() / n) >= drift_share  # share_drifted's own division
+
+    def _pairs(
+        self,
+        test: DriftTest,
+        current: Any,
+        columns: Sequence[str] | None,
+        workers: int | None,
+    ) -> tuple[list[str], list[int], list[Any], list[Any]]:
+        """The columns `test` runs on, their positions, and their reference and current data."""
+        spec = REGISTRY[test]
+        chosen = self._columns_for(spec.name, spec.kinds, columns)
+        index = [self._position(c) for c in chosen]
+        ref_cols = [self.sample.columns[i] for i in index]
+        cur_cols = list(self.prepare(current, chosen, workers=workers).columns)
+        return chosen, index, ref_cols, cur_cols
 
     def _columns_for(
         self, test: DriftTest, kinds: frozenset[ColumnKind], columns: Sequence[str] | None

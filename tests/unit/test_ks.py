@@ -21,7 +21,8 @@ from scipy import stats
 
 from mlwatchdog.detectors import ks as ks_module
 from mlwatchdog.detectors import ks_2samp
-from mlwatchdog.detectors.ks import kstwo_sf
+from mlwatchdog.detectors.ks import ks_may_be_below, kstwo_sf
+from mlwatchdog.detectors.sample import NumericColumn, Sample
 from mlwatchdog.errors import InputError
 
 FloatArray = NDArray[np.float64]
@@ -315,6 +316,77 @@ def test_unknown_method_is_rejected() -> None:
 
 
 # ------------------------------------------------------------- fallback without the kernel
+
+
+def columns_of(block: FloatArray) -> list[NumericColumn]:
+    return [c for c in Sample.from_data(block).columns if isinstance(c, NumericColumn)]
+
+
+@st.composite
+def gappy_pairs(draw: st.DrawFn) -> Pair:
+    """Pairs of 1-300 values (n1 < n2, n1 > n2, n1 == n2, shared divisors), and up to a third
+    of each current column dropped (NaN) at random, so one call holds columns of other sizes."""
+    reference, current = draw(ks_pairs(1, 300, max_columns=5))
+    if draw(st.booleans()):  # equal sizes, or one a multiple of the other
+        n = reference.shape[0] * draw(st.sampled_from([1, 2, 3]))
+        current = np.resize(current, (n, current.shape[1])) + 0.0
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    gaps = rng.random(current.shape) < rng.uniform(0.0, 0.33, current.shape[1])
+    return reference, np.where(gaps, np.nan, current)
+
+
+@settings(max_examples=200, deadline=None)
+@given(gappy_pairs())
+def test_exact_pvalues_of_columns_of_other_sizes_in_one_call_are_scipys_bit_for_bit(
+    pair: Pair,
+) -> None:
+    reference, current = pair
+    result = ks_2samp(reference, current)
+    statistic, pvalue, exact = scipy_per_column(reference, current)
+    np.testing.assert_array_equal(result.exact, exact)  # all but empty columns, at these sizes
+    np.testing.assert_array_equal(result.pvalue, pvalue, strict=True)
+    np.testing.assert_array_equal(result.statistic, statistic, strict=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(gappy_pairs(), st.sampled_from([1e-30, 1e-6, 1e-3, 0.01, 0.05, 0.5, 0.99]))
+def test_the_screen_says_exactly_which_pvalues_scipy_puts_below_the_threshold(
+    pair: Pair, threshold: float
+) -> None:
+    """`ks_may_be_below` computes few exact p-values, yet its answer is scipy's own comparison,
+    down to tiny p-values and thresholds."""
+    reference, current = pair
+    _, pvalue, _ = scipy_per_column(reference, current)
+    below = ks_may_be_below(columns_of(reference), columns_of(current), threshold)
+    np.testing.assert_array_equal(below, pvalue < threshold)
+
+
+def test_the_screen_computes_one_exact_pvalue_per_sizes_on_stationary_columns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """20 columns of one window: only the largest D's p-value when it is above the threshold;
+    with 3 columns shifted, theirs too (they are below), then one above settles the rest."""
+    monkeypatch.setattr(ks_module, "EXACT_CACHE", ks_module._ExactCache(1_000))  # empty
+    computed: list[float] = []
+    kernel = ks_module._EXACT_KERNEL
+    assert kernel is not None
+
+    def counting(n1: int, n2: int, g: int, d: float, alternative: str) -> Any:
+        computed.append(d)
+        return kernel(n1, n2, g, d, alternative)
+
+    monkeypatch.setattr(ks_module, "_EXACT_KERNEL", counting)
+    rng = np.random.default_rng(16)
+    reference = columns_of(rng.normal(size=(2_000, 20)))
+    block = rng.normal(size=(300, 20))
+    assert not ks_may_be_below(reference, columns_of(block), 0.001).any()
+    assert len(computed) == 1
+    block[:, [3, 7, 11]] += 1.0
+    ks_module.EXACT_CACHE.clear()
+    computed.clear()
+    below = ks_may_be_below(reference, columns_of(block), 0.001)
+    assert np.flatnonzero(below).tolist() == [3, 7, 11]
+    assert len(computed) == 4
 
 
 def test_installed_scipy_provides_the_exact_kernel() -> None:

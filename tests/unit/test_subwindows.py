@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,9 +52,10 @@ def rules(root: Path, **check: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def make_target(**check: Any) -> Target:
-    text = yaml.safe_dump(rules(Path("/nonexistent"), **check))
-    return parse_config(text, "rules.yaml").targets[0]
+def make_target(features: Sequence[str] = ("x",), **check: Any) -> Target:
+    spec = rules(Path("/nonexistent"), **check)
+    spec["targets"][0]["columns"]["features"] = dict.fromkeys(features, "numeric")
+    return parse_config(yaml.safe_dump(spec), "rules.yaml").targets[0]
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +124,43 @@ def test_on_stationary_data_the_false_alarm_rate_stays_at_about_alpha(
     # Five tests at alpha each would alarm at up to 5x alpha; corrected, at most alpha.
     assert rate <= ALPHA + tolerance, rate
     assert rate > 0  # it still alarms at all: the correction is not switched off by accident
+
+
+def test_a_sub_window_that_cannot_breach_is_passed_over_with_the_same_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sub-windows are tested only when they could breach (for KS: most exact p-values are
+    never computed); every result, breaching or not, is what testing each of them gives, over
+    corrections, drift shares, effect floors and changes in some columns' newest rows."""
+    features = [f"x{i}" for i in range(8)]
+    rng = np.random.default_rng(16)
+    reference = Reference(pd.DataFrame(rng.normal(size=(3_000, 8)), columns=features))
+    targets = [
+        make_target(features, correction=correction, drift_share=share, **floor)
+        for correction in ("none", "bh", "bonferroni")
+        for share in (0.25, 0.5)
+        for floor in ({}, {"effect": {"measure": "wasserstein", "min": 0.2}})
+    ]
+    frames = []
+    for changed, shifted, shift in itertools.product((0, 150, 300), (1, 2, 4), (0.3, 0.6)):
+        frame = window(rng, 1_200).drop(columns="x")
+        values = rng.normal(size=(1_200, 8))
+        values[1_200 - changed :, :shifted] += shift
+        frames.append(frame.assign(**dict(zip(features, values.T, strict=True))))
+    could_drift = Reference.could_drift
+    answers: list[bool] = []
+
+    def spy(self: Reference, *args: Any, **kwargs: Any) -> bool:
+        answers.append(could_drift(self, *args, **kwargs))
+        return answers[-1]
+
+    monkeypatch.setattr(Reference, "could_drift", spy)
+    screened = [judge(t, reference, f) for t in targets for f in frames]
+    monkeypatch.setattr(Reference, "could_drift", lambda *args, **kwargs: True)
+    assert screened == [judge(t, reference, f) for t in targets for f in frames]
+    assert True in answers and False in answers
+    assert any(r.breaching and "most recent" in r.reason for r in screened)
+    assert any(not r.breaching for r in screened)
 
 
 def test_psi_and_small_windows_test_the_whole_window_only() -> None:
