@@ -85,15 +85,9 @@ FILE_EVERY = 10  # seconds of samples per file
 MINUTE_LAYOUT = "dt=%Y-%m-%d/hour=%H/minute=%M"
 HOUR_LAYOUT = "dt=%Y-%m-%d/hour=%H"
 WORKERS = 4  # the daemon's scheduler threads (Daemon(workers=4))
-KS_CHECK = {  # each target's KS check over its 20 features
-    "name": "feature_drift",
-    "type": "drift",
-    "test": "ks",
-    "columns": "features",
-    "threshold": 0.01,
-    "correction": "bh",
-    "drift_share": 0.3,
-}
+# Each target's KS check over its 20 features.
+KS_CHECK = {"name": "feature_drift", "type": "drift", "test": "ks", "columns": "features",
+            "threshold": 0.01, "correction": "bh", "drift_share": 0.3}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- the data
