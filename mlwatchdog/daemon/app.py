@@ -89,8 +89,8 @@ def create_app(daemon: Daemon) -> FastAPI:
         ]
         started = daemon.running and (ready_once or not waiting)
         ready_once = ready_once or started
-        # A state file, the audit trail, the journal or a bundle that cannot be written: the
-        # pod is not fit to act (or to take events) until it can again.
+        # A state file, the audit trail, the journal, a bundle or the sink's store that cannot
+        # be written: the pod is not fit to act (or to take events) until it can again.
         failing = daemon.faults.current()
         ready = started and not failing
         body: dict[str, Any] = {"status": "ready" if ready else "not ready"}

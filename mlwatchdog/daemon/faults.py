@@ -1,8 +1,10 @@
-"""Writes that fail (a state file, the audit trail, the journal, a bundle): never silent.
+"""Writes that fail (a state file, the audit trail, the journal, a bundle, the KServe sink's
+store): never silent.
 
 Each fault is counted in /metrics, logged at error when it starts and at warning when it ends,
 and shown by /readyz (503) until the write succeeds again. The writers keep what they could not
-write and try again; this module only keeps the books.
+write and try again (the sink refuses its events instead, and probes its store); this module
+only keeps the books.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import threading
 from typing import Any
 
 from mlwatchdog.daemon.metrics import DaemonMetrics
+
+# What becomes of what could not be written, as the log says it.
+_MEANWHILE = {"sink": "events refused (503 not_stored) until the store takes a write again"}
 
 
 class Faults:
@@ -36,7 +41,8 @@ class Faults:
             self.metrics.write_failures.labels(what).inc()
         self.metrics.writes_failing.labels(what).set(failing)
         if error is not None and before is None:
-            self.log.error(f"{what} write failing; kept and retried", where=where, error=error)
+            meanwhile = _MEANWHILE.get(what, "kept and retried")
+            self.log.error(f"{what} write failing; {meanwhile}", where=where, error=error)
         elif error is None and before is not None:
             self.log.warning(f"{what} written again", where=where)
 

@@ -246,8 +246,9 @@ class DaemonMetrics:
             self.config_reloads.labels(result)
         self.write_failures = Counter(
             "mlwatchdog_write_failures",
-            "Failed writes of state files, the audit trail, the journal and bundles (disk full, "
-            "too many open files, the store down): what was not written is kept and retried.",
+            "Failed writes of state files, the audit trail, the journal, bundles and the KServe "
+            "sink's store (disk full, too many open files, the store down): what was not written "
+            "is kept and retried (the sink's events are refused, 503).",
             ["what"],
             registry=r,
         )
@@ -257,7 +258,7 @@ class DaemonMetrics:
             ["what"],
             registry=r,
         )
-        for what in ("state", "audit", "journal", "bundle"):
+        for what in ("state", "audit", "journal", "bundle", "sink"):
             self.write_failures.labels(what)
             self.writes_failing.labels(what).set(0)
         self.sink_events = Counter(

@@ -38,7 +38,7 @@ from mlwatchdog.errors import ConfigError
 from mlwatchdog.replay.bundle import BundleWriter
 from mlwatchdog.rules import Config, ConfigIssue, KServeSource, Target, load_config
 from mlwatchdog.rules.schema import exposed_without_auth
-from mlwatchdog.rules.secret import Redactor, secret_values
+from mlwatchdog.rules.secret import Redactor, mask_url, secret_values
 from mlwatchdog.sources.kserve import SinkStore
 from mlwatchdog.sources.observe import Observer
 
@@ -83,7 +83,11 @@ class Daemon:
                 "mlwatchdog sink serves the KServe sink, but no source of this config has "
                 "`type: kserve` to read what it would store: add one, or use mlwatchdog run"
             )
-        self.sink = SinkStore(config.daemon.sink) if kserve else None
+        # A store that fails takes the pod out of its Service (/readyz) until it writes again.
+        # Named as the audit trail's URL is: a password in it masked.
+        sink = config.daemon.sink
+        on_fault = self.faults.reporter("sink", mask_url(sink.path))
+        self.sink = SinkStore(sink, on_fault) if kserve else None
         self.elector: LeaderElector | None = None
         audit_log = config.daemon.audit_log
         self.audit = AuditLog(

@@ -7,9 +7,11 @@ size are checked before this route runs (`auth.py`, `body_limit.py`); a path sec
 its own InferenceService's events only. An event is stored only if a target can use it (checked
 against the current config: `sources/kserve/validate.py`), and the answer is 200 only once it is
 on disk (`SinkStore` fsyncs it, batched with concurrent events), so an acknowledged event
-survives a crash. 200 rather than 202: KServe logs any other status as an error
-(pkg/logger/worker.go). It does not retry, so a refusal says exactly what was wrong; every
-answer is counted in mlwatchdog_sink_events_total.
+survives a crash; while the store fails, events get 503 `not_stored` and the store's fault
+(reported to `daemon/faults.py`: /readyz, /metrics, the log) takes the pod out of its Service.
+200 rather than 202: KServe logs any other status as an error (pkg/logger/worker.go). It does
+not retry, so a refusal says exactly what was wrong; every answer is counted in
+mlwatchdog_sink_events_total.
 
 Speed (issue 16): the route is a plain ASGI app that `SinkMiddleware` calls ahead of FastAPI's
 routing and dependency machinery (together 3-4 times the cost of the rest); the FastAPI routes

@@ -271,7 +271,7 @@ ALERT_TESTS: list[dict[str, Any]] = [
             *[
                 series(name, "0x30", what=what, pod=pod)
                 for name in ("mlwatchdog_writes_failing", "mlwatchdog_write_failures_total")
-                for what in ("state", "audit", "journal", "bundle")
+                for what in ("state", "audit", "journal", "bundle", "sink")
                 for pod in ("a", "b")
             ],
             series("mlwatchdog_target_blind", "0x30", target="fraud", pod="a"),
@@ -423,9 +423,12 @@ ALERT_TESTS: list[dict[str, Any]] = [
 # replica that disagrees, a burst, a trickle.
 ALERT_TESTS += [
     {  # writes: pod a's state fails for good, pod b's bundles fail every other minute, pod b's
-        # journal failed once and the retry wrote it (no alert), audit never fails
+        # journal failed once and the retry wrote it (no alert), audit never fails; pod b's sink
+        # store fails for good (the pod out of its Service: no more events, so no more failures)
         "interval": "1m",
         "input_series": [
+            series("mlwatchdog_writes_failing", "0x5 1x25", what="sink", pod="b"),
+            series("mlwatchdog_write_failures_total", "0x5 3x25", what="sink", pod="b"),
             series("mlwatchdog_writes_failing", "0x5 1x25", what="state", pod="a"),
             series("mlwatchdog_write_failures_total", "0x5 1+1x25", what="state", pod="a"),
             series("mlwatchdog_writes_failing", "0x5 " + "1 0 " * 12, what="bundle", pod="b"),
@@ -447,6 +450,7 @@ ALERT_TESTS += [
                 "alertname": "MlwatchdogWritesFailing",
                 "exp_alerts": [
                     {"exp_labels": {"severity": "critical", "pod": "a", "what": "state"}},
+                    {"exp_labels": {"severity": "critical", "pod": "b", "what": "sink"}},
                     {"exp_labels": {"severity": "warning", "pod": "b", "what": "bundle"}},
                 ],
             },

@@ -7,6 +7,7 @@ deletes old partitions there too."""
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import httpx
 import pytest
 
 from mlwatchdog.core import DataStatus
@@ -136,6 +138,34 @@ def test_a_segment_is_one_immutable_object_per_commit(tmp_path: Path) -> None:
         mine = [f for f in fs.find("sink-bucket/sink") if Path(f).name.startswith(store.writer_id)]
         assert 1 <= len(mine) <= 2, mine  # the first event's commit, then all the others'
         assert sum(len(fs.cat_file(f).splitlines()) for f in mine) == 40
+
+
+def test_a_failing_store_is_reported_and_its_recovery_seen_without_an_event(
+    tmp_path: Path,
+) -> None:
+    """The store down (its bucket missing): the event fails and the store reports it; once the
+    bucket is there, its probe finds so with no event to try it (what a pod out of its Service
+    gets), and leaves no object behind."""
+    with s3_server(tmp_path / "moto.log", "sink-bucket") as options:
+        reports: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        sink = Sink(path="s3://later-bucket/sink", storage_options=options)
+        store = SinkStore(sink, on_fault=reports.put)
+        try:
+            with pytest.raises(FileNotFoundError):
+                store.write(events(1)).result()
+            missing = "FileNotFoundError: The specified bucket does not exist"
+            assert reports.get_nowait() == missing  # reported before the event failed
+            httpx.put(f"{options['client_kwargs']['endpoint_url']}/later-bucket").raise_for_status()
+            while (report := reports.get(timeout=30)) is not None:  # failed probes: the same
+                assert report == missing
+            store.write(events(2)).result()
+            assert reports.empty()  # nothing more while it works
+        finally:
+            store.close()
+        fs = fsspec.filesystem("s3", **options)
+        # The failed commit's sequence number is not reused; no probe object is left.
+        [stored] = fs.find("later-bucket")
+        assert Path(stored).name == f"{store.writer_id}-000000002.jsonl"
 
 
 def test_retention_deletes_every_writers_old_partitions(sink: Sink) -> None:

@@ -6,6 +6,10 @@ files or objects named after its own writer id, and a reader takes every writer'
 shared POSIX folder (a ReadWriteMany volume) each writer appends to its own file per partition
 and fsyncs; on an object store (s3://, gs://, az://: no append) each commit is one new immutable
 object, a segment, and is durable once its PUT returned.
+
+A commit that fails (disk full, the object store down) fails its events, and `on_fault` hears
+the error; while it fails and no event comes to try it again (the pod is out of its Service), a
+small probe file is written every few seconds, so the store's recovery is noticed either way.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +45,8 @@ from mlwatchdog.sources.kserve.lines import (
 
 _MAX_BATCH = 4096  # appends per commit: bounds the latency of the first one
 _OPEN_FILES = 4  # partitions kept open (late events may still reach the previous hour)
+_PROBE_EVERY = 5.0  # seconds between probes of a failing store that no event tries
+_PROBE = b"mlwatchdog sink probe\n"
 
 
 class SinkClosed(RuntimeError):
@@ -63,8 +69,12 @@ class SinkStore:
     writes only its own files, so a line torn by a crash is always the last of its file.
     """
 
-    def __init__(self, settings: Sink) -> None:
+    def __init__(
+        self, settings: Sink, on_fault: Callable[[str | None], None] = lambda _: None
+    ) -> None:
         self.settings = settings
+        self.on_fault = on_fault  # the error while commits fail; None once one succeeds again
+        self.failing: str | None = None  # the last commit's or probe's error (the writer's)
         fs, root = fsspec.core.url_to_fs(settings.path, **settings.storage_options)
         self.root: str = root.rstrip("/") or root
         self.commits = 0  # commit rounds so far (appends / commits is the group-commit gain)
@@ -137,7 +147,11 @@ class SinkStore:
         stopping = False
         committed = -self._interval
         while not stopping:
-            batch = [self._queue.get()]  # blocks until there is work
+            try:  # blocks until there is work; while failing, until it is time for a probe
+                batch = [self._queue.get(timeout=_PROBE_EVERY if self.failing else None)]
+            except queue.Empty:
+                self._probe()
+                continue
             wait = committed + self._interval - time.monotonic()
             if wait > 0 and batch[0] is not None:
                 time.sleep(wait)  # commit_interval: gather what comes meanwhile
@@ -165,11 +179,31 @@ class SinkStore:
                 self.commits += 1
         except Exception as exc:  # a disk error (or a bug) must fail the waiting events, not hang
             self._files.abandon()
+            self._failed(exc)  # first: once an event hears of it, /readyz says so
             for append in appends:
                 append.done.set_exception(exc)
             return
+        self._succeeded()
         for append in appends:
             append.done.set_result(None)
+
+    def _probe(self) -> None:
+        try:
+            with self._disk:
+                self._files.probe()
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            self._succeeded()
+
+    def _failed(self, exc: Exception) -> None:
+        self.failing = f"{type(exc).__name__}: {exc}"
+        self.on_fault(self.failing)
+
+    def _succeeded(self) -> None:
+        if self.failing is not None:  # one test per commit: nothing more while it works
+            self.failing = None
+            self.on_fault(None)
 
 
 class _Partitions(Protocol):
@@ -182,6 +216,9 @@ class _Partitions(Protocol):
 
     def abandon(self) -> None:
         """After a failed commit: continue in new files (the old ones' tails are unknown)."""
+
+    def probe(self) -> None:
+        """Write (durably) and remove a small file beside the partitions; raises if it fails."""
 
     def partitions(self) -> list[str]:
         """The partition names (`dt=.../hour=..`) present, of every writer."""
@@ -223,6 +260,18 @@ class _AppendedFiles:
     def abandon(self) -> None:
         self.close()
         self.writer_id = _writer_id()
+
+    def probe(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f".probe-{self.writer_id}"  # no reader lists it: not a partition
+        try:
+            with path.open("wb") as handle:
+                handle.write(_PROBE)
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def partitions(self) -> list[str]:
         return [d.relative_to(self.root).as_posix() for d in self.root.glob("dt=*/hour=*")]
@@ -281,6 +330,12 @@ class _Segments:
 
     def abandon(self) -> None:
         """Objects are whole or absent: nothing to abandon."""
+
+    def probe(self) -> None:
+        path = f"{self.root}/.probe-{self.writer_id}"  # no reader lists it: not a partition
+        self.fs.pipe_file(path, _PROBE)
+        with contextlib.suppress(OSError):  # it worked; a leftover probe object is harmless
+            self.fs.rm(path)
 
     def partitions(self) -> list[str]:
         with contextlib.suppress(FileNotFoundError):
