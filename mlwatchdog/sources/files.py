@@ -296,9 +296,9 @@ class _Parsed:
     def dropped(self) -> _Parsed:
         """This file without its rows, for a window that has passed it."""
         assert self.frame is not None and self.stamps is not None
-        return replace(
-            self, frame=self.frame.iloc[:0], stamps=self.stamps[:0], size=_BEHIND, behind=True
-        )
+        # Copies: an empty slice is a view that keeps every row of the file alive.
+        frame, stamps = self.frame.iloc[:0].copy(), self.stamps[:0].copy()
+        return replace(self, frame=frame, stamps=stamps, size=_BEHIND, behind=True)
 
     def needed(self, lo: int, hi: int) -> bool:
         """Whether a window [lo, hi) holds rows of this file (never, for one without rows)."""

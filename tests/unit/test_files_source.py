@@ -1041,4 +1041,16 @@ def test_a_sliding_window_read_incrementally_equals_a_full_re_read(tmp_path: Pat
         # Nothing held whose rows all lie before the window (15 minutes, 1 file a minute, the
         # late ones and the file across the edge: about 20, never the whole run's files).
         assert len(held) <= 22, len(held)
+        # And a file the window passed keeps its bounds, not its rows (no view of them).
+        for entry in source._cache.values():
+            if entry.behind:
+                arrays = [entry.stamps, *(entry.frame[c].to_numpy() for c in entry.frame)]
+                assert [bytes_behind(a) for a in arrays] == [0] * len(arrays)
     assert compared == 40
+
+
+def bytes_behind(array: Any) -> int:
+    """The bytes an array keeps alive: its own, or those of the array it is a view of."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return int(array.nbytes)
