@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from mlwatchdog.core import DataStatus, Evaluation, Observation
+from mlwatchdog.core import Evaluation
 from mlwatchdog.core.verdict import judge
 from mlwatchdog.daemon.api import CheckView, check_views
 
 if TYPE_CHECKING:
-    from mlwatchdog.daemon.runner import TargetRunner
+    from mlwatchdog.daemon.runner import TargetRunner, WindowSeen
     from mlwatchdog.daemon.service import Daemon
 
 # An evaluation older than this many of the target's intervals no longer speaks for now.
@@ -72,20 +72,20 @@ class Judged:
 
     scope: str
     evaluation: Evaluation | None
-    observation: Observation | None
+    window: WindowSeen | None
 
 
 def evaluation_for(runner: TargetRunner, revision: str | None) -> Judged:
     """The one place that picks the evaluation to answer from. Per-revision judgment plugs in
     here (the revision's own evaluation, scope "revision"); until then the target's latest
     evaluation answers for any revision, and says so with scope "target"."""
-    return Judged("target", runner.last, runner.last_observation)
+    return Judged("target", runner.last, runner.last_window)
 
 
 def analysis_answer(runner: TargetRunner, revision: str | None) -> AnalysisAnswer:
     target = runner.target
     judged = evaluation_for(runner, revision)
-    evaluation, observation = judged.evaluation, judged.observation
+    evaluation, seen = judged.evaluation, judged.window
     judgment = judge(target, evaluation, runner.clock(), MAX_AGE_INTERVALS * target.interval)
     state = evaluation.state if evaluation is not None else None
     results = {r.check: r for r in evaluation.results} if evaluation is not None else {}
@@ -94,16 +94,10 @@ def analysis_answer(runner: TargetRunner, revision: str | None) -> AnalysisAnswe
         result = results.get(view.name)
         rows = max((c.n_current for c in result.columns), default=None) if result else None
         checks.append(AnalysisCheck(**view.model_dump(), rows=rows))
-    if observation is None:
+    if seen is None:
         window = WindowView(rows=None, status=None, reason="not evaluated yet")
     else:
-        samples = observation.samples
-        window = WindowView(
-            rows=len(samples) if samples is not None else None,
-            status=str(observation.samples_status),
-            reason=observation.samples_reason
-            or ("" if observation.samples_status is DataStatus.OK else "no samples"),
-        )
+        window = WindowView(rows=seen.rows, status=str(seen.status), reason=seen.reason)
     return AnalysisAnswer(
         target=target.name,
         revision=revision,

@@ -196,13 +196,13 @@ def api_router(daemon: Daemon) -> APIRouter:
         if not daemon.evaluated_here(name):
             raise HTTPException(409, elsewhere(name))
         daemon.log.info("evaluation asked for over HTTP", target=name, by=principal_name(request))
-        evaluation = runner.run_once()
+        evaluation, observation = runner.run_observed()
         if evaluation is None:
             raise HTTPException(500, "the evaluation failed; the daemon's log says why")
         written = None
         if report:
             info = daemon.reports.write(
-                runner.target, evaluation, runner.last_observation, daemon.clock(),
+                runner.target, evaluation, observation, daemon.clock(),
                 timeline=runner.timeline(),
             )  # fmt: skip
             written = report_view(info)
@@ -321,7 +321,7 @@ def api_router(daemon: Daemon) -> APIRouter:
         investigations = []
         for name, alerts in matched.items():
             runner = runners[name]
-            evaluation = runner.run_once()
+            evaluation, observation = runner.run_observed()
             if evaluation is None:
                 investigations.append(
                     Investigation(target=name, phase=None, decisions=[], report=None)
@@ -329,7 +329,7 @@ def api_router(daemon: Daemon) -> APIRouter:
                 continue
             now = daemon.clock()
             info = daemon.reports.write(
-                runner.target, evaluation, runner.last_observation, now, summary(alerts),
+                runner.target, evaluation, observation, now, summary(alerts),
                 trigger="alert", timeline=runner.timeline(),
             )  # fmt: skip
             view = report_view(info)

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -59,6 +59,23 @@ class Actuator(Protocol):
     def read_last_action(self, target: Target) -> dict[str, Any] | None: ...
 
 
+@dataclass(frozen=True)
+class WindowSeen:
+    """What an evaluation's window held, for the analysis endpoint: its row count (None: no
+    window) and whether it could be tested."""
+
+    rows: int | None
+    status: DataStatus
+    reason: str
+
+    @classmethod
+    def of(cls, observation: Observation) -> WindowSeen:
+        samples = observation.samples
+        status = observation.samples_status
+        reason = observation.samples_reason or ("" if status is DataStatus.OK else "no samples")
+        return cls(len(samples) if samples is not None else None, status, reason)
+
+
 class TargetRunner:
     """Evaluates one target and carries out its decisions."""
 
@@ -102,7 +119,9 @@ class TargetRunner:
         self._decided: list[Decision] = []  # carried out in the evaluation under way
         self.state: TargetState | None = store.load(target.name)
         self.last: Evaluation | None = None
-        self.last_observation: Observation | None = None  # for investigation reports
+        # What the last evaluation's window held, not its rows: kept for every target, so small.
+        self.last_window: WindowSeen | None = None
+        self._observation: Observation | None = None  # of the evaluation under way (run_observed)
         # In memory, rebuilt from the next evaluations after a restart (see `_watch_sight`).
         self.blindness = Blindness()
         # The scheduler never runs one target twice at a time; an evaluation asked for over
@@ -126,14 +145,20 @@ class TargetRunner:
 
     def run_once(self) -> Evaluation | None:
         """One evaluation at the clock's now; failures are logged and counted, never raised."""
+        return self.run_observed()[0]
+
+    def run_observed(self) -> tuple[Evaluation | None, Observation | None]:
+        """`run_once`, with what it observed (the window's rows), for a report written right
+        after it; the runner itself keeps only `last_window`."""
         try:
             with self.lock:
                 self._swap()
                 if self.retired:
-                    return None
+                    return None, None
                 try:
-                    return self._run_once()
+                    return self._run_once(), self._observation
                 finally:
+                    self._observation = None
                     self._swap()
         finally:
             self._try_swap()  # one asked for while this evaluation was releasing the lock
@@ -234,7 +259,8 @@ class TargetRunner:
             self.metrics.failed(self.target.name)
             return None
         self.metrics.reference_builds.inc(self.observer.reference_builds - builds)
-        self.last_observation = observation
+        self._observation = observation
+        self.last_window = WindowSeen.of(observation)
         state = evaluation.state
         # Saved before acting, so a restart never repeats a decision already carried out. If it
         # cannot be saved, nothing of this evaluation is kept or done: the next one decides

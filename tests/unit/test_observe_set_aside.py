@@ -5,8 +5,10 @@ run on the rest, every item reaches `on_set_aside`, and the daemon exports them 
 
 from __future__ import annotations
 
+import gc
 import io
 import json
+import weakref
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -251,8 +253,8 @@ def test_a_corrupt_file_in_the_window_is_tested_end_to_end_and_counted(
     (drift,) = evaluation.results
     assert drift.status is DataStatus.OK, drift.reason
     assert [c.n_current for c in drift.columns] == [199, 200]  # 200 rows, x: 1 set aside
-    assert runner.last_observation is not None
-    assert str(live / "b.parquet") in runner.last_observation.samples_reason
+    assert runner.last_window is not None
+    assert str(live / "b.parquet") in runner.last_window.reason
     assert set_aside_series(daemon) == {
         '{reason="corrupt",source="live",what="file"}': 1.0,
         '{reason="not_numeric",source="live",what="value"}': 1.0,
@@ -267,3 +269,31 @@ def test_a_corrupt_file_in_the_window_is_tested_end_to_end_and_counted(
         '{reason="corrupt",source="live",what="file"}': 3.0,
         '{reason="not_numeric",source="live",what="value"}': 3.0,
     }
+
+
+def test_the_runner_keeps_what_its_window_held_but_not_its_rows(
+    tmp_path: Path, quiet_log: Any
+) -> None:
+    """At thousands of targets each kept window costs its rows again (benchmarks/README.md,
+    "2,000 targets: memory"): a report written after the evaluation gets them from
+    run_observed; the runner keeps their count and status only."""
+    reference_rows().to_parquet(tmp_path / "reference.parquet", index=False)
+    live = tmp_path / "live"
+    live.mkdir()
+    rows = live_rows(7)
+    rows.iloc[:100].to_parquet(live / "a.parquet", index=False)
+    rows.iloc[100:].to_parquet(live / "b.parquet", index=False)
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules(tmp_path))
+    daemon = Daemon(parse_config(path.read_text(), env={}), quiet_log, clock=lambda: NOW,
+                    config_path=path)  # fmt: skip
+    runner = daemon.runners["model"]
+    evaluation, observation = runner.run_observed()
+    assert evaluation is not None and observation is not None
+    assert len(observation.samples) == 200  # two files: a window of its own, not a cached file
+    window = weakref.ref(observation.samples)
+    del observation
+    gc.collect()
+    assert window() is None, "the runner still holds the window's rows"
+    assert runner.last_window is not None
+    assert (runner.last_window.rows, runner.last_window.status) == (200, DataStatus.OK)
