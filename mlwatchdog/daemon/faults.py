@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from mlwatchdog.daemon.metrics import DaemonMetrics
+from mlwatchdog.rules.secret import Redactor
 
 # What becomes of what could not be written, as the log says it.
 _MEANWHILE = {"sink": "events refused (503 not_stored) until the store takes a write again"}
@@ -21,14 +22,18 @@ _MEANWHILE = {"sink": "events refused (503 not_stored) until the store takes a w
 class Faults:
     """The failing writes of one daemon, by what failed ("state", "audit", ...) and where."""
 
-    def __init__(self, metrics: DaemonMetrics, log: Any) -> None:
+    def __init__(self, metrics: DaemonMetrics, log: Any, redactor: Redactor | None = None) -> None:
         self.metrics = metrics
         self.log = log
+        # /readyz answers anyone: an error's text (a URL, a store's message) is scrubbed first.
+        self.redactor = redactor if redactor is not None else Redactor()
         self._current: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def report(self, what: str, where: str, error: str | None) -> None:
         """A write of `what` at `where` failed with `error`, or succeeded (None)."""
+        where = self.redactor.text(where)
+        error = None if error is None else self.redactor.text(error)
         key = (what, where)
         with self._lock:
             before = self._current.get(key)

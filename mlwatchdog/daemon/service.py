@@ -73,7 +73,8 @@ class Daemon:
         self.log = log
         self.clock = clock
         self.metrics = DaemonMetrics()
-        self.faults = Faults(self.metrics, log)  # failing writes: /metrics, the log, /readyz
+        # Failing writes: /metrics, the log, /readyz (which answers anyone: scrubbed).
+        self.faults = Faults(self.metrics, log, self.redactor)
         self.store = StateStore(config.daemon.state_dir, log, self.redactor)
         self.observer = Observer(config, on_set_aside=self.metrics.set_aside)
         # What KServe's logger sends to POST /sink/kserve, when a `type: kserve` source reads it.

@@ -224,3 +224,18 @@ def test_serviceaccount_tokens_through_a_tokenreview(tmp_path: Path) -> None:
             assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
             # A token reviewed before stays good for its cache period.
             assert httpx.get(f"{base}/api/v1/targets", headers=grafana).status_code == 200
+
+
+def test_readyz_names_a_failing_write_without_a_secret_in_its_error(tmp_path: Path) -> None:
+    """/readyz answers without credentials: a write's error quoting a secret (a store's message
+    with the URL it was given) shows it masked, in the answer as in the log."""
+    path = daemon_config(tmp_path, tokens=[{"name": "ops", "token": OPS}])
+    daemon = Daemon(load_config(path), structlog.get_logger(), config_path=path)
+    daemon.faults.report("audit", f"https://ops:{OPS}@audit.example/log", f"403 for token {OPS}")
+    with thread_server(create_app(daemon), settings(), "httptools+uvloop") as server:
+        answer = httpx.get(f"http://127.0.0.1:{server.port}/readyz", timeout=10)
+    assert answer.status_code == 503
+    assert OPS not in answer.text
+    assert answer.json()["failing_writes"] == {
+        "audit at https://ops:***@audit.example/log": "403 for token ***"
+    }
