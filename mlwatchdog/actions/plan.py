@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from mlwatchdog.core import Decision
+from mlwatchdog.core.takeover import note_time
 from mlwatchdog.rules import Target
 
 ARGO = "/apis/argoproj.io/v1alpha1"
@@ -120,11 +121,8 @@ def already_done(
     acted on the object, or some replica reverted it less than `cooldown` ago."""
     for obj in objects:
         last = last_action(obj)
-        if not last:
-            continue
-        try:
-            at = datetime.fromisoformat(last["at"])
-        except (ValueError, KeyError, TypeError):
+        at = note_time(last)
+        if at is None:
             continue  # a hand-edited annotation is not a reason to skip a rollback
         who = f"by {last.get('by', '?')} at {last['at']} (incident {last.get('incident')})"
         if last.get("incident") == decision.incident:

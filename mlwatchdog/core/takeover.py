@@ -28,7 +28,7 @@ def adopted(target: Target, note: Mapping[str, Any], now: datetime) -> TargetSta
     the time of the revert carries on: the checks are judged afresh, and within `cooldown` a new
     breach escalates instead of reverting again.
     """
-    at = _aware(note.get("at"))
+    at = note_time(note)
     incident = note.get("incident")
     if note.get("target") != target.name or at is None or not isinstance(incident, str):
         return None
@@ -46,10 +46,12 @@ def adopted(target: Target, note: Mapping[str, Any], now: datetime) -> TargetSta
     return verifying(target, TargetState(target.name, incident=acted, last_action_at=at), at)
 
 
-def _aware(value: Any) -> datetime | None:
-    """`value` as a timezone-aware datetime (ISO 8601), or None."""
+def note_time(note: Mapping[str, Any]) -> datetime | None:
+    """When the revert that wrote `note` happened: its `at` as a timezone-aware datetime, or None
+    (absent, not ISO 8601, or without a timezone: a hand-edited note says no time at all). The
+    one reading of it, for adopting an incident and for refusing a second revert."""
     try:
-        at = datetime.fromisoformat(value)
+        at = datetime.fromisoformat(note.get("at"))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
     return at if at.tzinfo is not None else None

@@ -322,7 +322,7 @@ class TargetRunner:
         workload cannot be read."""
         note = self.actuator.read_last_action(self.target)
         state = adopted(self.target, note, now) if note else None
-        if note is None or state is None:
+        if not note or state is None:
             return None
         incident, by, at, phase = note["incident"], note.get("by"), note["at"], str(state.phase)
         self.log.info(

@@ -8,6 +8,7 @@ records (core/takeover.py `adopted`) instead of deciding it again."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,18 @@ def test_a_garbled_note_is_not_adopted(edit: dict[str, Any]) -> None:
     target = make_target()
     note = {**note_of(target, at(0)), **edit}
     assert adopted(target, note, at(3)) is None
+
+
+def test_a_note_without_a_timezone_neither_adopts_nor_stops_a_revert() -> None:
+    """A hand-edited `at` says no time: the heir starts afresh and the actuator reverts (it used
+    to raise comparing a naive time with now)."""
+    target, now = make_target(), at(3)
+    workload = annotated(target, at(0))
+    note = {**last_action(workload), "at": "2026-11-25T06:00:00"}
+    workload["metadata"]["annotations"][LAST_ACTION] = json.dumps(note)
+    rollback = Decision(DecisionKind.ROLLBACK, target.name, "other", now, ())
+    assert adopted(target, note, now) is None
+    assert already_done([workload], target, rollback, now) == ""
 
 
 @pytest.mark.parametrize("raw", ["", "not json", "[1, 2]", '"a string"'])
