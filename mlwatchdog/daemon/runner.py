@@ -121,7 +121,6 @@ class TargetRunner:
         self.last: Evaluation | None = None
         # What the last evaluation's window held, not its rows: kept for every target, so small.
         self.last_window: WindowSeen | None = None
-        self._observation: Observation | None = None  # of the evaluation under way (run_observed)
         # In memory, rebuilt from the next evaluations after a restart (see `_watch_sight`).
         self.blindness = Blindness()
         # The scheduler never runs one target twice at a time; an evaluation asked for over
@@ -156,9 +155,8 @@ class TargetRunner:
                 if self.retired:
                     return None, None
                 try:
-                    return self._run_once(), self._observation
+                    return self._run_once()
                 finally:
-                    self._observation = None
                     self._swap()
         finally:
             self._try_swap()  # one asked for while this evaluation was releasing the lock
@@ -235,7 +233,7 @@ class TargetRunner:
         can be split by them)."""
         return self.actuator.serving(self.target)
 
-    def _run_once(self) -> Evaluation | None:
+    def _run_once(self) -> tuple[Evaluation | None, Observation | None]:
         previous = self.state.phase if self.state else None
         # A phase change that closes an incident is journalled under that incident.
         open_incident = _incident_id(self.state) if self.state else None
@@ -257,9 +255,8 @@ class TargetRunner:
             # A bug or an unexpected source failure must not stop the daemon, nor act.
             self.log.exception("evaluation failed")
             self.metrics.failed(self.target.name)
-            return None
+            return None, None
         self.metrics.reference_builds.inc(self.observer.reference_builds - builds)
-        self._observation = observation
         self.last_window = WindowSeen.of(observation)
         state = evaluation.state
         # Saved before acting, so a restart never repeats a decision already carried out. If it
@@ -273,7 +270,7 @@ class TargetRunner:
                 decisions=[str(d.kind) for d in evaluation.decisions],
             )
             self._write_bundles()
-            return None
+            return None, observation
         self._outcomes = []
         self._decided = []
         for decision in evaluation.decisions:
@@ -313,7 +310,7 @@ class TargetRunner:
                 for r in evaluation.results
             },
         )
-        return evaluation
+        return evaluation, observation
 
     def _adopted(self, now: datetime) -> TargetState | None:
         """Without a state of its own, the incident another replica acted on, as the workload's
