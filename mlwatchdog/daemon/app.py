@@ -120,6 +120,9 @@ def create_app(daemon: Daemon) -> FastAPI:
         "/metrics", summary="Prometheus metrics (mlwatchdog_*)", response_class=PlainTextResponse
     )
     def metrics() -> Response:
+        # Leadership as it is at the scrape: a Lease renewed late lapses and comes back without
+        # a won or lost event, which alone would leave the gauges as they were at the lapse.
+        daemon.publish_placement()
         return Response(generate_latest(daemon.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/targets", summary="Each target's state")

@@ -306,7 +306,7 @@ class Daemon:
             },
         }
 
-    def _publish_placement(self) -> None:
+    def publish_placement(self) -> None:
         """mlwatchdog_leader, mlwatchdog_shard_leader and mlwatchdog_target_evaluated_here now.
         Without shards (or without an election) there is one shard, "0"; `mlwatchdog sink`
         leads none (it decides nothing)."""
@@ -343,7 +343,7 @@ class Daemon:
                         runner.leave()
             what = "scheduled here" if leading else "no longer evaluated here"
             self.log.info(f"shard targets {what}", shard=shard, targets=[t.name for t in targets])
-        self._publish_placement()
+        self.publish_placement()
 
     # --- end shards ---------------------------------------------------------------------------
 
@@ -364,7 +364,7 @@ class Daemon:
         if self.sharded:  # states restored from disk: exported by the shard's leader, not here
             for name in self.runners:
                 self.metrics.forget(name)
-        self._publish_placement()
+        self.publish_placement()
         self.scheduler.start()
         if self.elector is not None:  # after the scheduler: a shard won is scheduled at once
             self.elector.start()
@@ -502,7 +502,7 @@ class Daemon:
             self._schedule(
                 config.target(name), min(soon, job.next_run_time or soon) if job else now
             )
-        self._publish_placement()  # added targets: evaluated here or not
+        self.publish_placement()  # added targets: evaluated here or not
 
 
 def serve(
