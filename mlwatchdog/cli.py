@@ -43,6 +43,7 @@ from mlwatchdog.rules import (
     config_issues,
     format_duration,
     load_config,
+    load_rules,
     parse_duration,
 )
 from mlwatchdog.rules.secret import Redactor, SecretUrl, secret_values
@@ -282,14 +283,22 @@ def check(
                 for issue in issues:
                     typer.echo(f"    {issue}", err=True)
             continue
-        config = load_config(path)
+        rules = load_rules(path)
+        config = rules.config
         n_checks = sum(len(t.checks) for t in config.targets)
         entry.update(targets=len(config.targets), checks=n_checks, sources=len(config.sources))
+        if rules.templates:
+            entry["templates"] = [dataclasses.asdict(t) for t in rules.templates]
         if not as_json:
             typer.echo(
                 f"Checking {path}\n  SUCCESS: {len(config.targets)} target(s), "
                 f"{n_checks} check(s), {len(config.sources)} source(s)"
             )
+            for template in rules.templates:
+                typer.echo(
+                    f"    targets[{template.entry}] {template.name!r}: for_each expanded to "
+                    f"{template.targets:,} target(s)"
+                )
         if sources:
             try:
                 found = probe(config, moment)

@@ -1,6 +1,13 @@
 """rules.yaml: the schema, loading with file/line errors, cross-checks, and the trigger language."""
 
-from mlwatchdog.rules.loader import ConfigIssue, config_issues, load_config, parse_config
+from mlwatchdog.rules.loader import (
+    ConfigIssue,
+    Rules,
+    config_issues,
+    load_config,
+    load_rules,
+    parse_config,
+)
 from mlwatchdog.rules.references import drift_columns
 from mlwatchdog.rules.schema import (
     Config,
@@ -28,6 +35,7 @@ __all__ = [
     "MetricCheck",
     "PerformanceCheck",
     "PrometheusSource",
+    "Rules",
     "SampleSource",
     "Sink",
     "SqlSource",
@@ -37,6 +45,7 @@ __all__ = [
     "drift_columns",
     "format_duration",
     "load_config",
+    "load_rules",
     "parse_config",
     "parse_duration",
     "parse_trigger",

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ValidationError
 from mlwatchdog.errors import ConfigError
 from mlwatchdog.rules import schema
 from mlwatchdog.rules.references import partial_reference_problems, reference_problems
-from mlwatchdog.rules.secret import is_secret_key
+from mlwatchdog.rules.secret import may_hold_secret
+from mlwatchdog.rules.templates import FOR_EACH, Expansion, Origin, Template, expand_targets
 from mlwatchdog.rules.yaml_bounds import (
     MAX_BYTES,
     YamlRefused,
@@ -52,8 +53,22 @@ class ConfigIssue:
         return f"{where}: {self.path or '(top)'}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Rules:
+    """A valid rules file: the config, and its `for_each` entries with what they expanded to."""
+
+    config: schema.Config
+    templates: list[Template]
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> schema.Config:
     """The validated config in `path`; raises ConfigError listing every issue."""
+    return load_rules(path, env).config
+
+
+def load_rules(path: str | Path, env: Mapping[str, str] | None = None) -> Rules:
+    """The validated config in `path` and its templates; raises ConfigError listing every
+    issue."""
     path = Path(path)
     try:
         with path.open("rb") as stream:
@@ -71,20 +86,24 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> schem
         message = f"cannot read the rules file: {why}"
         issue = ConfigIssue(str(path), None, "", message)
         raise ConfigError(f"{path}: {message}", issues=[issue]) from None
-    return parse_config(text, str(path), env)
+    return _rules(text, str(path), env)
 
 
 def parse_config(
     text: str, file: str = "rules.yaml", env: Mapping[str, str] | None = None
 ) -> schema.Config:
     """The validated config in the YAML `text` (named `file` in messages)."""
-    config, issues = _parse(text, file, os.environ if env is None else env)
+    return _rules(text, file, env).config
+
+
+def _rules(text: str, file: str, env: Mapping[str, str] | None) -> Rules:
+    config, issues, expansion = _parse(text, file, os.environ if env is None else env)
     if issues or config is None:
         raise ConfigError(
             f"{file}: {len(issues)} problem(s):\n" + "\n".join(f"  {i}" for i in issues),
             issues=issues,
         )
-    return config
+    return Rules(config, expansion.templates)
 
 
 def config_issues(path: str | Path, env: Mapping[str, str] | None = None) -> list[ConfigIssue]:
@@ -98,38 +117,82 @@ def config_issues(path: str | Path, env: Mapping[str, str] | None = None) -> lis
 
 def _parse(
     text: str, file: str, env: Mapping[str, str]
-) -> tuple[schema.Config | None, list[ConfigIssue]]:
+) -> tuple[schema.Config | None, list[ConfigIssue], Expansion]:
     lines: dict[KeyPath, int] = {}
+    expansion = Expansion()
     try:
         node = compose_yaml(text)
         # Indexed before construction, which applies merge keys (`<<`) to the nodes in place.
         duplicates = _index(node, (), lines) if node is not None else []
         data = construct_yaml(node) if node is not None else None
     except YamlRefused as exc:
-        return None, [ConfigIssue(file, exc.line, "", exc.message)]
+        return None, [ConfigIssue(file, exc.line, "", exc.message)], expansion
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        return None, [ConfigIssue(file, line, "", f"not valid YAML: {problem}")]
+        if problem == "found unhashable key" and line and "{{" in text.splitlines()[line - 1]:
+            problem += ': a value that starts with a {{placeholder}} must be quoted, "{{model}}"'
+        return None, [ConfigIssue(file, line, "", f"not valid YAML: {problem}")], expansion
     if node is None or not isinstance(data, dict):
         message = "the file must be a mapping with `sources:` and `targets:`"
-        return None, [ConfigIssue(file, 1, "", message)]
+        return None, [ConfigIssue(file, 1, "", message)], expansion
     issues = [ConfigIssue(file, line, _dotted(p), m) for p, line, m in duplicates]
+    # Templates are expanded as written, before ${ENV}: an environment value (a secret) is never
+    # searched for placeholders, and an item's value may hold ${ENV}.
+    if isinstance(data.get("targets"), list):
+        expansion = expand_targets(data["targets"])
+        data = {**data, "targets": expansion.targets}
+        issues += [ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in expansion.problems]
     data, env_problems = _interpolate(data, (), env)
-    issues += [ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in env_problems]
+    issues += _located(file, lines, expansion, env_problems)
     # Validate even after the problems above, so one run lists everything to fix.
     try:
         config = schema.Config.model_validate(data)
     except ValidationError as exc:
-        issues += [_issue(file, lines, data, e) for e in exc.errors()]
-        problems = partial_reference_problems(data)
-        return None, issues + [
-            ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in problems
-        ]
-    problems = reference_problems(config)
-    issues += [ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in problems]
-    return (None if issues else config), issues
+        problems = [_problem(data, e) for e in exc.errors()]
+        if expansion.skipped:  # `targets` may be short of the entries left out, not empty
+            problems = [(p, m) for p, m in problems if p != ("targets",)]
+        problems += partial_reference_problems(data)
+        return None, issues + _located(file, lines, expansion, problems), expansion
+    issues += _located(file, lines, expansion, reference_problems(config))
+    return (None if issues else config), issues, expansion
+
+
+def _located(
+    file: str, lines: dict[KeyPath, int], expansion: Expansion, problems: list[tuple[KeyPath, str]]
+) -> list[ConfigIssue]:
+    """Issues for problems of the expanded data: a problem in an expanded target is put at its
+    template entry (the line a fix goes to), naming the item; one in several of an entry's
+    targets alike is listed once, naming how many."""
+    found: dict[tuple[KeyPath, str], list[Origin]] = {}
+    for path, message in problems:
+        at = path[1] if len(path) > 1 and path[0] == "targets" else None
+        if isinstance(at, int) and at < len(expansion.origins):
+            origin = expansion.origins[at]
+            path = ("targets", origin.entry, *path[2:])
+            found.setdefault((path, message), []).append(origin)
+        else:
+            found.setdefault((path, message), [])
+    sizes = {t.entry: t.targets for t in expansion.templates}
+    return [
+        ConfigIssue(file, _line(lines, p), _dotted(p), m + _in_items(origins, sizes))
+        for (p, m), origins in found.items()
+    ]
+
+
+def _in_items(origins: list[Origin], sizes: dict[int, int]) -> str:
+    """Which of a template's targets an issue was found in: ` (for_each[3] {model: x})`."""
+    items = [o for o in origins if o.item is not None]
+    if not items:
+        return ""
+    if len(items) == 1:
+        return f" (for_each[{items[0].item}] {items[0].shown})"
+    if len(items) == sizes.get(items[0].entry):
+        return f" (all {len(items):,} targets of its for_each)"
+    listed = ", ".join(f"[{o.item}]" for o in items[:3])
+    more = f" and {len(items) - 3:,} more" if len(items) > 3 else ""
+    return f" (for_each{listed}{more})"
 
 
 def _index(
@@ -201,13 +264,6 @@ def _interpolate(
     ]
 
 
-def _issue(
-    file: str, lines: dict[KeyPath, int], data: Any, error: Mapping[str, Any]
-) -> ConfigIssue:
-    path, message = _problem(data, error)
-    return ConfigIssue(file, _line(lines, path), _dotted(path), message)
-
-
 def validation_problems(data: Any, exc: ValidationError) -> list[tuple[KeyPath, str]]:
     """Each error of validating `data` as (key path in `data`, what to change), worded as
     `mlwatchdog check` words them (for values that do not come from a file: `replay --set`)."""
@@ -232,7 +288,7 @@ def _problem(data: Any, error: Mapping[str, Any]) -> tuple[KeyPath, str]:
         message = str(error["msg"]).removeprefix("Value error, ")
         given = error.get("input")
         shown = isinstance(given, str | int | float | bool) and kind not in ("value_error",)
-        if shown and not _holds_secrets(path):  # a wrong password is still a password
+        if shown and not may_hold_secret(path):  # a wrong password is still a password
             message += f" (got {given!r})"
     return path, message
 
@@ -277,13 +333,4 @@ def _vocabulary() -> list[str]:
         if isinstance(model, type) and issubclass(model, BaseModel):
             for name, field in model.model_fields.items():
                 words.add(field.alias or name)
-    return sorted(words)
-
-
-def _holds_secrets(path: KeyPath) -> bool:
-    """Whether the value at `path` may be a credential (never echoed in a message): tokens,
-    passwords, URLs, env values of a fallback, headers and storage options."""
-    words = {str(p) for p in path if isinstance(p, str)}
-    return bool(words & {"url", "env", "headers", "storage_options", "path", "audit_log"}) or any(
-        is_secret_key(w) for w in words
-    )
+    return sorted(words | {FOR_EACH})

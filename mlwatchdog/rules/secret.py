@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
@@ -149,6 +149,15 @@ def mask_url(url: str) -> str:
 def is_secret_key(key: str) -> bool:
     """Whether a mapping key (storage_options, HTTP headers) names a credential."""
     return bool(_SECRET_KEY.search(key))
+
+
+def may_hold_secret(path: Sequence[str | int]) -> bool:
+    """Whether the rules.yaml value at key `path` may be a credential (never echoed in a
+    message): tokens, passwords, URLs, env values of a fallback, headers and storage options."""
+    words = {str(p) for p in path if isinstance(p, str)}
+    return bool(words & {"url", "env", "headers", "storage_options", "path", "audit_log"}) or any(
+        is_secret_key(w) for w in words
+    )
 
 
 def mask_options(options: Mapping[str, Any]) -> dict[str, Any]:
