@@ -144,6 +144,8 @@ def _parse(
         expansion = expand_targets(data["targets"])
         data = {**data, "targets": expansion.targets}
         issues += [ConfigIssue(file, _line(lines, p), _dotted(p), m) for p, m in expansion.problems]
+        if expansion.refused:  # over a bound: nothing more is walked, as for yaml_bounds
+            return None, issues, expansion
     data, env_problems = _interpolate(data, (), env)
     issues += _located(file, lines, expansion, env_problems)
     # Validate even after the problems above, so one run lists everything to fix.

@@ -60,6 +60,7 @@ class Expansion:
     templates: list[Template] = field(default_factory=list)
     problems: list[tuple[KeyPath, str]] = field(default_factory=list)
     skipped: bool = False  # an entry left out for its problems (so `targets` may look short)
+    refused: bool = False  # over a bound: the targets are not all there, nothing more to check
 
 
 def expand_targets(targets: list[Any]) -> Expansion:
@@ -78,7 +79,7 @@ def expand_targets(targets: list[Any]) -> Expansion:
                 "hold; split the models across several daemons, each with its own rules file",
             )
         )
-        out.skipped = True
+        out.refused = True
         return out
     budget = [MAX_EXPANDED_CHARS]
     for i, (entry, plan) in enumerate(zip(targets, planned, strict=True)):
@@ -259,7 +260,7 @@ def _expand(entry: int, plan: _Plan, out: Expansion, budget: list[int]) -> bool:
                     "daemons, each with its own rules file",
                 )
             )
-            out.skipped = True
+            out.refused = True
             return False
         target = _fill(plan.template, item)
         name = target.get("name")
