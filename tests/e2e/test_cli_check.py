@@ -200,3 +200,26 @@ def test_a_trigger_that_holds_with_no_check_firing_is_refused(tmp_path: Path) ->
         done.stderr
     )
     assert "`not channel_mix` would roll back whenever `channel_mix` is quiet" in done.stderr
+
+
+def test_a_template_entry_says_how_many_targets_it_expanded_to(tmp_path: Path) -> None:
+    path = broken_copy(
+        tmp_path,
+        ("  - name: credit-model\n",
+         "  - for_each: [{region: eu}, {region: us}, {region: apac}]\n"
+         "    name: credit-model-{{region}}\n"),
+    )  # fmt: skip
+    done = check(path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"Checking {path}",
+        "  SUCCESS: 3 target(s), 9 check(s), 2 source(s)",
+        "    targets[0] 'credit-model-{{region}}': for_each expanded to 3 target(s)",
+    ]
+    broken = path.read_text().replace("{region: us}", "{regio: us}")
+    path.write_text(broken)
+    done = check(path)
+    assert_clean_failure(done)
+    assert f"{path}:{line_of(broken, 'regio: us')}: targets[0].for_each[1]: for_each[1] " in (
+        done.stderr
+    )

@@ -44,6 +44,7 @@ from mlwatchdog.daemon.service import Daemon
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.rules import Config, Target, parse_config
 from mlwatchdog.sources.observe import Observer
+from tests.unit.test_rules import line_of
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 
@@ -383,10 +384,21 @@ def test_daemon_reload_swaps_targets_keeps_state_and_removes_gauges(tmp_path: Pa
     assert 'mlwatchdog_config_reloads_total{result="failure"} 1.0' in text
     last = len(path.read_text().splitlines())
     assert daemon.reload_errors == [f"{path}:{last}: bogus: unknown key 'bogus'; remove it"]
+    # A broken template likewise: the running targets stay.
+    template = {**target("{{m}}"), "for_each": [{"m": "c"}, {"n": "d"}]}
+    path.write_text(yaml.safe_dump({**data, "targets": [*data["targets"], template]}))
+    assert daemon.reload() is False
+    assert list(daemon.runners) == ["a", "b"]
+    item = line_of(path.read_text(), "n: d")
+    assert daemon.reload_errors == [
+        f"{path}:{item}: targets[2].for_each[1]: for_each[1] {{n: d}} has no m, which the entry "
+        "uses ({{m}}); give every item a m"
+    ]
 
-    # Valid: a's latency check replaced by saturation, b removed, c added.
+    # Valid: a's latency check replaced by saturation, b removed, c added (by a template).
     runner_a, runner_b = daemon.runners["a"], daemon.runners["b"]
-    data["targets"] = [target("a", metric("errors", 0.05), metric("saturation", 0.9)), target("c")]
+    template["for_each"] = [{"m": "c"}]
+    data["targets"] = [target("a", metric("errors", 0.05), metric("saturation", 0.9)), template]
     path.write_text(yaml.safe_dump(data))
     assert daemon.reload() is True
     assert list(daemon.runners) == ["a", "c"]
