@@ -311,14 +311,15 @@ def test_a_mistake_of_every_item_is_listed_once() -> None:
 def test_item_values_used_where_secrets_go_are_masked_in_messages() -> None:
     text = edit(
         TEMPLATE,
-        ("alpha: 0.05, shard: 2}", "alpha: 0.05, shard: 2, key: hunter2}"),
-        ("alpha: 0.01, shard: 1}", "alpha: 0.01, shard: 1, key: hunter1}"),
-        ('args: ["--team={{ns}}"]', 'args: ["--team={{ns}}"], env: {API_KEY: "{{key}}"}'),
+        ("alpha: 0.05, shard: 2}", "alpha: 0.05, shard: 2, api: hunter2, db_password: hunter3}"),
+        ("alpha: 0.01, shard: 1}", "alpha: 0.01, shard: 1, api: hunter1}"),
+        ('args: ["--team={{ns}}"]', 'args: ["--team={{ns}}"], env: {API: "{{api}}"}'),
         ("alpha: 0.05", "alpha: high"),
     )
     [issue] = issues_of(text)
     assert issue.message.endswith(
-        "(for_each[1] {model: fraud-b, ns: team-b, alpha: high, shard: 2, key: ***})"
+        "(for_each[1] {model: fraud-b, ns: team-b, alpha: high, shard: 2, api: ***, "
+        "db_password: ***})"
     )
     assert "hunter" not in str(issue)
 
