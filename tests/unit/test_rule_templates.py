@@ -60,26 +60,15 @@ WRITTEN = (
     rollback:
       to: fallback
       fallback: {image: "registry/fraud-a:stable", args: ["--team=team-a"]}
-  - name: fraud-b-drift
-    workload: {kind: argo-rollout, name: fraud-b, namespace: team-b}
-    samples: {source: live, window: 5m, filters: {model: fraud-b, shard: 2}}
-    reference: {source: training}
-    columns: {features: {age: numeric}}
-    checks:
-      - {name: drift, type: drift, test: ks, threshold: 0.05}
-      - {name: errors, type: metric, source: prom, above: 0.02,
-         query: 'sum(rate(errors_total{namespace="team-b", rollout="fraud-b"}[5m]))'}
-    rollback:
-      to: fallback
-      fallback: {image: "registry/fraud-b:stable", args: ["--team=team-b"]}
+  - {name: fraud-b-drift, workload: {kind: argo-rollout, name: fraud-b, namespace: team-b},
+     samples: {source: live, window: 5m, filters: {model: fraud-b, shard: 2}},
+     reference: {source: training}, columns: {features: {age: numeric}},
+     checks: [{name: drift, type: drift, test: ks, threshold: 0.05},
+              {name: errors, type: metric, source: prom, above: 0.02,
+               query: 'sum(rate(errors_total{namespace="team-b", rollout="fraud-b"}[5m]))'}],
+     rollback: {to: fallback, fallback: {image: "registry/fraud-b:stable", args: [--team=team-b]}}}
 """
 )
-
-
-def only_issue(text: str, env: dict[str, str] | None = None) -> tuple[int | None, str, str]:
-    [issue] = issues_of(text, env)
-    assert issue.file == FILE
-    return issue.line, issue.path, issue.message
 
 
 # -------------------------------------------------------------------------------- expansion
@@ -95,7 +84,7 @@ def test_a_template_loads_as_the_targets_written_out() -> None:
 
 def test_templates_and_written_targets_mix_in_order(tmp_path: Path) -> None:
     written_c = (
-        WRITTEN.split("targets:\n")[1].replace("fraud-a", "fraud-c").split("  - name: fraud-b")
+        WRITTEN.split("targets:\n")[1].replace("fraud-a", "fraud-c").split("  - {name: fraud-b")
     )
     text = edit(TEMPLATE, ("targets:\n", "targets:\n" + written_c[0])) + (
         "  - for_each: [{model: fraud-d}]\n"  # one item: no placeholder needed in its name
@@ -133,143 +122,143 @@ def test_env_is_interpolated_after_expansion_and_its_values_are_not_templates() 
     assert config.targets[0].workload.namespace == "x{{model}}"
 
 
-# ------------------------------------------------------------------------- template mistakes
+# ------------------------------------------------------------------- one issue per mistake
 
-
-def test_an_unknown_placeholder_is_named_with_the_variables_there_are() -> None:
-    text = edit(TEMPLATE, ('namespace: "{{ns}}"', 'namespace: "{{nss}}"'))
-    line, path, message = only_issue(text)
-    assert (line, path) == (line_of(text, "{{nss}}"), "targets[0].workload.namespace")
-    assert message == (
+ITEMS = """\
+  - for_each:
+      - {model: fraud-a, ns: team-a, alpha: 0.01, shard: 1}
+      - {model: fraud-b, ns: team-b, alpha: 0.05, shard: 2}
+"""
+ITEM_B = "{model: fraud-b, ns: team-b, alpha: 0.05, shard: 2}"
+WRITTEN_B = (
+    "  - {name: fraud-b-drift, samples: {source: live}, reference: {source: training},\n"
+    "     columns: {features: {age: numeric}}, checks: [{name: d, type: drift, test: ks}]}\n"
+)
+SCALAR = "a for_each value must be text, a number, true/false or a date"
+# changes to TEMPLATE; the issue's line (a text on it, which occurrence), key path and message
+Case = tuple[list[tuple[str, str]], tuple[str, int], str, str]
+CASES: dict[str, Case] = {
+    "unknown placeholder": (
+        [('namespace: "{{ns}}"', 'namespace: "{{nss}}"')],
+        ("{{nss}}", 1),
+        "targets[0].workload.namespace",
         "unknown placeholder {{nss}}: no for_each item defines nss (they define alpha, model, "
-        "ns, shard); did you mean {{ns}}?"
-    )
-
-
-def test_an_item_missing_a_variable_is_named_with_its_values() -> None:
-    text = edit(TEMPLATE, ("ns: team-b, ", ""))
-    line, path, message = only_issue(text)
-    assert (line, path) == (line_of(text, "model: fraud-b"), "targets[0].for_each[1]")
-    assert message == (
+        "ns, shard); did you mean {{ns}}?",
+    ),
+    "item missing a variable": (
+        [("ns: team-b, ", "")],
+        ("model: fraud-b", 1),
+        "targets[0].for_each[1]",
         "for_each[1] {model: fraud-b, alpha: 0.05, shard: 2} has no ns, which the entry uses "
-        "({{ns}}); give every item a ns"
-    )
-
-
-@pytest.mark.parametrize(
-    ("value", "what"),
-    [("[1, 2]", "is a list"), ("{a: 1}", "is a dict"), ("null", "has no value")],
-)
-def test_an_item_value_that_is_not_a_scalar_is_refused(value: str, what: str) -> None:
-    text = edit(TEMPLATE, ("shard: 2}", f"shard: {value}}}"))
-    line, path, message = only_issue(text)
-    assert (line, path) == (line_of(text, "model: fraud-b"), "targets[0].for_each[1].shard")
-    assert message == (
-        f"for_each[1]: shard {what}; a for_each value must be text, a number, true/false or a date"
-    )
-
-
-def test_items_naming_their_targets_alike_are_refused_at_the_second() -> None:
-    text = edit(TEMPLATE, ("model: fraud-b", "model: fraud-a"))
-    line, path, message = only_issue(text)
-    assert (line, path) == (line_of(text, "model: fraud-a", 2), "targets[0].for_each[1]")
-    assert message == (
+        "({{ns}}); give every item a ns",
+    ),
+    "a list value": (
+        [("shard: 2}", "shard: [1, 2]}")],
+        ("model: fraud-b", 1),
+        "targets[0].for_each[1].shard",
+        f"for_each[1]: shard is a list; {SCALAR}",
+    ),
+    "a mapping value": (
+        [("shard: 2}", "shard: {a: 1}}")],
+        ("model: fraud-b", 1),
+        "targets[0].for_each[1].shard",
+        f"for_each[1]: shard is a dict; {SCALAR}",
+    ),
+    "no value": (
+        [("shard: 2}", "shard: null}")],
+        ("model: fraud-b", 1),
+        "targets[0].for_each[1].shard",
+        f"for_each[1]: shard has no value; {SCALAR}",
+    ),
+    "a variable name that is not a name": (
+        [("shard: 2}", "my-shard: 2}")],
+        ("model: fraud-b", 1),
+        "targets[0].for_each[1].my-shard",
+        "for_each[1]: the variable 'my-shard' must be a name of letters, digits and _ "
+        "(placeholders are written {{name}})",
+    ),
+    "items naming their targets alike": (
+        [("model: fraud-b", "model: fraud-a")],
+        ("model: fraud-a", 2),
+        "targets[0].for_each[1]",
         "for_each[1] {model: fraud-a, ns: team-b, alpha: 0.05, shard: 2} names its target "
-        "'fraud-a-drift', as for_each[0] does; make the variables in `name` differ"
-    )
-
-
-def test_a_template_target_named_like_a_written_one_is_named_with_its_item() -> None:
-    written = "  - {name: fraud-b-drift, samples: {source: live}, reference: {source: training},\n"
-    written += (
-        "     columns: {features: {age: numeric}}, checks: [{name: d, type: drift, test: ks}]}\n"
-    )
-    text = edit(TEMPLATE, ("targets:\n", "targets:\n" + written))
-    line, path, message = only_issue(text)
-    assert (line, path) == (line_of(text, '"{{model}}-drift"'), "targets[1].name")
-    assert message == (
-        "target name 'fraud-b-drift' is used twice "
-        "(for_each[1] {model: fraud-b, ns: team-b, alpha: 0.05, shard: 2})"
-    )
-
-
-def test_several_items_need_a_placeholder_in_the_name() -> None:
-    text = edit(TEMPLATE, ('name: "{{model}}-drift"', "name: fraud"))
-    line, path, message = only_issue(text)
-    assert (line, path) == (line_of(text, "name: fraud"), "targets[0].name")
-    assert message == (
+        "'fraud-a-drift', as for_each[0] does; make the variables in `name` differ",
+    ),
+    "a written target named alike": (
+        [("targets:\n", "targets:\n" + WRITTEN_B)],
+        ('"{{model}}-drift"', 1),
+        "targets[1].name",
+        f"target name 'fraud-b-drift' is used twice (for_each[1] {ITEM_B})",
+    ),
+    "several items, a name without placeholder": (
+        [('name: "{{model}}-drift"', "name: fraud")],
+        ("name: fraud", 1),
+        "targets[0].name",
         "the name 'fraud' has no placeholder, so this entry's 2 targets would all be named "
-        'alike; put a variable in it, e.g. name: "fraud-{{model}}"'
-    )
-
-
-def test_a_placeholder_in_a_key_is_refused() -> None:
-    text = edit(TEMPLATE, ("features: {age: numeric}", "features: {'{{model}}_age': numeric}"))
-    line, path, message = only_issue(text)
-    assert (line, path) == (line_of(text, "_age"), "targets[0].columns.features.{{model}}_age")
-    assert message.startswith("the key '{{model}}_age' holds a placeholder; placeholders are")
-
-
-@pytest.mark.parametrize(
-    ("for_each", "path", "message"),
-    [
-        ("[]", "for_each", "for_each must be a non-empty list of mappings of variables"),
-        ("{model: fraud-a}", "for_each", "for_each must be a non-empty list of mappings"),
-        ("[{model: a}, fraud-b]", "for_each[1]", "for_each[1] must be a mapping of variables"),
-        ("[{my-model: a}]", "for_each[0].my-model", "for_each[0]: the variable 'my-model' must"),
-    ],
-)
-def test_a_for_each_that_is_not_a_list_of_variables_is_refused(
-    for_each: str, path: str, message: str
-) -> None:
-    text = TEMPLATE.split("  - for_each:")[0] + (
-        f"  - for_each: {for_each}\n"
-        "    name: x\n"
-        "    samples: {source: live}\n"
-        "    reference: {source: training}\n"
-        "    columns: {features: {age: numeric}}\n"
-        "    checks: [{name: drift, type: drift, test: ks}]\n"
-    )
-    line, at, said = only_issue(text)  # not also "targets: at least 1 item"
-    assert (line, at) == (line_of(text, "for_each:"), "targets[0]." + path)
-    assert said.startswith(message)
-
-
-def test_an_unquoted_leading_placeholder_says_to_quote_it() -> None:
-    text = edit(TEMPLATE, ('name: "{{model}}-drift"', "name: {{model}}"))
-    line, path, message = only_issue(text)
-    assert (line, path) == (line_of(text, "name: {{model}}"), "")
-    assert message == (
-        "not valid YAML: found unhashable key: a value that starts with a {{placeholder}} must "
-        'be quoted, "{{model}}"'
-    )
-
-
-def test_for_each_anywhere_but_a_targets_entry_is_an_unknown_key_there() -> None:
-    text = edit(
-        TEMPLATE,
-        ("reference: {source: training}", "reference: {source: training, for_each: [{a: 1}]}"),
-    )
-    issues = issues_of(text)
-    assert [(i.path, i.line) for i in issues] == [
-        ("targets[0].reference.for_each", line_of(text, "reference:"))
-    ]
-    assert issues[0].message.startswith(
-        "unknown key 'for_each' here; it belongs to another section"
-    )
-
-
-# ------------------------------------------------------------- expanded targets are validated
-
-
-def test_a_mistake_of_one_item_points_at_the_template_and_names_the_item() -> None:
-    text = edit(TEMPLATE, ("alpha: 0.05", "alpha: high"))
-    line, path, message = only_issue(text)
-    assert (line, path) == (line_of(text, "threshold:"), "targets[0].checks[0].threshold")
-    assert message == (
+        'alike; put a variable in it, e.g. name: "fraud-{{model}}"',
+    ),
+    "a placeholder in a key": (
+        [("features: {age: numeric}", "features: {'{{model}}_age': numeric}")],
+        ("_age", 1),
+        "targets[0].columns.features.{{model}}_age",
+        "the key '{{model}}_age' holds a placeholder; placeholders are substituted in values "
+        "only (names, URLs, filters, labels...), not in keys",
+    ),
+    "a mistake of one item": (
+        [("alpha: 0.05", "alpha: high")],
+        ("threshold:", 1),
+        "targets[0].checks[0].threshold",
         "Input should be a valid number, unable to parse string as a number (got 'high') "
-        "(for_each[1] {model: fraud-b, ns: team-b, alpha: high, shard: 2})"
-    )
+        "(for_each[1] {model: fraud-b, ns: team-b, alpha: high, shard: 2})",
+    ),
+    "an unquoted leading placeholder": (
+        [('name: "{{model}}-drift"', "name: {{model}}")],
+        ("name: {{model}}", 1),
+        "",
+        "not valid YAML: found unhashable key: a value that starts with a {{placeholder}} must "
+        'be quoted, "{{model}}"',
+    ),
+    "for_each elsewhere": (
+        [("{source: training}", "{source: training, for_each: [{a: 1}]}")],
+        ("reference:", 1),
+        "targets[0].reference.for_each",
+        "unknown key 'for_each' here; it belongs to another section (check its indentation) "
+        "(all 2 targets of its for_each)",
+    ),
+    # Not also "targets: List should have at least 1 item" (the entry is left out).
+    "an empty for_each": (
+        [(ITEMS, "  - for_each: []\n")],
+        ("for_each:", 1),
+        "targets[0].for_each",
+        "for_each must be a non-empty list of mappings of variables, e.g. for_each: "
+        "[{model: fraud-a}, {model: fraud-b}]",
+    ),
+    "for_each a mapping": (
+        [(ITEMS, "  - for_each: {model: fraud-a}\n")],
+        ("for_each:", 1),
+        "targets[0].for_each",
+        "for_each must be a non-empty list of mappings of variables, e.g. for_each: "
+        "[{model: fraud-a}, {model: fraud-b}]",
+    ),
+    "an item that is not a mapping": (
+        [(ITEM_B, "fraud-b")],
+        ("- fraud-b", 1),
+        "targets[0].for_each[1]",
+        "for_each[1] must be a mapping of variables, e.g. for_each: "
+        "[{model: fraud-a}, {model: fraud-b}]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_each_template_mistake_gives_one_issue_at_the_entry_or_item(case: str) -> None:
+    changes, (needle, occurrence), path, message = CASES[case]
+    text = edit(TEMPLATE, *changes)
+    issues = issues_of(text)
+    assert len(issues) == 1, "\n".join(map(str, issues))
+    [issue] = issues
+    assert (issue.file, issue.line, issue.path) == (FILE, line_of(text, needle, occurrence), path)
+    assert issue.message == message
 
 
 def test_a_mistake_of_every_item_is_listed_once() -> None:
