@@ -101,12 +101,10 @@ class _Slots:
 
     parts: tuple[str, ...]  # literal, name, literal, name, ..., literal
 
-    def fill(self, values: dict[str, Any]) -> Any:
+    def fill(self, values: dict[str, Any], texts: dict[str, str]) -> Any:
         if len(self.parts) == 3 and self.parts[0] == self.parts[2] == "":
             return values[self.parts[1]]  # the whole string: the value, its type kept
-        return "".join(
-            part if k % 2 == 0 else _text(values[part]) for k, part in enumerate(self.parts)
-        )
+        return "".join(part if k % 2 == 0 else texts[part] for k, part in enumerate(self.parts))
 
     def size(self, texts: dict[str, str]) -> int:
         return sum(len(p) if k % 2 == 0 else len(texts[p]) for k, p in enumerate(self.parts))
@@ -262,7 +260,7 @@ def _expand(entry: int, plan: _Plan, out: Expansion, budget: list[int]) -> bool:
             )
             out.refused = True
             return False
-        target = _fill(plan.template, item)
+        target = _fill(plan.template, item, texts)
         name = target.get("name")
         if isinstance(name, str) and name in names:
             out.problems.append(
@@ -282,13 +280,13 @@ def _expand(entry: int, plan: _Plan, out: Expansion, budget: list[int]) -> bool:
     return True
 
 
-def _fill(template: Any, values: dict[str, Any]) -> Any:
+def _fill(template: Any, values: dict[str, Any], texts: dict[str, str]) -> Any:
     if isinstance(template, dict):
-        return {k: _fill(v, values) for k, v in template.items()}
+        return {k: _fill(v, values, texts) for k, v in template.items()}
     if isinstance(template, list):
-        return [_fill(v, values) for v in template]
+        return [_fill(v, values, texts) for v in template]
     if isinstance(template, _Slots):
-        return template.fill(values)
+        return template.fill(values, texts)
     return template
 
 
