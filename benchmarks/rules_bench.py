@@ -53,21 +53,22 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="mlwatchdog-rules-bench-"))
-    template = folder / "template.yaml"
-    layout = daemon_bench.MINUTE_LAYOUT
-    daemon_bench.write_config(template, folder, args.targets, layout, "1m", bundles=False)
-    written = folder / "written.yaml"
-    written.write_text(yaml.safe_dump(written_out(yaml.safe_load(template.read_text()))))
-    print(f"{daemon_bench.machine()}; {daemon_bench.code_version()}")
-    print(f"load (1 min) at the start: {os.getloadavg()[0]:.2f}")
-    rows = []
-    for label, path in (("one for_each entry", template), ("written out", written)):
-        if path is written:  # over the file's bounds: lifted for this one
-            loader.MAX_BYTES = yaml_bounds.MAX_BYTES = yaml_bounds.MAX_VALUES = 1 << 30
-        count = values(yaml_bounds.compose_yaml(path.read_text()))
-        seconds, config = best_load(path, args.repeat)
-        rows.append((label, path.stat().st_size, count, seconds, config))
+    with tempfile.TemporaryDirectory(prefix="mlwatchdog-rules-bench-") as name:
+        folder = Path(name)
+        template = folder / "template.yaml"
+        layout = daemon_bench.MINUTE_LAYOUT
+        daemon_bench.write_config(template, folder, args.targets, layout, "1m", bundles=False)
+        written = folder / "written.yaml"
+        written.write_text(yaml.safe_dump(written_out(yaml.safe_load(template.read_text()))))
+        print(f"{daemon_bench.machine()}; {daemon_bench.code_version()}")
+        print(f"load (1 min) at the start: {os.getloadavg()[0]:.2f}")
+        rows = []
+        for label, path in (("one for_each entry", template), ("written out", written)):
+            if path is written:  # over the file's bounds: lifted for this one
+                loader.MAX_BYTES = yaml_bounds.MAX_BYTES = yaml_bounds.MAX_VALUES = 1 << 30
+            count = values(yaml_bounds.compose_yaml(path.read_text()))
+            seconds, config = best_load(path, args.repeat)
+            rows.append((label, path.stat().st_size, count, seconds, config))
     assert rows[0][4] == rows[1][4], "the template and the targets written out differ"
     print(f"| {args.targets:,} targets | bytes | YAML values | load_config CPU |")
     print("|---|---:|---:|---:|")
