@@ -1,7 +1,8 @@
 """Loading rules.yaml: YAML with line numbers, ${ENV} interpolation, schema and cross-checks.
 
 The YAML is read within bounds first (`yaml_bounds`: size, alias expansion, nesting), so nothing
-below walks more than a bounded number of values.
+below walks more than a bounded number of values; `targets:` entries with `for_each` are then
+expanded, within bounds of their own (`templates`), before ${ENV} and validation.
 
 Every problem becomes a `ConfigIssue` with file, line, key path and what to change; `load_config`
 raises one `ConfigError` listing all of them (the daemon then keeps its last good config), and
