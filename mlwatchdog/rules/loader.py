@@ -26,7 +26,14 @@ from mlwatchdog.errors import ConfigError
 from mlwatchdog.rules import schema
 from mlwatchdog.rules.references import partial_reference_problems, reference_problems
 from mlwatchdog.rules.secret import may_hold_secret
-from mlwatchdog.rules.templates import FOR_EACH, Expansion, Origin, Template, expand_targets
+from mlwatchdog.rules.templates import (
+    FOR_EACH,
+    Expansion,
+    Origin,
+    Template,
+    expand_targets,
+    items_named,
+)
 from mlwatchdog.rules.yaml_bounds import (
     MAX_BYTES,
     YamlRefused,
@@ -193,9 +200,7 @@ def _in_items(origins: list[Origin], sizes: dict[int, int]) -> str:
         return f" (for_each[{items[0].item}] {items[0].shown})"
     if len(items) == sizes.get(items[0].entry):
         return f" (all {len(items):,} targets of its for_each)"
-    listed = ", ".join(f"[{o.item}]" for o in items[:3])
-    more = f" and {len(items) - 3:,} more" if len(items) > 3 else ""
-    return f" (for_each{listed}{more})"
+    return f" ({items_named([o.item for o in items if o.item is not None])})"
 
 
 def _index(

@@ -148,15 +148,17 @@ def _plan(entry_index: int, entry: Any, problems: list[tuple[KeyPath, str]]) -> 
                 )
             )
             continue
-        for k, item in enumerate(items):
-            if name not in item:
-                found.append(
-                    (
-                        at + (FOR_EACH, k),
-                        f"for_each[{k}] {_shown(item, secret)} has no {name}, which the entry "
-                        f"uses ({{{{{name}}}}}); give every item a {name}",
-                    )
+        missing = [k for k, item in enumerate(items) if name not in item]
+        if missing:
+            k = missing[0]
+            nor = f", nor do {items_named(missing[1:])}" if missing[1:] else ""
+            found.append(
+                (
+                    at + (FOR_EACH, k),
+                    f"for_each[{k}] {_shown(items[k], secret)} has no {name}, which the entry "
+                    f"uses ({{{{{name}}}}}){nor}; give every item a {name}",
                 )
+            )
     written = body.get("name")
     if len(items) > 1 and isinstance(template.get("name"), str):
         found.append(
@@ -245,6 +247,7 @@ def _expand(entry: int, plan: _Plan, out: Expansion, budget: list[int]) -> bool:
     """The plan's targets added to `out`; False (a problem added) if they pass the bound on
     characters."""
     names: dict[str, int] = {}
+    again: list[tuple[int, str]] = []  # items naming a target as an earlier one does
     before = len(out.targets)
     for k, item in enumerate(plan.items):
         texts = {name: _text(value) for name, value in item.items()}
@@ -263,19 +266,24 @@ def _expand(entry: int, plan: _Plan, out: Expansion, budget: list[int]) -> bool:
         target = _fill(plan.template, item, texts)
         name = target.get("name")
         if isinstance(name, str) and name in names:
-            out.problems.append(
-                (
-                    ("targets", entry, FOR_EACH, k),
-                    f"for_each[{k}] {_shown(item, plan.secret)} names its target {name!r}, as "
-                    f"for_each[{names[name]}] does; make the variables in `name` differ",
-                )
-            )
-            out.skipped = True
+            again.append((k, name))
             continue
         if isinstance(name, str):
             names[name] = k
         out.targets.append(target)
         out.origins.append(Origin(entry, k, _shown(item, plan.secret)))
+    if again:
+        (k, name), others = again[0], [k for k, _ in again[1:]]
+        so_do = f"; so do {items_named(others)}" if others else ""
+        out.problems.append(
+            (
+                ("targets", entry, FOR_EACH, k),
+                f"for_each[{k}] {_shown(plan.items[k], plan.secret)} names its target {name!r}, "
+                f"as for_each[{names[name]}] does{so_do}; make the variables "
+                "in `name` differ",
+            )
+        )
+        out.skipped = True
     out.templates.append(Template(entry, plan.name, len(out.targets) - before))
     return True
 
@@ -317,6 +325,13 @@ def _text(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def items_named(items: list[int]) -> str:
+    """`for_each[7], [9], [12] and 5 more`: several items with one problem, in one issue rather
+    than one per item."""
+    more = f" and {len(items) - 3:,} more" if len(items) > 3 else ""
+    return "for_each" + ", ".join(f"[{k}]" for k in items[:3]) + more
 
 
 def _shown(item: dict[str, Any], secret: set[str]) -> str:

@@ -184,6 +184,26 @@ CASES: dict[str, Case] = {
         "for_each[1] {model: fraud-a, ns: team-b, alpha: 0.05, shard: 2} names its target "
         "'fraud-a-drift', as for_each[0] does; make the variables in `name` differ",
     ),
+    "several items missing a variable": (
+        [
+            (
+                ITEM_B,
+                "{model: fraud-b, alpha: 0.05, shard: 2}\n      - {model: c, alpha: 1, shard: 3}",
+            )
+        ],
+        ("model: fraud-b", 1),
+        "targets[0].for_each[1]",
+        "for_each[1] {model: fraud-b, alpha: 0.05, shard: 2} has no ns, which the entry uses "
+        "({{ns}}), nor do for_each[2]; give every item a ns",
+    ),
+    "several items naming their targets alike": (
+        [(ITEM_B, "\n      - ".join(["{model: fraud-a, ns: b, alpha: 1, shard: 2}"] * 5))],
+        ("model: fraud-a", 2),
+        "targets[0].for_each[1]",
+        "for_each[1] {model: fraud-a, ns: b, alpha: 1, shard: 2} names its target "
+        "'fraud-a-drift', as for_each[0] does; so do for_each[2], [3], [4] and 1 more; make the "
+        "variables in `name` differ",
+    ),
     "a written target named alike": (
         [("targets:\n", "targets:\n" + WRITTEN_B)],
         ('"{{model}}-drift"', 1),
