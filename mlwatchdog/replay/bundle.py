@@ -55,6 +55,7 @@ from mlwatchdog.rules.loader import validation_problems
 from mlwatchdog.rules.schema import Bundles, Revisions
 from mlwatchdog.rules.secret import Redactor
 from mlwatchdog.sources.observe import by_revision, revision_column
+from mlwatchdog.sources.tables import read_parquet
 
 FORMAT = "mlwatchdog-bundle"
 VERSION = 1
@@ -441,7 +442,7 @@ def _observation(
     samples = None
     if samples_info["file"]:
         with fs.open(posixpath.join(root, samples_info["file"]), "rb") as f:
-            samples = pd.read_parquet(f)
+            samples = read_parquet(f)
     reference = None
     if reference_info["fingerprint"] is not None:
         if not reference_info["file"]:
@@ -451,7 +452,7 @@ def _observation(
                 "re-read it from that source and pass it to replay_recorded"
             )
         with fs.open(posixpath.join(root, reference_info["file"]), "rb") as f:
-            frame = pd.read_parquet(f)
+            frame = read_parquet(f)
         reference = Reference(
             frame, columns=reference_info["columns"], kinds=reference_info["kinds"]
         )
@@ -499,7 +500,7 @@ def _labels(fs: Any, root: str, recorded: Mapping[str, Any] | None) -> LabelledR
         frame = None
         if recorded[key]:
             with fs.open(posixpath.join(root, recorded[key]), "rb") as f:
-                frame = pd.read_parquet(f)
+                frame = read_parquet(f)
         frames.append(frame)
     reference_status, reference_reason = (
         DataStatus(recorded["reference_status"]),

@@ -31,6 +31,7 @@ from mlwatchdog.replay.bundle import list_bundles, load_bundle
 from mlwatchdog.replay.timeline import TIMELINE_COLUMNS, timeline_rows
 from mlwatchdog.report.page import ReportPage, render_report
 from mlwatchdog.rules import Config
+from mlwatchdog.sources.tables import read_parquet
 
 MAX_BUNDLES = 500  # of the same target, for the timeline
 
@@ -150,7 +151,7 @@ def _evaluation_of(target: str, step: Sequence[Mapping[str, Any]], at: datetime)
 
 def _read_timeline(path: str) -> pd.DataFrame:
     if path.endswith(".parquet"):
-        frame = pd.read_parquet(path)
+        frame = read_parquet(path)
     elif path.endswith(".csv"):
         frame = pd.read_csv(path)
     else:

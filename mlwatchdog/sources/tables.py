@@ -33,24 +33,29 @@ class TableError(InputError):
         self.why = why
 
 
+def read_parquet(source: IO[bytes] | str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A parquet file (or its `columns`) as pd.read_parquet gives it, read in the calling thread.
+
+    arrow's thread pools are left unused (its file reader, not the dataset scanner; to_pandas'
+    threads off, which pandas < 3 cannot ask for): a pool thread still alive at interpreter exit
+    aborts the process (apache/arrow#34314: SIGABRT, "terminate called without an active
+    exception"; `mlwatchdog evaluate` hit it about once in 100 runs on a loaded machine). The
+    files are small (a batch, a partition, a bundle's window) and the daemon's own threads
+    already read them in parallel."""
+    with pq.ParquetFile(source, pre_buffer=False) as file:
+        if columns is not None:
+            _require(columns, file.schema_arrow.names)  # the reader would leave them out
+        table = file.read(
+            columns=list(columns) if columns is not None else None,
+            use_threads=False,
+            use_pandas_metadata=True,
+        )
+    frame: pd.DataFrame = table.to_pandas(use_threads=False)
+    return frame
+
+
 # pandas' default float parsers are off in the last digit; exact parsing keeps the numbers a
 # test sees identical to what was written, whatever the file format.
-def _read_parquet(source: IO[bytes], columns: Sequence[str] | None) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(source, columns=list(columns) if columns is not None else None)
-    except ValueError as exc:
-        if columns is None:
-            raise
-        # pyarrow names a missing column amid a dump of its internal schema: say it plainly.
-        try:
-            source.seek(0)
-            names = pq.read_schema(source).names
-        except (ValueError, OSError):
-            raise exc from None
-        _require(columns, names)
-        raise
-
-
 def _read_csv(source: IO[bytes], columns: Sequence[str] | None) -> pd.DataFrame:
     if columns is None:
         return pd.read_csv(source, float_precision="round_trip")
@@ -81,7 +86,7 @@ def _require(columns: Sequence[str], names: Sequence[str]) -> None:
 
 
 READERS: dict[str, Callable[[IO[bytes], Sequence[str] | None], pd.DataFrame]] = {
-    "parquet": _read_parquet,
+    "parquet": read_parquet,
     "csv": _read_csv,
     "jsonl": _read_jsonl,
 }
