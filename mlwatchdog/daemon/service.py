@@ -130,6 +130,9 @@ class Daemon:
             timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
         )
         self._reload_lock = threading.Lock()
+        # Set when the daemon stops: evaluations queued behind the running ones are dropped.
+        self._stopping = threading.Event()
+        self._dropped_at_stop: list[str] = []  # their targets (list.append: thread-safe)
         self.reload_errors: list[str] = []  # why the last reload failed (empty after a success)
         self.watcher: ConfigWatcher | None = None
         if self.config_path is not None:
@@ -277,6 +280,9 @@ class Daemon:
         """A scheduled evaluation: not when the target's shard was lost since it was scheduled
         (its job is removed at once, but a Lease not renewed in time is lost before the election
         thread can tell)."""
+        if self._stopping.is_set():  # queued while the daemon was busy; it is stopping now
+            self._dropped_at_stop.append(name)
+            return
         runner = self.runners.get(name)
         if runner is not None and self.evaluated_here(name):
             runner.run_once()
@@ -384,7 +390,12 @@ class Daemon:
         self.journal.flush()
 
     def stop(self) -> None:
-        """Stop scheduling; wait for running evaluations to finish."""
+        """Stop scheduling; wait for running evaluations to finish. Those queued behind them
+        (a saturated daemon has up to one per target) are dropped, not run: the scheduler's
+        shutdown would wait for every one, keeping a leader's Lease and its pod for as long (a
+        restarted pod or the shard's heir evaluates them next)."""
+        self._stopping.set()
+        self.log.info("daemon stopping")
         if self.watcher is not None:
             self.watcher.stop()  # a reload under way finishes first
         if self.scheduler.running:
@@ -402,7 +413,7 @@ class Daemon:
             if records.pending:
                 self.log.error(f"{name} records lost at exit: they could not be written",
                                count=records.pending, error=records.failing)  # fmt: skip
-        self.log.info("daemon stopped")
+        self.log.info("daemon stopped", evaluations_dropped=len(self._dropped_at_stop))
 
     # ------------------------------------------------------------------------------ reload
 
