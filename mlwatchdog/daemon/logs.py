@@ -47,19 +47,40 @@ def configure_logging(
         if chosen is LogFormat.CONSOLE
         else structlog.processors.JSONRenderer(sort_keys=False, default=str)
     )
+    stamped: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Exceptions become text before redaction, in both formats: a traceback can quote
+        # a secret too.
+        structlog.processors.format_exc_info,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            # Exceptions become text before redaction, in both formats: a traceback can quote
-            # a secret too.
-            structlog.processors.format_exc_info,
-            redact,
-            renderer,
-        ],
+        processors=[structlog.contextvars.merge_contextvars, *stamped, redact, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=False,
     )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *stamped],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact, renderer],
+    )
+    _route_libraries(formatter, max(logging.WARNING, getattr(logging, level.upper())))
     return structlog.get_logger("mlwatchdog")
+
+
+class _LibraryHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root logger's handler that configure_logging installs (one, replaced on a new call)."""
+
+
+def _route_libraries(formatter: logging.Formatter, level: int) -> None:
+    """Libraries log through the standard library (APScheduler, uvicorn, the kubernetes client,
+    urllib3, botocore): their records go the daemon's way too (one format, redacted, stdout),
+    at warning and above, instead of through Python's last-resort handler, which printed them
+    on stderr as raw text, a URL's password and all."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _LibraryHandler)]:
+        root.removeHandler(old)
+    handler = _LibraryHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(level)

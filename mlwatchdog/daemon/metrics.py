@@ -54,6 +54,17 @@ class DaemonMetrics:
             ["target", "result"],
             registry=r,
         )
+        self.evaluations_skipped = Counter(
+            "mlwatchdog_evaluations_skipped",
+            "Scheduled evaluations not run because the daemon is saturated, by reason: busy (the "
+            "target's previous run was still running or queued) or late (it waited in the queue "
+            "past its misfire grace, the target's interval). No target label: at thousands of "
+            "targets that would be thousands of series; the log line says which.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("busy", "late"):
+            self.evaluations_skipped.labels(reason)
         self.duration = Histogram(
             "mlwatchdog_evaluation_duration_seconds",
             "Time to observe, test and decide for one target.",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -41,6 +44,25 @@ from mlwatchdog.rules.schema import exposed_without_auth
 from mlwatchdog.rules.secret import Redactor, mask_url, secret_values
 from mlwatchdog.sources.kserve import SinkStore
 from mlwatchdog.sources.observe import Observer
+
+SKIPS_EVERY = 60.0  # seconds: at most one warning this often about evaluations skipped
+
+
+class _PerRunSkips(logging.Filter):
+    """APScheduler's warning for each run it skips or drops late: a saturated daemon would print
+    one a target a round; `Daemon._skipped` counts them and says so once a minute instead."""
+
+    TEMPLATES = (
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+        'Run time of job "%s" was missed by %s',
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.TEMPLATES
+
+
+for _name in ("apscheduler.scheduler", "apscheduler.executors.default"):
+    logging.getLogger(_name).addFilter(_PerRunSkips())
 
 
 def utc_now() -> datetime:
@@ -129,6 +151,10 @@ class Daemon:
         self.scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
         )
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        self._skips: dict[str, list[str]] = {"busy": [], "late": []}  # since the last warning
+        self._skips_told = time.monotonic() - SKIPS_EVERY  # the first skip is told at once
+        self._skips_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         # Set when the daemon stops: evaluations queued behind the running ones are dropped.
         self._stopping = threading.Event()
@@ -275,6 +301,27 @@ class Daemon:
             misfire_grace_time=max(1, int(interval)),
             replace_existing=True,  # a reload reschedules under the same id
         )
+
+    def _skipped(self, event: JobEvent) -> None:
+        """A scheduled evaluation not run (the scheduler's thread): counted, and said in one
+        warning a minute at most, in place of APScheduler's line per skipped run."""
+        if event.job_id not in self.runners:
+            return  # the sink's pruning, not an evaluation
+        reason = "busy" if event.code == EVENT_JOB_MAX_INSTANCES else "late"
+        self.metrics.evaluations_skipped.labels(reason).inc()
+        with self._skips_lock:
+            self._skips[reason].append(event.job_id)
+            now = time.monotonic()
+            if now - self._skips_told < SKIPS_EVERY:
+                return
+            busy, late = self._skips["busy"], self._skips["late"]
+            self._skips, self._skips_told = {"busy": [], "late": []}, now
+        self.log.warning(
+            "evaluations skipped: the daemon cannot keep up with its targets' intervals; "
+            "lengthen them, or split the targets across replicas (leader_election.shards)",
+            busy=len(busy), late=len(late), targets=sorted(set(busy + late))[:10],
+            seconds=SKIPS_EVERY,
+        )  # fmt: skip
 
     def _evaluate(self, name: str) -> None:
         """A scheduled evaluation: not when the target's shard was lost since it was scheduled

@@ -163,6 +163,7 @@ HEALTH_METRICS = {
     "mlwatchdog_target_blind_since_seconds": "MlwatchdogTargetBlind",
     "mlwatchdog_sink_events_total": "MlwatchdogSinkRefusingEvents",
     "mlwatchdog_source_set_aside_total": "MlwatchdogInputSetAside",
+    "mlwatchdog_evaluations_skipped_total": "MlwatchdogSaturated",
 }
 HEALTH_PANELS = {  # the row "Health of the watchdog"
     "Writes failing",
@@ -279,6 +280,11 @@ ALERT_TESTS: list[dict[str, Any]] = [
             series(
                 "mlwatchdog_sink_events_total", "0+60x30", result="stored", reason="ok", pod="a"
             ),
+            *[
+                series("mlwatchdog_evaluations_skipped_total", "0x30", reason=reason, pod=pod)
+                for reason in ("busy", "late")
+                for pod in ("a", "b")
+            ],
         ],
         "alert_rule_test": [
             {"eval_time": "25m", "alertname": name, "exp_alerts": []}
@@ -294,6 +300,7 @@ ALERT_TESTS: list[dict[str, Any]] = [
                 "MlwatchdogTargetBlind",
                 "MlwatchdogSinkRefusingEvents",
                 "MlwatchdogInputSetAside",
+                "MlwatchdogSaturated",
             )
         ],
     },
@@ -591,6 +598,22 @@ ALERT_TESTS += [
                         }
                     }
                 ],
+            },
+        ],
+    },
+    {  # pod a skips evaluations for 30 minutes (busy), pod b once (a blip, not saturation)
+        "interval": "1m",
+        "input_series": [
+            *STEADY,
+            series("mlwatchdog_evaluations_skipped_total", "0x5 0+40x30", reason="busy", pod="a"),
+            series("mlwatchdog_evaluations_skipped_total", "0x5 3x30", reason="late", pod="b"),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "12m", "alertname": "MlwatchdogSaturated", "exp_alerts": []},
+            {
+                "eval_time": "30m",
+                "alertname": "MlwatchdogSaturated",
+                "exp_alerts": [{"exp_labels": {"severity": "warning", "pod": "a"}}],
             },
         ],
     },

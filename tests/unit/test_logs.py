@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -75,10 +76,14 @@ def test_the_first_evaluation_logs_breaches_and_missing_data_only() -> None:
 
 @pytest.fixture
 def fresh_structlog() -> Iterator[None]:
-    """configure_logging is global: put structlog's defaults back after the test (its stdout
-    here is pytest's capture, closed once the test ends)."""
+    """configure_logging is global: put structlog's defaults and the root logger back after the
+    test (their stdout here is pytest's capture, closed once the test ends)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
     structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("fresh_structlog")
@@ -106,3 +111,34 @@ def test_both_formats_scrub_secrets(
         [changed] = [line for line in lines if "check state changed" in line]
         assert "target=credit" in changed and "to=pending" in changed
         assert any("Traceback" in line for line in lines)  # the exception, as text
+
+
+@pytest.mark.usefixtures("fresh_structlog")
+@pytest.mark.parametrize("log_format", list(LogFormat))
+def test_libraries_log_the_daemons_way(
+    log_format: LogFormat, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A library's warning (urllib3 quoting the URL it retries, APScheduler, uvicorn) comes out
+    in the daemon's format on stdout, secrets masked; its info chatter stays out."""
+    configure_logging("info", Redactor(["hunter2-secret"]), log_format)
+    library = logging.getLogger("urllib3.connectionpool")
+    library.warning("Retrying after connection broken: https://app:hunter2-secret@db/models")
+    library.info("Starting new HTTPS connection (1): db")
+    try:
+        raise OSError("cannot reach s3://key:hunter2-secret@bucket")
+    except OSError:
+        logging.getLogger("apscheduler.executors.default").exception("Job raised an exception")
+    captured = capsys.readouterr()
+    out = captured.out
+    assert captured.err == ""
+    assert "hunter2-secret" not in out and "***" in out
+    assert "Starting new HTTPS connection" not in out
+    if log_format is LogFormat.JSON:
+        events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert [(e["logger"], e["level"]) for e in events] == [
+            ("urllib3.connectionpool", "warning"),
+            ("apscheduler.executors.default", "error"),
+        ]
+        assert "cannot reach s3://key:***@bucket" in events[1]["exception"]
+    else:
+        assert "Retrying after connection broken" in out and "Traceback" in out
