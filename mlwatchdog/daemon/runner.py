@@ -496,7 +496,9 @@ class TargetRunner:
         rows = max((c.n + c.n_dropped for c in reference.sample.columns), default=0)
         if rows * len(reference.columns) > self.bundles.settings.max_reference_cells:
             return None  # recorded by fingerprint and source only
-        return self.observer.reference_frame(self.target)
+        target = self.target
+        # Read again only if the writer has no copy of this reference yet.
+        return lambda: self.observer.reference_frame(target)
 
     # ------------------------------------------------------------------ a person in the loop
 

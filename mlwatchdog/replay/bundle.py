@@ -19,8 +19,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import posixpath
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +32,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 import yaml
+from fsspec.implementations.local import LocalFileSystem
 from pydantic import ValidationError
 
 from mlwatchdog.core import (
@@ -58,6 +62,8 @@ from mlwatchdog.sources.observe import by_revision, revision_column
 from mlwatchdog.sources.tables import read_parquet
 
 FORMAT = "mlwatchdog-bundle"
+REFERENCES = ".references"  # under the bundles' folder: one copy per reference, hard-linked
+REFERENCE_BYTES_KEPT = 32 << 20  # encoded references kept in memory for the next bundles
 VERSION = 1
 _NAME = re.compile(r"^(\d{8}T\d{6}\d{6}Z)-")
 
@@ -79,7 +85,9 @@ class Recorded:
     outcomes: tuple[ActionOutcome, ...]  # in the order the actions were carried out
     state_after: TargetState  # after the outcomes were folded in
     actions: tuple[dict[str, Any], ...] = ()  # audit records: requests and responses
-    reference_frame: Any = None  # the reference rows, when the writer may copy them
+    # The reference rows, when the writer may copy them: a DataFrame, or a function giving one
+    # (called only when the writer has no copy of that reference yet).
+    reference_frame: Any = None
 
 
 class BundleWriter:
@@ -96,6 +104,10 @@ class BundleWriter:
         # The manifest's config has its secrets as *** already; this also catches one quoted
         # in a reason or an action's request body.
         self.redactor = redactor if redactor is not None else Redactor()
+        # reference.parquet's bytes by the reference's fingerprint, newest last: thousands of
+        # targets sharing one reference encode it once, not in each target's first bundle.
+        self._references: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()  # reports' thread writes bundles too
 
     def write(self, recorded: Recorded, event: str) -> str:
         """Write one bundle; its path (or URL) is returned."""
@@ -106,11 +118,12 @@ class BundleWriter:
         samples = observation.samples
         if samples is not None:
             self._parquet(folder, "current.parquet", samples)
-        reference, frame = observation.reference, recorded.reference_frame
-        reference_file = None
-        if reference is not None and frame is not None and _same_reference(reference, frame):
-            self._parquet(folder, "reference.parquet", frame)
-            reference_file = "reference.parquet"
+        reference, reference_file = observation.reference, None
+        if reference is not None and recorded.reference_frame is not None:
+            encoded = self._reference_bytes(reference, recorded.reference_frame)
+            if encoded is not None:
+                self._copy_reference(folder, reference.fingerprint, encoded)
+                reference_file = "reference.parquet"
         labels, labels_reference_file = observation.labels, None
         if labels is not None and labels.rows is not None:
             self._parquet(folder, "labelled.parquet", labels.rows)
@@ -132,10 +145,46 @@ class BundleWriter:
         return self.fs.unstrip_protocol(folder) if "://" in self.path else folder
 
     def _parquet(self, folder: str, name: str, frame: pd.DataFrame) -> None:
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
         with self.fs.open(posixpath.join(folder, name), "wb") as f:
-            f.write(buffer.getvalue())
+            f.write(_parquet_bytes(frame))
+
+    def _reference_bytes(self, reference: Reference, frame: Any) -> bytes | None:
+        """reference.parquet's content for `reference`, encoded once per fingerprint; None when
+        the rows read again are not the reference the evaluation used (it changed since)."""
+        with self._lock:
+            if reference.fingerprint in self._references:
+                self._references.move_to_end(reference.fingerprint)
+                return self._references[reference.fingerprint]
+        rows = frame() if callable(frame) else frame
+        if rows is None or not _same_reference(reference, rows):
+            return None
+        encoded = _parquet_bytes(rows)
+        with self._lock:
+            self._references[reference.fingerprint] = encoded
+            while sum(map(len, self._references.values())) > REFERENCE_BYTES_KEPT:
+                if len(self._references) == 1:
+                    break
+                self._references.popitem(last=False)
+        return encoded
+
+    def _copy_reference(self, folder: str, fingerprint: str, encoded: bytes) -> None:
+        """The bundle's reference.parquet. On a local disk, a hard link to one copy per
+        reference under `.references/` (a bundle copied elsewhere still holds its own file; a
+        thousand bundles of one reference hold its blocks once); elsewhere, the bytes."""
+        path = posixpath.join(folder, "reference.parquet")
+        if isinstance(self.fs, LocalFileSystem):
+            shared = os.path.join(self.root, REFERENCES, f"{fingerprint}.parquet")
+            with contextlib.suppress(OSError):  # e.g. links not allowed: the bytes, below
+                if not os.path.exists(shared):
+                    os.makedirs(os.path.dirname(shared), exist_ok=True)
+                    part = f"{shared}.part-{os.getpid()}-{threading.get_ident()}"
+                    with open(part, "wb") as f:
+                        f.write(encoded)
+                    os.replace(part, shared)
+                os.link(shared, path)
+                return
+        with self.fs.open(path, "wb") as f:
+            f.write(encoded)
 
     def _prune(self, now: datetime) -> None:
         try:
@@ -156,6 +205,17 @@ class BundleWriter:
                 self.fs.rm(posixpath.join(bundle, "manifest.json"))
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(bundle, recursive=True)
+        if stale and isinstance(self.fs, LocalFileSystem):
+            self._prune_references()
+
+    def _prune_references(self) -> None:
+        """Remove the shared reference copies no bundle links to any more."""
+        shared = os.path.join(self.root, REFERENCES)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(shared):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_nlink == 1:
+                        os.remove(entry.path)
 
 
 def manifest_of(
@@ -533,6 +593,12 @@ def _revision_windows(samples: Any, recorded: Mapping[str, str] | None) -> Revis
         return None
     revisions = Revisions(canary=recorded["canary"], stable=recorded["stable"])
     return by_revision(samples, recorded["column"], revisions)
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def _same_reference(reference: Reference, frame: pd.DataFrame) -> bool:

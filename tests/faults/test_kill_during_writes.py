@@ -27,6 +27,7 @@ import structlog.testing
 from mlwatchdog.core import to_json
 from mlwatchdog.daemon.state_store import StateStore
 from mlwatchdog.replay import BundleWriter, list_bundles, load_bundle
+from mlwatchdog.replay.bundle import REFERENCES
 from mlwatchdog.rules.schema import Bundles
 from tests.faults.crash_worker import KEEP, event
 from tests.integration.bundle_scenario import TARGET
@@ -152,7 +153,7 @@ def test_kill_9_during_bundle_writes_lists_only_complete_bundles(
             assert load_bundle(listed[-1]).replay().differences() == [], listed[-1]
             replayed.add(listed[-1])
         names = {Path(p).name for p in listed}
-        incomplete |= {p.name for p in folder.iterdir() if p.name not in names}
+        incomplete |= {p.name for p in folder.iterdir() if p.name not in {*names, REFERENCES}}
     assert incomplete, "no kill landed in the middle of a bundle write"
     assert replayed, "no writer lived to write a whole bundle"
 
@@ -164,6 +165,10 @@ def test_kill_9_during_bundle_writes_lists_only_complete_bundles(
     recorded = replace(load_bundle(rollback_bundle).recorded, reference_frame=frame)
     for n in range(KEEP):
         writer.write(recorded, event(KILLS, n))
-    left = sorted(p.name for p in folder.iterdir())
+    left = sorted(p.name for p in folder.iterdir() if p.name != REFERENCES)
     assert left == [Path(p).name for p in list_bundles(str(folder))]
+    # The one copy of the reference the bundles link to; none left behind by a kill.
+    assert [p.name for p in (folder / REFERENCES).iterdir()] == [
+        f"{recorded.observation.reference.fingerprint}.parquet"  # type: ignore[union-attr]
+    ]
     assert left == [f"{Path(rollback_bundle).name}-g{KILLS:03d}-{n:06d}" for n in range(KEEP)]

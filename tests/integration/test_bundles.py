@@ -4,16 +4,21 @@ URL, and never replayed silently when their data changed."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import structlog
 
 from mlwatchdog.replay import BundleError, list_bundles, load_bundle
+from mlwatchdog.replay.bundle import BundleWriter
+from mlwatchdog.rules.schema import Bundles
 from tests.integration.bundle_scenario import TARGET, run_incident
 
 
@@ -145,3 +150,43 @@ def test_the_replay_command_on_bundles(incident: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and "write KEY=VALUE" in bad.stderr
+
+
+def test_bundles_of_one_reference_share_one_copy(incident: Path) -> None:
+    """Every bundle holds its reference.parquet (a folder copied elsewhere is whole), and on a
+    local disk they are hard links to one copy: thousands of targets sharing a reference write
+    it once, not once a target."""
+    with_reference = [Path(b) / "reference.parquet" for b in bundles(incident)]
+    with_reference = [p for p in with_reference if p.exists()]
+    assert len(with_reference) >= 3
+    (shared,) = (incident / "bundles" / ".references").iterdir()
+    assert {p.stat().st_ino for p in with_reference} == {shared.stat().st_ino}
+    assert shared.stat().st_nlink == len(with_reference) + 1
+    reference = load_bundle(str(with_reference[0].parent)).recorded.observation.reference
+    assert reference is not None and shared.name == f"{reference.fingerprint}.parquet"
+
+
+def test_a_reference_is_read_and_encoded_once_and_its_copy_pruned(
+    incident: Path, tmp_path: Path
+) -> None:
+    recorded = load_bundle(the(incident, "decision-rollback")).recorded
+    frame = pd.read_parquet(Path(the(incident, "decision-rollback")) / "reference.parquet")
+    reads: list[int] = []
+
+    def rows() -> pd.DataFrame:
+        reads.append(1)
+        return frame
+
+    log = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()))
+    writer = BundleWriter(Bundles(keep=2), str(tmp_path / "b"), log)
+    written = [writer.write(replace(recorded, reference_frame=rows), f"x{i}") for i in range(3)]
+    assert reads == [1], "the rows were read again for a reference already copied"
+    assert len(list_bundles(str(tmp_path / "b"))) == 2
+    for path in written[1:]:
+        assert load_bundle(path).replay().same_as_recorded
+    (shared,) = (tmp_path / "b" / ".references").iterdir()
+    assert shared.stat().st_nlink == 3
+    # Bundles without the reference push the others out: its copy goes with the last of them.
+    for i in range(3, 5):
+        writer.write(replace(recorded, reference_frame=None), f"x{i}")
+    assert list((tmp_path / "b" / ".references").iterdir()) == []
