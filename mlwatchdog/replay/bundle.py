@@ -5,7 +5,8 @@ A bundle is a folder (local, or any fsspec URL) named `<time>-<target>-<event>`:
 - `current.parquet`: the window of samples the checks tested;
 - `reference.parquet`: the reference rows, when small enough (else only its fingerprint and where
   it came from: the source and window, to re-read and verify);
-- `manifest.json`, written last (a folder without one is incomplete and ignored): the config,
+- `manifest.json`, written last (a folder without one is incomplete and ignored): the config
+  (its sources and settings, and this target of its targets),
   the target's state before and after, the check results and metric readings, the decisions,
   each action's outcome with the requests and responses the audit log recorded, the workload's
   health, and the data statuses.
@@ -235,7 +236,11 @@ def manifest_of(
         "event": event,
         "target": recorded.target.name,
         "at": recorded.at.isoformat(),
-        "config": recorded.config.model_dump(mode="json", by_alias=True),
+        # The recorded target's config: the other targets' would be most of every manifest
+        # when one rules file holds thousands (for_each), and replay needs none of them.
+        "config": recorded.config.model_copy(update={"targets": [recorded.target]}).model_dump(
+            mode="json", by_alias=True
+        ),
         "observation": {
             "samples": {
                 "status": str(observation.samples_status),

@@ -190,3 +190,18 @@ def test_a_reference_is_read_and_encoded_once_and_its_copy_pruned(
     for i in range(3, 5):
         writer.write(replace(recorded, reference_frame=None), f"x{i}")
     assert list((tmp_path / "b" / ".references").iterdir()) == []
+
+
+def test_a_bundle_records_its_own_target_of_many(incident: Path, tmp_path: Path) -> None:
+    """A rules file of thousands of targets (for_each) would otherwise be most of every manifest."""
+    recorded = load_bundle(the(incident, "decision-rollback")).recorded
+    others = [recorded.target.model_copy(update={"name": f"other-{i}"}) for i in range(50)]
+    many = recorded.config.model_copy(update={"targets": [*others, recorded.target]})
+    log = structlog.wrap_logger(structlog.PrintLogger(io.StringIO()))
+    writer = BundleWriter(Bundles(), str(tmp_path / "b"), log)
+    rows = pd.read_parquet(Path(the(incident, "decision-rollback")) / "reference.parquet")
+    path = writer.write(replace(recorded, config=many, reference_frame=rows), "decision-rollback")
+    manifest = json.loads((Path(path) / "manifest.json").read_text())
+    assert [t["name"] for t in manifest["config"]["targets"]] == [recorded.target.name]
+    assert manifest["config"]["sources"].keys() == recorded.config.sources.keys()
+    assert load_bundle(path).replay().same_as_recorded
