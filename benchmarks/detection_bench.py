@@ -90,22 +90,29 @@ OCCUPANCY_COLUMNS = ["light", "co2"]  # the signals of people in the room (noteb
 # Both must drift, as in notebooks/real_drift.ipynb: CO2 alone drifts on a quieter working day.
 OCCUPANCY_DRIFT_SHARE = 1.0
 
+
 # The rules compared: name -> extra settings of the drift check (`check`), of `samples`, and of
 # the target itself (`target`, merged over the generated target: e.g. its false_alarms rate).
-RULES: dict[str, dict[str, Any]] = {
+def calibrated_rules(every: list[str]) -> dict[str, dict[str, Any]]:
+    """Rules stating a false-alarm rate: alpha calibrated on the reference (issue 14, point 6)."""
+    return {
+        f"calibrated: false_alarms every {e}": {
+            "check": {"threshold": None},
+            "target": {"false_alarms": {"every": e}},
+        }
+        for e in every
+    }
+
+
+# 42h: alibi's measured rate with one reference for every stream (4 a week); 52h: with a
+# reference per stream (3.25 a week), for comparisons at an equal rate (--every runs others).
+CALIBRATED_EVERY = ["42h", "52h", "28d", "56d"]
+UNCALIBRATED_RULES: dict[str, dict[str, Any]] = {
     "fixed window (before issue 14)": {"check": {"recent_rows": 0}},
     "defaults (recent sub-windows)": {},
     "defaults + floor 0.1 sd": {"check": {"effect": {"measure": "wasserstein", "min": 0.1}}},
-    # A stated false-alarm rate: alpha calibrated on the reference (issue 14, point 6). 42h is
-    # alibi's measured rate here (4 a week), for a comparison at an equal rate.
-    **{
-        f"calibrated: false_alarms every {every}": {
-            "check": {"threshold": None},
-            "target": {"false_alarms": {"every": every}},
-        }
-        for every in ("42h", "28d", "56d")
-    },
 }
+RULES = {**UNCALIBRATED_RULES, **calibrated_rules(CALIBRATED_EVERY)}
 
 
 @dataclass(frozen=True)
@@ -264,6 +271,7 @@ def alibi_cvm(reference: np.ndarray, ert: int, windows: tuple[int, ...]) -> Any:
     detector = CVMDriftOnline(reference, **options)
     CACHE.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(detector.thresholds))
+    _alibi_thresholds[path] = detector.thresholds
     print(f"alibi CVM {settings}: thresholds configured in {time.perf_counter() - began:.0f} s, "
           f"cached in {path}", file=sys.stderr)  # fmt: skip
     return detector
@@ -405,12 +413,13 @@ def rule_methods(
     window_minutes: int,
     drift_share: float = 1 / FEATURES,
     step_minutes: int = STEP,
+    rules: dict[str, dict[str, Any]] = RULES,
 ) -> dict[str, Detector]:
     """The RULES as targets on `stream`'s clock and columns, evaluated every `step_minutes`, each
     a detector (of any stream with that clock and columns, against its own reference)."""
     columns = list(stream.reference.columns)
     found: dict[str, Detector] = {}
-    for rule, extra in RULES.items():
+    for rule, extra in rules.items():
         stated = extra.get("target", {}).get("false_alarms")
         if stated:  # a time on the stream's clock, as the window and the interval are
             every = parse_duration(stated["every"]) // timedelta(minutes=1)
@@ -472,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the rules' windows to run: day, week (and own: alibi's), comma separated",
     )
     parser.add_argument(
+        "--every",
+        default=",".join(CALIBRATED_EVERY),
+        help="the calibrated rules' false_alarms.every, comma separated",
+    )
+    parser.add_argument(
         "--one-reference",
         action="store_true",
         help="one reference for every synthetic stream, and the stationary weeks as one stream "
@@ -501,9 +515,14 @@ def main(argv: list[str] | None = None) -> int:
             synthetic = alibi_method()
             on_real = synthetic
         else:
-            synthetic = rule_methods(stationary[0], window_minutes, step_minutes=args.step)
+            rules = {**UNCALIBRATED_RULES, **calibrated_rules(args.every.split(","))}
+            synthetic = rule_methods(
+                stationary[0], window_minutes, step_minutes=args.step, rules=rules
+            )
             on_real = (
-                rule_methods(real, window_minutes, OCCUPANCY_DRIFT_SHARE, args.step) if real else {}
+                rule_methods(real, window_minutes, OCCUPANCY_DRIFT_SHARE, args.step, rules)
+                if real
+                else {}
             )
         for name, detect in synthetic.items():
             if args.methods not in name:
