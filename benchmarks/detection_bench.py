@@ -21,9 +21,9 @@ Streams arrive at one row per minute, so a week is 10,080 rows. Every method see
 
 Measured on each stream:
 
-* stationary: N(0, 1) features for WEEKS weeks -> false alarms per week (an alarm is a check
-  going to firing, or alibi's `is_drift`; after an alarm each detector starts afresh, as after a
-  person handled it);
+* stationary: N(0, 1) features, one week on each of WEEKS streams, after a week of rows the
+  windows look back on -> false alarms per week (an alarm is a check going to firing, or alibi's
+  `is_drift`; after an alarm each detector starts afresh, as after a person handled it);
 * step: a mean shift of SHIFT sd in one of the features after a week of quiet -> delay in rows
   from the change to the first alarm (median and 90th percentile over REPEATS streams; misses
   within HORIZON rows counted);
@@ -35,6 +35,11 @@ Measured on each stream:
   evaluations every 4 rows, alibi's ERT a week of readings: 630 rows); settings that stand for a
   number of rows (min_samples, alibi's windows) stay. Delays are reported in minutes, which are
   rows on the synthetic streams.
+
+Each synthetic stream has its own reference of REFERENCE_ROWS rows, drawn from the stream's seed
+after its rows, and every method gets that same draw (alibi its first ALIBI_REFERENCE_ROWS): one
+reference shared by all streams made the comparison hang on one draw's offset (`--one-reference`
+runs it that way, as before, with the 8 stationary weeks as one stream).
 
 The window length is a parameter of the rule, not of the data: the table repeats the step stream
 with a one-day and a one-week window, where a fixed window's delay grows with its length.
@@ -85,32 +90,41 @@ OCCUPANCY_COLUMNS = ["light", "co2"]  # the signals of people in the room (noteb
 # Both must drift, as in notebooks/real_drift.ipynb: CO2 alone drifts on a quieter working day.
 OCCUPANCY_DRIFT_SHARE = 1.0
 
+
 # The rules compared: name -> extra settings of the drift check (`check`), of `samples`, and of
 # the target itself (`target`, merged over the generated target: e.g. its false_alarms rate).
-RULES: dict[str, dict[str, Any]] = {
+def calibrated_rules(every: list[str]) -> dict[str, dict[str, Any]]:
+    """Rules stating a false-alarm rate: alpha calibrated on the reference (issue 14, point 6)."""
+    return {
+        f"calibrated: false_alarms every {e}": {
+            "check": {"threshold": None},
+            "target": {"false_alarms": {"every": e}},
+        }
+        for e in every
+    }
+
+
+# 42h: alibi's measured rate with one reference for every stream (4 a week); 52h: with a
+# reference per stream (3.25 a week), for comparisons at an equal rate (--every runs others).
+CALIBRATED_EVERY = ["42h", "52h", "28d", "56d"]
+UNCALIBRATED_RULES: dict[str, dict[str, Any]] = {
     "fixed window (before issue 14)": {"check": {"recent_rows": 0}},
     "defaults (recent sub-windows)": {},
     "defaults + floor 0.1 sd": {"check": {"effect": {"measure": "wasserstein", "min": 0.1}}},
-    # A stated false-alarm rate: alpha calibrated on the reference (issue 14, point 6). 42h is
-    # alibi's measured rate here (4 a week), for a comparison at an equal rate.
-    **{
-        f"calibrated: false_alarms every {every}": {
-            "check": {"threshold": None},
-            "target": {"false_alarms": {"every": every}},
-        }
-        for every in ("42h", "28d", "56d")
-    },
 }
+RULES = {**UNCALIBRATED_RULES, **calibrated_rules(CALIBRATED_EVERY)}
 
 
 @dataclass(frozen=True)
 class Stream:
-    """Rows of a stream (stamped one per minute from START for the core) and where it changes
-    (None: never); `minutes_per_row` is the real time a row stands for; detection on a real
-    stream begins at row `begins` (windows may look back on the rows before it)."""
+    """Rows of a stream (stamped one per minute from START for the core), the reference every
+    method compares them with, and where it changes (None: never); `minutes_per_row` is the real
+    time a row stands for; detection begins at row `begins` (windows may look back on the rows
+    before it)."""
 
     name: str
     rows: pd.DataFrame
+    reference: pd.DataFrame
     change: int | None
     minutes_per_row: int = 1
     begins: int = 0
@@ -130,14 +144,37 @@ def stamped(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def step_stream(seed: int, before: int, after: int, ramp: int = 0) -> Stream:
-    """`before` quiet rows, then `after` rows where x0's mean moves by SHIFT (over `ramp` rows)."""
+def step_stream(
+    seed: int, before: int, after: int, ramp: int = 0, reference: pd.DataFrame | None = None
+) -> Stream:
+    """`before` quiet rows, then `after` rows where x0's mean moves by SHIFT (over `ramp` rows);
+    its reference is drawn after the rows from the same seed, unless one is given."""
     rng = np.random.default_rng(seed)
     rows = normal_rows(rng, before + after)
+    if reference is None:
+        reference = normal_rows(rng, REFERENCE_ROWS)
     ramped = np.minimum(np.arange(after) / ramp, 1.0) if ramp else np.ones(after)
     rows.loc[before:, "x0"] += SHIFT * ramped
     kind = f"gradual over {ramp} rows" if ramp else "step"
-    return Stream(f"{kind}, {SHIFT} sd in 1 of {FEATURES}", stamped(rows), before)
+    return Stream(f"{kind}, {SHIFT} sd in 1 of {FEATURES}", stamped(rows), reference, before)
+
+
+def stationary_streams(weeks: int, reference: pd.DataFrame | None = None) -> list[Stream]:
+    """`weeks` streams of a week each, counted after a week the windows look back on, each with
+    its own reference drawn after its rows; given one reference, a single stream of `weeks` weeks
+    counted from its first row, as the benchmark measured before references were drawn per
+    stream."""
+    if reference is not None:
+        rows = normal_rows(np.random.default_rng(1), weeks * WEEK)
+        return [Stream("stationary", stamped(rows), reference, None)]
+    streams = []
+    for seed in range(1, weeks + 1):
+        rng = np.random.default_rng(seed)
+        rows = normal_rows(rng, 2 * WEEK)
+        streams.append(
+            Stream("stationary", stamped(rows), normal_rows(rng, REFERENCE_ROWS), None, begins=WEEK)
+        )
+    return streams
 
 
 def target_for(
@@ -172,14 +209,14 @@ def target_for(
     return parse_config(text, "bench.yaml").targets[0]
 
 
-def mlwatchdog_alarms(
-    stream: Stream, reference: Reference, target: Target, start: int
-) -> Iterator[int]:
+def mlwatchdog_alarms(stream: Stream, target: Target, start: int) -> Iterator[int]:
     """Rows (stream positions) at which the target's check goes to firing, evaluating every
-    `interval` rows from `start` on the last window of rows; the state restarts after each alarm."""
+    `interval` rows from `start` on the last window of rows against the stream's reference; the
+    state restarts after each alarm."""
     window = int(target.samples.window.total_seconds() // 60)
     step = int(target.interval.total_seconds() // 60)
     rows = stream.rows
+    reference = Reference(stream.reference)
     state = None
     for end in range(start, len(rows) + 1, step):
         now = START + timedelta(minutes=end)
@@ -202,9 +239,12 @@ def alibi_bootstraps(ert: int, features: int) -> int:
     return math.ceil(1.1 / beta / 1000) * 1000
 
 
+_alibi_thresholds: dict[Path, Any] = {}  # read from CACHE once per process
+
+
 def alibi_cvm(reference: np.ndarray, ert: int, windows: tuple[int, ...]) -> Any:
     """alibi-detect's `CVMDriftOnline` on `reference`, its thresholds configured by alibi (seeded)
-    the first time and read from CACHE afterwards."""
+    the first time and read from CACHE afterwards, whatever the reference's values."""
     import alibi_detect
     from alibi_detect.cd import CVMDriftOnline
 
@@ -215,30 +255,35 @@ def alibi_cvm(reference: np.ndarray, ert: int, windows: tuple[int, ...]) -> Any:
     path = CACHE / f"cvm-thresholds-{key}.pkl"
     options = {"ert": ert, "window_sizes": list(windows), "n_bootstraps": bootstraps,
                "verbose": False}  # fmt: skip
-    if path.is_file():
-        thresholds = pickle.loads(path.read_bytes())
+    if path not in _alibi_thresholds and path.is_file():
+        _alibi_thresholds[path] = pickle.loads(path.read_bytes())
+        print(f"alibi CVM {settings}: thresholds read from {path}", file=sys.stderr)
+    if path in _alibi_thresholds:
+        thresholds = _alibi_thresholds[path]
 
         class Preconfigured(CVMDriftOnline):  # type: ignore[misc]
             def _configure_thresholds(self) -> None:
                 self.thresholds = thresholds
 
-        print(f"alibi CVM {settings}: thresholds read from {path}", file=sys.stderr)
         return Preconfigured(reference, **options)
     began = time.perf_counter()
     np.random.seed(0)  # alibi simulates its streams with the global generator
     detector = CVMDriftOnline(reference, **options)
     CACHE.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(detector.thresholds))
+    _alibi_thresholds[path] = detector.thresholds
     print(f"alibi CVM {settings}: thresholds configured in {time.perf_counter() - began:.0f} s, "
           f"cached in {path}", file=sys.stderr)  # fmt: skip
     return detector
 
 
-def alibi_alarms(stream: Stream, detector: Any, columns: list[str], start: int) -> Iterator[int]:
-    """Rows at which the detector, fed row by row from `start`, flags drift; it restarts (its
-    state, not its thresholds) at `start` and after each alarm."""
-    detector.reset_state()
-    values = stream.rows[columns].to_numpy()
+def alibi_alarms(stream: Stream, start: int) -> Iterator[int]:
+    """Rows at which alibi's online CVM on the first ALIBI_REFERENCE_ROWS of the stream's
+    reference (ERT a week of its rows), fed row by row from `start`, flags drift; it restarts (its
+    state, not its thresholds) after each alarm."""
+    reference = stream.reference.to_numpy()[:ALIBI_REFERENCE_ROWS]
+    detector = alibi_cvm(reference, stream.rows_for(WEEK), ALIBI_WINDOWS)
+    values = stream.rows[list(stream.reference.columns)].to_numpy()
     for i in range(start, len(values)):
         if detector.predict(values[i], return_test_stat=False)["data"]["is_drift"]:
             yield i + 1
@@ -265,7 +310,7 @@ def agreed_changes(annotations: dict[str, list[int]], within: int = 5, least: in
     return [int(np.median(g)) for g in groups if annotators(g) >= least]
 
 
-def occupancy() -> tuple[Stream, pd.DataFrame] | None:
+def occupancy() -> Stream | None:
     """river's Occupancy readings (a CSV inside river's wheel, nothing downloaded): the first day
     is the reference, detection begins after it and the stream changes at the first agreed
     change point (Saturday morning, when the office empties). None without river."""
@@ -281,8 +326,10 @@ def occupancy() -> tuple[Stream, pd.DataFrame] | None:
     first = agreed_changes(dataset.annotations)[0]
     values = data[OCCUPANCY_COLUMNS].astype(float)
     name = f"occupancy (river): {', '.join(OCCUPANCY_COLUMNS)}"
-    stream = Stream(name, stamped(values), first, OCCUPANCY_MINUTES_PER_ROW, reference_rows)
-    return stream, values.iloc[:reference_rows]
+    reference = values.iloc[:reference_rows]
+    return Stream(
+        name, stamped(values), reference, first, OCCUPANCY_MINUTES_PER_ROW, reference_rows
+    )
 
 
 def alibi_available() -> bool:
@@ -319,12 +366,11 @@ class Outcome:
         return f"{median:,.0f} ({p90:,.0f}){missed}"
 
 
-def false_alarms(detect: Detector, weeks: int, seed: int) -> Outcome:
-    stream = Stream(
-        "stationary", stamped(normal_rows(np.random.default_rng(seed), weeks * WEEK)), None
-    )
+def false_alarms(detect: Detector, streams: list[Stream]) -> Outcome:
+    """Alarms per week on `streams` that do not change, each detected from its `begins`."""
     began = time.perf_counter()
-    count = sum(1 for _ in detect(stream, 0))
+    count = sum(1 for stream in streams for _ in detect(stream, stream.begins))
+    weeks = sum((len(s.rows) - s.begins) * s.minutes_per_row for s in streams) / WEEK
     return Outcome(count / weeks, seconds=time.perf_counter() - began)
 
 
@@ -363,18 +409,17 @@ def real_stream(detect: Detector, stream: Stream) -> Outcome:
 
 
 def rule_methods(
-    reference: pd.DataFrame,
     stream: Stream,
     window_minutes: int,
     drift_share: float = 1 / FEATURES,
     step_minutes: int = STEP,
+    rules: dict[str, dict[str, Any]] = RULES,
 ) -> dict[str, Detector]:
-    """The RULES as targets on `stream`'s clock, evaluated every `step_minutes`, each a
-    detector."""
-    ref = Reference(reference)
-    columns = list(reference.columns)
+    """The RULES as targets on `stream`'s clock and columns, evaluated every `step_minutes`, each
+    a detector (of any stream with that clock and columns, against its own reference)."""
+    columns = list(stream.reference.columns)
     found: dict[str, Detector] = {}
-    for rule, extra in RULES.items():
+    for rule, extra in rules.items():
         stated = extra.get("target", {}).get("false_alarms")
         if stated:  # a time on the stream's clock, as the window and the interval are
             every = parse_duration(stated["every"]) // timedelta(minutes=1)
@@ -388,20 +433,17 @@ def rule_methods(
             drift_share,
         )
         found[f"mlwatchdog: {rule}"] = lambda stream, start, target=target: mlwatchdog_alarms(
-            stream, ref, target, start
+            stream, target, start
         )
     return found
 
 
-def alibi_method(reference: pd.DataFrame, stream: Stream) -> dict[str, Detector]:
-    """alibi's online CVM for `stream` (ERT one week of its rows), when alibi is importable."""
+def alibi_method() -> dict[str, Detector]:
+    """alibi's online CVM (ERT one week of a stream's rows), when alibi is importable."""
     if not alibi_available():
         return {}
-    columns = list(reference.columns)
-    values = reference.to_numpy()[:ALIBI_REFERENCE_ROWS]
-    detector = alibi_cvm(values, stream.rows_for(WEEK), ALIBI_WINDOWS)
     name = f"alibi-detect CVMDriftOnline (ERT 1 week, windows {'/'.join(map(str, ALIBI_WINDOWS))})"
-    return {name: lambda stream, start: alibi_alarms(stream, detector, columns, start)}
+    return {name: alibi_alarms}
 
 
 def machine() -> str:
@@ -438,15 +480,30 @@ def main(argv: list[str] | None = None) -> int:
         default="day,week,own",
         help="the rules' windows to run: day, week (and own: alibi's), comma separated",
     )
+    parser.add_argument(
+        "--every",
+        default=",".join(CALIBRATED_EVERY),
+        help="the calibrated rules' false_alarms.every, comma separated",
+    )
+    parser.add_argument(
+        "--one-reference",
+        action="store_true",
+        help="one reference for every synthetic stream, and the stationary weeks as one stream "
+        "(as measured before references were drawn per stream)",
+    )
     args = parser.parse_args(argv)
     weeks, repeats = (2, 3) if args.quick else (8, 10)
     print(f"{machine()}; rules evaluated every {args.step} min", file=sys.stderr)
     windows = set(args.windows.split(","))
 
-    reference = normal_rows(np.random.default_rng(0), REFERENCE_ROWS)
+    shared = normal_rows(np.random.default_rng(0), REFERENCE_ROWS) if args.one_reference else None
+    stationary = stationary_streams(weeks, shared)
+    changed = [
+        [step_stream(100 + i, WEEK, HORIZON, ramp, shared) for i in range(repeats)]
+        for ramp in (0, DAY)
+    ]
     real = occupancy()
     table: list[tuple[str, ...]] = []
-    quiet = Stream("stationary", reference.iloc[:0], None)  # only its clock is used
     for window_minutes, window_name, key in (
         (DAY, "1 day", "day"),
         (WEEK, "1 week", "week"),
@@ -455,12 +512,15 @@ def main(argv: list[str] | None = None) -> int:
         if key not in windows:
             continue
         if window_minutes is None:
-            synthetic = alibi_method(reference, quiet)
-            on_real = alibi_method(real[1], real[0]) if real else {}
+            synthetic = alibi_method()
+            on_real = synthetic
         else:
-            synthetic = rule_methods(reference, quiet, window_minutes, step_minutes=args.step)
+            rules = {**UNCALIBRATED_RULES, **calibrated_rules(args.every.split(","))}
+            synthetic = rule_methods(
+                stationary[0], window_minutes, step_minutes=args.step, rules=rules
+            )
             on_real = (
-                rule_methods(real[1], real[0], window_minutes, OCCUPANCY_DRIFT_SHARE, args.step)
+                rule_methods(real, window_minutes, OCCUPANCY_DRIFT_SHARE, args.step, rules)
                 if real
                 else {}
             )
@@ -468,14 +528,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.methods not in name:
                 continue
             print(f"{name}, window {window_name}: stationary ...", file=sys.stderr)
-            outcomes = [false_alarms(detect, weeks, seed=1)]
-            for ramp in (0, DAY):
-                streams = [step_stream(100 + i, WEEK, HORIZON, ramp) for i in range(repeats)]
+            outcomes = [false_alarms(detect, stationary)]
+            for streams in changed:
                 print(f"{name}, window {window_name}: {streams[0].name} ...", file=sys.stderr)
                 outcomes.append(delays(detect, streams))
             if real:
-                print(f"{name}, window {window_name}: {real[0].name} ...", file=sys.stderr)
-                outcomes.append(real_stream(on_real[name], real[0]))
+                print(f"{name}, window {window_name}: {real.name} ...", file=sys.stderr)
+                outcomes.append(real_stream(on_real[name], real))
             cells = [outcomes[0].alarms_text(), outcomes[1].delay_text(), outcomes[2].delay_text()]
             if real:
                 cells += [outcomes[3].alarms_text(), outcomes[3].delay_text()]
