@@ -31,6 +31,7 @@ from mlwatchdog.daemon.faults import Faults
 from mlwatchdog.daemon.http_server import listening_sockets, uvicorn_options
 from mlwatchdog.daemon.journal import Journal
 from mlwatchdog.daemon.leader import LeaderElector, default_identity
+from mlwatchdog.daemon.memory import RELEASE_EVERY, release_freed_memory
 from mlwatchdog.daemon.metrics import DaemonMetrics
 from mlwatchdog.daemon.reload import ConfigWatcher, ReloadPlan, plan_reload, restart_needed
 from mlwatchdog.daemon.reports import ReportWriter
@@ -414,6 +415,10 @@ class Daemon:
             )
         # What the audit trail and the journal could not write (disk full) goes out once it can.
         self.scheduler.add_job(self.flush_pending, "interval", seconds=5, id=":flush-pending")
+        # What the evaluations freed goes back to the system (RSS), not kept by malloc.
+        self.scheduler.add_job(
+            release_freed_memory, "interval", seconds=RELEASE_EVERY, id=":release-memory"
+        )
         if self.sharded:  # states restored from disk: exported by the shard's leader, not here
             for name in self.runners:
                 self.metrics.forget(name)

@@ -20,6 +20,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pandas as pd
+from pandas.api.extensions import ExtensionArray
 
 from mlwatchdog.core import DataStatus
 from mlwatchdog.rules import FilesSource
@@ -107,16 +108,15 @@ class FilesReader:
             ))  # fmt: skip
         stamp = [ts] if windowed and ts is not None else []
         wanted = list(dict.fromkeys([*columns, *(filters or {}), *stamp]))
-        frames: list[pd.DataFrame] = []
+        pieces: list[_Piece] = []
         aside: list[SetAside] = []
         first_with: dict[str | None, str] = {}  # content digest -> the first file with it
         lo = _nanoseconds_of(start) if start is not None else 0
         hi = _nanoseconds_of(end) if end is not None else 0
-        empty: pd.DataFrame | None = None  # a file's rows when none is in the window
+        usable = False  # a file was read, whether or not it has rows in the window
         for path in paths:
             parsed = self._parsed(path, listing[path], wanted, ts if windowed else None, lo, hi)
-            if parsed.frame is None:
-                assert parsed.problem is not None
+            if parsed.problem is not None:
                 aside.append(parsed.problem)
                 continue
             first = first_with.setdefault(parsed.digest, path)
@@ -125,25 +125,20 @@ class FilesReader:
                 continue
             if parsed.bad_rows:
                 aside.append(SetAside("row", "bad_timestamp", parsed.bad_rows, path))
+            usable = True
             if windowed and not parsed.needed(lo, hi):  # most of an hourly folder
-                if empty is None:
-                    empty = parsed.frame.iloc[:0]
                 continue
-            frames.append(parsed.within(lo, hi) if windowed else parsed.frame)
+            piece = parsed.within(lo, hi) if windowed else parsed.piece(slice(None))
+            if piece.rows:
+                pieces.append(piece)
         if windowed:
             self._forget_behind(lo, hi, listing)
         note = f"; {describe_set_aside(aside)}" if aside else ""
-        frames = [f for f in frames if len(f)] or frames[:1]  # (pandas warns of empty ones)
-        if not frames and empty is None:
+        if not usable:
             reason = f"no file under {self.spec.url} could be used{note}"
             return SourceRead(None, DataStatus.ERROR, reason, tuple(paths), tuple(aside))
-        if frames:
-            rows = _stacked(frames)
-        else:
-            assert empty is not None
-            rows = empty.reset_index(drop=True)
-        rows = apply_filters(rows, filters or {})
-        if rows.empty:
+        rows = apply_filters(_stacked(pieces), filters or {}) if pieces else None
+        if rows is None or rows.empty:
             where = f" in [{start:%H:%M:%S}, {end:%H:%M:%S})" if windowed else ""
             reason = f"no rows{where} in {len(paths)} file(s){note}"
             return SourceRead(None, DataStatus.NO_DATA, reason, tuple(paths), tuple(aside))
@@ -236,18 +231,36 @@ class FilesReader:
                 self._cache_bytes -= parsed.size - (_BEHIND if key in self._cache else 0)
 
 
+Column = np.ndarray[Any, Any] | ExtensionArray  # a column's values, as pandas holds them
+
+
+@dataclass(frozen=True, eq=False)
+class _Piece:
+    """Some rows of one file: its column names and their values (views of what the cache
+    holds), made into a frame only with the window's other pieces (`_stacked`)."""
+
+    names: tuple[str, ...]
+    columns: tuple[Column, ...]
+    rows: int
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(dict(zip(self.names, self.columns, strict=True)), copy=False)
+
+
 @dataclass(frozen=True, eq=False)
 class _Parsed:
-    """One file version as the reader keeps it: its rows, or why it was set aside; once a
-    sliding window has passed it, only its bounds (`behind`), so a listing that still names it
-    costs nothing."""
+    """One file version as the reader keeps it: its columns' values (numpy arrays or pandas'
+    extension arrays, no DataFrame: a frame, its index and metadata cost more than a small
+    file's rows), or why it was set aside; once a sliding window has passed it, only its
+    bounds (`behind`), so a listing that still names it costs nothing."""
 
     fingerprint: str  # the listing's details of the version read
     digest: str | None  # sha256 of its bytes (None: they could not be read)
-    frame: pd.DataFrame | None
-    problem: SetAside | None  # why it was set aside (frame is None)
+    problem: SetAside | None  # why it was set aside (no columns then)
     bad_rows: int  # rows dropped: their timestamp is missing or not a timestamp
     size: int  # bytes it holds in the cache
+    names: tuple[str, ...] = ()  # its columns, in the order parsed
+    columns: tuple[Column, ...] = ()  # their values (none once behind)
     # Read for a window: the timestamp column as UTC nanoseconds, its bounds, and whether it
     # is oldest first (a window is then a slice).
     stamps: np.ndarray[Any, np.dtype[np.int64]] | None = None
@@ -267,58 +280,52 @@ class _Parsed:
         stamps: np.ndarray[Any, np.dtype[np.int64]] | None,
     ) -> _Parsed:
         size = _bytes_held(frame)
+        names = tuple(str(name) for name in frame.columns)
+        columns = tuple(_values(frame.iloc[:, i]) for i in range(len(names)))
         if stamps is None or not stamps.size:
-            return cls(fingerprint, digest, frame, None, bad_rows, size, stamps, rows=len(frame))
+            return cls(fingerprint, digest, None, bad_rows, size, names, columns, stamps,
+                       rows=len(frame))  # fmt: skip
         first, last = int(stamps.min()), int(stamps.max())
         ordered = bool((stamps[1:] >= stamps[:-1]).all())
         size += stamps.nbytes
-        return cls(
-            fingerprint,
-            digest,
-            frame,
-            None,
-            bad_rows,
-            size,
-            stamps,
-            first,
-            last,
-            ordered,
-            len(frame),
-        )
+        return cls(fingerprint, digest, None, bad_rows, size, names, columns, stamps,
+                   first, last, ordered, len(frame))  # fmt: skip
 
     @classmethod
     def set_aside(
         cls, fingerprint: str, digest: str | None, path: str, reason: str, why: str
     ) -> _Parsed:
         problem = SetAside("file", reason, 1, f"{path}: {why}")
-        return cls(fingerprint, digest, None, problem, 0, len(problem.detail) + 200)
+        return cls(fingerprint, digest, problem, 0, len(problem.detail) + 200)
 
     def dropped(self) -> _Parsed:
         """This file without its rows, for a window that has passed it."""
-        assert self.frame is not None and self.stamps is not None
-        # Copies: an empty slice is a view that keeps every row of the file alive.
-        frame, stamps = self.frame.iloc[:0].copy(), self.stamps[:0].copy()
-        return replace(self, frame=frame, stamps=stamps, size=_BEHIND, behind=True)
+        return replace(self, names=(), columns=(), stamps=None, size=_BEHIND, behind=True)
 
     def needed(self, lo: int, hi: int) -> bool:
         """Whether a window [lo, hi) holds rows of this file (never, for one without rows)."""
         return self.rows > 0 and self.first < hi and self.last >= lo
 
-    def within(self, lo: int, hi: int) -> pd.DataFrame:
+    def piece(self, rows: slice | np.ndarray[Any, np.dtype[np.bool_]]) -> _Piece:
+        """The rows selected by `rows` (a slice, or a mask over the file's rows)."""
+        columns = tuple(column[rows] for column in self.columns)
+        return _Piece(self.names, columns, len(columns[0]) if columns else 0)
+
+    def within(self, lo: int, hi: int) -> _Piece:
         """The rows stamped in [lo, hi) (UTC nanoseconds). A file wholly inside or outside the
         window is decided by its bounds, a time-ordered one by two binary searches: only a
         file out of order across an edge of the window is compared row by row."""
-        frame, stamps = self.frame, self.stamps
-        assert frame is not None and stamps is not None
         if not self.needed(lo, hi):
-            return frame.iloc[:0]
+            return _Piece(self.names, (), 0)
         assert not self.behind, "a file needed by the window is read again first"
+        stamps = self.stamps
+        assert stamps is not None
         if self.first >= lo and self.last < hi:
-            return frame
+            return self.piece(slice(None))
         if self.ordered:
             i, j = np.searchsorted(stamps, [lo, hi], side="left").tolist()
-            return frame.iloc[i:j]
-        return frame[(stamps >= lo) & (stamps < hi)]
+            return self.piece(slice(i, j))
+        return self.piece((stamps >= lo) & (stamps < hi))
 
 
 _BEHIND = 500  # bytes a file passed by the window holds in the cache (its name, its bounds)
@@ -347,8 +354,13 @@ def _bytes_held(frame: pd.DataFrame) -> int:
 
 
 def _nanoseconds(stamps: pd.Series) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """A UTC timestamp column (no NaT: `_parse` dropped those rows) as int64 nanoseconds."""
-    return np.asarray(pd.DatetimeIndex(stamps).as_unit("ns").asi8, dtype=np.int64)
+    """A UTC timestamp column (no NaT: `_parse` dropped those rows) as int64 nanoseconds: a
+    view of the column's own values when they are nanoseconds already (kept once, not twice)."""
+    values = stamps.array
+    assert isinstance(values, pd.arrays.DatetimeArray)
+    if values.unit != "ns":
+        values = values.as_unit("ns")
+    return np.asarray(values.view("i8"), dtype=np.int64)
 
 
 def _nanoseconds_of(moment: datetime) -> int:
@@ -358,9 +370,33 @@ def _nanoseconds_of(moment: datetime) -> int:
     return int(stamp.as_unit("ns").value)
 
 
-def _stacked(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """The files' rows of the window, one after the other, in a fresh frame."""
-    return pd.concat(frames, ignore_index=True)
+def _values(column: pd.Series) -> Column:
+    """A column's values as pandas holds them: a numpy array, or an extension array (text,
+    timestamps with a time zone, nullable and categorical types), without the Series."""
+    return column.to_numpy() if isinstance(column.dtype, np.dtype) else column.array
+
+
+def _stacked(pieces: list[_Piece]) -> pd.DataFrame:
+    """The files' rows of the window, one after the other, in a fresh frame: what pd.concat
+    of the files' frames gives. When the pieces have the same columns of the same types, numpy
+    or timestamps with a time zone (the usual case), each column is joined on its own (no frame
+    per file); otherwise pandas' concat of the files' frames decides the types (an integer
+    column that is float in another file)."""
+    names = pieces[0].names
+    if any(p.names != names for p in pieces):
+        return pd.concat([p.frame() for p in pieces], ignore_index=True)
+    columns: list[Column] = []
+    for i, first in enumerate(pieces[0].columns):
+        parts = [p.columns[i] for p in pieces]
+        if any(part.dtype != first.dtype for part in parts):
+            return pd.concat([p.frame() for p in pieces], ignore_index=True)
+        if isinstance(first, np.ndarray):
+            columns.append(np.concatenate(parts))  # type: ignore[arg-type]
+        elif isinstance(first.dtype, pd.DatetimeTZDtype):
+            columns.append(pd.concat([pd.Series(part, copy=False) for part in parts]).array)
+        else:  # text, nullable, categorical: pandas' rules
+            return pd.concat([p.frame() for p in pieces], ignore_index=True)
+    return pd.DataFrame(dict(zip(names, columns, strict=True)), copy=False)
 
 
 def to_utc(values: pd.Series, path: str, column: str) -> pd.Series:

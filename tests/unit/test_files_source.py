@@ -4,11 +4,13 @@ and the Observer's reference cache."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import shutil
 import threading
+import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -1037,20 +1039,57 @@ def test_a_sliding_window_read_incrementally_equals_a_full_re_read(tmp_path: Pat
             full.frame, rows[["x", "n", "timestamp"]].reset_index(drop=True), check_exact=True
         )
         compared += 1
-        held = [e for e in source._cache.values() if e.frame is not None and not e.behind]
+        held = [e for e in source._cache.values() if e.problem is None and not e.behind]
         # Nothing held whose rows all lie before the window (15 minutes, 1 file a minute, the
         # late ones and the file across the edge: about 20, never the whole run's files).
         assert len(held) <= 22, len(held)
-        # And a file the window passed keeps its bounds, not its rows (no view of them).
+        # And a file the window passed keeps its bounds, not its rows.
         for entry in source._cache.values():
             if entry.behind:
-                arrays = [entry.stamps, *(entry.frame[c].to_numpy() for c in entry.frame)]
-                assert [bytes_behind(a) for a in arrays] == [0] * len(arrays)
+                assert (entry.columns, entry.stamps) == ((), None)
     assert compared == 40
 
 
-def bytes_behind(array: Any) -> int:
-    """The bytes an array keeps alive: its own, or those of the array it is a view of."""
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return int(array.nbytes)
+def test_a_kept_reader_holds_about_its_files_values_and_nothing_of_files_passed(
+    tmp_path: Path,
+) -> None:
+    """What a reader keeps between windows (measured by tracemalloc: what goes when the reader
+    goes) is about the bytes of its cached files' values, not a pandas frame per file, and a
+    file the sliding window has passed costs about a kilobyte (its bounds), not its rows."""
+    rng = np.random.default_rng(7)
+    begin = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
+    rows, columns = 400, ["a", "b", "c", "d"]
+    values = rows * (len(columns) + 1) * 8  # a file's values: 4 floats and a timestamp a row
+    for minute in range(40):  # one file a minute, all in one hourly folder
+        at = begin + timedelta(minutes=minute)
+        offsets = np.sort(rng.uniform(0, 60, rows))
+        stamps = naive(*(at + timedelta(seconds=float(s)) for s in offsets))
+        frame = pd.DataFrame({"timestamp": stamps, **{c: rng.normal(size=rows) for c in columns}})
+        write(frame, tmp_path / at.strftime(HOURLY) / f"part-{minute:03}.parquet")
+    window_read(reader(tmp_path, partitioning=HOURLY), columns, begin)  # pandas' lazy imports
+
+    def held_after(minutes: int) -> tuple[int, int, int]:
+        """Bytes a reader holds after sliding `minutes` windows, its files with rows, passed."""
+        gc.collect()
+        tracemalloc.start()
+        try:
+            source = reader(tmp_path, partitioning=HOURLY)
+            for minute in range(minutes):
+                now = begin + WINDOW + timedelta(minutes=minute, seconds=30)
+                assert window_read(source, columns, now).status is DataStatus.OK
+            gc.collect()
+            with_reader = tracemalloc.get_traced_memory()[0]
+            passed = sum(entry.behind for entry in source._cache.values())
+            kept = len(source._cache) - passed
+            del source
+            gc.collect()
+            return with_reader - tracemalloc.get_traced_memory()[0], kept, passed
+        finally:
+            tracemalloc.stop()
+
+    held, kept, passed = held_after(1)  # every file of the hour is listed, none passed
+    assert (kept, passed) == (40, 0)
+    assert held < kept * (1.25 * values + 2048), held / kept
+    held, kept, passed = held_after(25)  # 24 minutes' files passed
+    assert passed == 24
+    assert held < kept * (1.25 * values + 2048) + passed * 2048, (held, kept, passed)
