@@ -23,7 +23,9 @@ Measured on each stream:
 
 * stationary: N(0, 1) features, one week on each of WEEKS streams, after a week of rows the
   windows look back on -> false alarms per week (an alarm is a check going to firing, or alibi's
-  `is_drift`; after an alarm each detector starts afresh, as after a person handled it);
+  `is_drift` going to 1: a run of breaches is one alarm, as the daemon opens one incident for it;
+  `--alarms restart` restarts each detector after an alarm instead, as after a person handled it,
+  which counts a breach still in the rules' window again at the next evaluation);
 * step: a mean shift of SHIFT sd in one of the features after a week of quiet -> delay in rows
   from the change to the first alarm (median and 90th percentile over REPEATS streams; misses
   within HORIZON rows counted);
@@ -48,6 +50,7 @@ with a one-day and a one-week window, where a fixed window's delay grows with it
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import math
 import os
@@ -209,15 +212,18 @@ def target_for(
     return parse_config(text, "bench.yaml").targets[0]
 
 
-def mlwatchdog_alarms(stream: Stream, target: Target, start: int) -> Iterator[int]:
+def mlwatchdog_alarms(
+    stream: Stream, target: Target, start: int, restart: bool = False
+) -> Iterator[int]:
     """Rows (stream positions) at which the target's check goes to firing, evaluating every
-    `interval` rows from `start` on the last window of rows against the stream's reference; the
-    state restarts after each alarm."""
+    `interval` rows from `start` on the last window of rows against the stream's reference; with
+    `restart`, the state restarts after each alarm (else an alarm is a firing that begins)."""
     window = int(target.samples.window.total_seconds() // 60)
     step = int(target.interval.total_seconds() // 60)
     rows = stream.rows
     reference = Reference(stream.reference)
     state = None
+    firing_before = False
     for end in range(start, len(rows) + 1, step):
         now = START + timedelta(minutes=end)
         observation = Observation(
@@ -226,9 +232,12 @@ def mlwatchdog_alarms(stream: Stream, target: Target, start: int) -> Iterator[in
         )  # fmt: skip
         evaluation = evaluate(target, observation, state, now)
         state = evaluation.state
-        if any(r.state is CheckState.FIRING for r in state.checks.values()):
+        firing = any(r.state is CheckState.FIRING for r in state.checks.values())
+        if firing and not firing_before:
             yield end
-            state = None
+        if firing and restart:
+            state, firing = None, False
+        firing_before = firing
 
 
 def alibi_bootstraps(ert: int, features: int) -> int:
@@ -277,17 +286,22 @@ def alibi_cvm(reference: np.ndarray, ert: int, windows: tuple[int, ...]) -> Any:
     return detector
 
 
-def alibi_alarms(stream: Stream, start: int) -> Iterator[int]:
+def alibi_alarms(stream: Stream, start: int, restart: bool = False) -> Iterator[int]:
     """Rows at which alibi's online CVM on the first ALIBI_REFERENCE_ROWS of the stream's
-    reference (ERT a week of its rows), fed row by row from `start`, flags drift; it restarts (its
-    state, not its thresholds) after each alarm."""
+    reference (ERT a week of its rows), fed row by row from `start`, flags drift (`is_drift`
+    going to 1); with `restart`, it restarts (its state, not its thresholds) after each alarm."""
     reference = stream.reference.to_numpy()[:ALIBI_REFERENCE_ROWS]
     detector = alibi_cvm(reference, stream.rows_for(WEEK), ALIBI_WINDOWS)
     values = stream.rows[list(stream.reference.columns)].to_numpy()
+    drift_before = False
     for i in range(start, len(values)):
-        if detector.predict(values[i], return_test_stat=False)["data"]["is_drift"]:
+        drift = bool(detector.predict(values[i], return_test_stat=False)["data"]["is_drift"])
+        if drift and not drift_before:
             yield i + 1
+        if drift and restart:
             detector.reset_state()
+            drift = False
+        drift_before = drift
 
 
 def agreed_changes(annotations: dict[str, list[int]], within: int = 5, least: int = 4) -> list[int]:
@@ -414,6 +428,7 @@ def rule_methods(
     drift_share: float = 1 / FEATURES,
     step_minutes: int = STEP,
     rules: dict[str, dict[str, Any]] = RULES,
+    restart: bool = False,
 ) -> dict[str, Detector]:
     """The RULES as targets on `stream`'s clock and columns, evaluated every `step_minutes`, each
     a detector (of any stream with that clock and columns, against its own reference)."""
@@ -432,18 +447,22 @@ def rule_methods(
             stream.rows_for(step_minutes),
             drift_share,
         )
-        found[f"mlwatchdog: {rule}"] = lambda stream, start, target=target: mlwatchdog_alarms(
-            stream, target, start
+        found[f"mlwatchdog: {rule}"] = functools.partial(
+            _rule_alarms, target=target, restart=restart
         )
     return found
 
 
-def alibi_method() -> dict[str, Detector]:
+def _rule_alarms(stream: Stream, start: int, target: Target, restart: bool) -> Iterator[int]:
+    return mlwatchdog_alarms(stream, target, start, restart)
+
+
+def alibi_method(restart: bool = False) -> dict[str, Detector]:
     """alibi's online CVM (ERT one week of a stream's rows), when alibi is importable."""
     if not alibi_available():
         return {}
     name = f"alibi-detect CVMDriftOnline (ERT 1 week, windows {'/'.join(map(str, ALIBI_WINDOWS))})"
-    return {name: alibi_alarms}
+    return {name: functools.partial(alibi_alarms, restart=restart)}
 
 
 def machine() -> str:
@@ -491,9 +510,20 @@ def main(argv: list[str] | None = None) -> int:
         help="one reference for every synthetic stream, and the stationary weeks as one stream "
         "(as measured before references were drawn per stream)",
     )
+    parser.add_argument(
+        "--alarms",
+        choices=("onset", "restart"),
+        default="onset",
+        help="onset: a run of breaches is one alarm (the daemon's incidents); restart: each "
+        "detector restarts after an alarm (as measured before 2026-12-06's last runs)",
+    )
     args = parser.parse_args(argv)
+    restart = args.alarms == "restart"
     weeks, repeats = (2, 3) if args.quick else (8, 10)
-    print(f"{machine()}; rules evaluated every {args.step} min", file=sys.stderr)
+    print(
+        f"{machine()}; rules evaluated every {args.step} min; alarms: {args.alarms}",
+        file=sys.stderr,
+    )
     windows = set(args.windows.split(","))
 
     shared = normal_rows(np.random.default_rng(0), REFERENCE_ROWS) if args.one_reference else None
@@ -512,15 +542,15 @@ def main(argv: list[str] | None = None) -> int:
         if key not in windows:
             continue
         if window_minutes is None:
-            synthetic = alibi_method()
+            synthetic = alibi_method(restart)
             on_real = synthetic
         else:
             rules = {**UNCALIBRATED_RULES, **calibrated_rules(args.every.split(","))}
             synthetic = rule_methods(
-                stationary[0], window_minutes, step_minutes=args.step, rules=rules
+                stationary[0], window_minutes, step_minutes=args.step, rules=rules, restart=restart
             )
             on_real = (
-                rule_methods(real, window_minutes, OCCUPANCY_DRIFT_SHARE, args.step, rules)
+                rule_methods(real, window_minutes, OCCUPANCY_DRIFT_SHARE, args.step, rules, restart)
                 if real
                 else {}
             )

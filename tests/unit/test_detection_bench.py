@@ -86,3 +86,15 @@ def test_occupancy_changes_when_the_office_empties_and_is_detected_without_false
     outcome = bench.real_stream(detect, stream)
     assert outcome.alarms_per_week == 0
     assert outcome.delays and 0 < outcome.delays[0] <= bench.DAY
+
+
+def test_a_run_of_breaches_is_one_alarm_unless_the_detectors_restart() -> None:
+    """As the daemon opens one incident for a breach that lasts: a window that keeps breaching is
+    one alarm; restarting the rule after each alarm counts it again at every evaluation."""
+    stream = bench.step_stream(7, before=bench.DAY, after=bench.DAY)
+    off = dataclasses.replace(stream, reference=stream.reference.assign(x0=lambda f: f.x0 + 1))
+    name = "mlwatchdog: fixed window (before issue 14)"
+    onset = bench.rule_methods(stream, bench.DAY)[name]
+    restart = bench.rule_methods(stream, bench.DAY, restart=True)[name]
+    assert list(onset(off, 0)) == [bench.STEP]
+    assert list(restart(off, 0)) == list(range(bench.STEP, 2 * bench.DAY + 1, bench.STEP))
