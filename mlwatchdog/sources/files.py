@@ -383,20 +383,21 @@ def _stacked(pieces: list[_Piece]) -> pd.DataFrame:
     per file); otherwise pandas' concat of the files' frames decides the types (an integer
     column that is float in another file)."""
     names = pieces[0].names
-    if any(p.names != names for p in pieces):
-        return pd.concat([p.frame() for p in pieces], ignore_index=True)
-    columns: list[Column] = []
-    for i, first in enumerate(pieces[0].columns):
-        parts = [p.columns[i] for p in pieces]
-        if any(part.dtype != first.dtype for part in parts):
-            return pd.concat([p.frame() for p in pieces], ignore_index=True)
-        if isinstance(first, np.ndarray):
-            columns.append(np.concatenate(parts))  # type: ignore[arg-type]
-        elif isinstance(first.dtype, pd.DatetimeTZDtype):
-            columns.append(pd.concat([pd.Series(part, copy=False) for part in parts]).array)
-        else:  # text, nullable, categorical: pandas' rules
-            return pd.concat([p.frame() for p in pieces], ignore_index=True)
-    return pd.DataFrame(dict(zip(names, columns, strict=True)), copy=False)
+    if all(p.names == names for p in pieces):
+        columns: list[Column] = []
+        for i, first in enumerate(pieces[0].columns):
+            parts = [p.columns[i] for p in pieces]
+            if any(part.dtype != first.dtype for part in parts):
+                break
+            if isinstance(first, np.ndarray):
+                columns.append(np.concatenate(parts))  # type: ignore[arg-type]
+            elif isinstance(first.dtype, pd.DatetimeTZDtype):
+                columns.append(pd.concat([pd.Series(part, copy=False) for part in parts]).array)
+            else:  # text, nullable, categorical: pandas' rules
+                break
+        else:
+            return pd.DataFrame(dict(zip(names, columns, strict=True)), copy=False)
+    return pd.concat([p.frame() for p in pieces], ignore_index=True)
 
 
 def to_utc(values: pd.Series, path: str, column: str) -> pd.Series:
