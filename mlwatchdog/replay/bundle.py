@@ -182,8 +182,15 @@ class BundleWriter:
                     with open(part, "wb") as f:
                         f.write(encoded)
                     os.replace(part, shared)
-                os.link(shared, path)
+                if os.path.exists(path) and os.path.samefile(shared, path):
+                    return  # a bundle written again (a retry): its link is in place
+                # Linked beside, then renamed over whatever file a bundle written again held.
+                link = f"{path}.link-{os.getpid()}-{threading.get_ident()}"
+                os.link(shared, link)
+                os.replace(link, path)
                 return
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)  # an old link: the bytes below must not go into the shared copy
         with self.fs.open(path, "wb") as f:
             f.write(encoded)
 

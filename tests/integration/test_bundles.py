@@ -186,6 +186,10 @@ def test_a_reference_is_read_and_encoded_once_and_its_copy_pruned(
         assert load_bundle(path).replay().same_as_recorded
     (shared,) = (tmp_path / "b" / ".references").iterdir()
     assert shared.stat().st_nlink == 3
+    # A bundle written again (the runner retries one it could not finish) links anew.
+    again = writer.write(replace(recorded, reference_frame=rows), "x2")
+    assert again == written[2] and load_bundle(again).replay().same_as_recorded
+    assert shared.stat().st_nlink == 3 and reads == [1]
     # Bundles without the reference push the others out: its copy goes with the last of them.
     for i in range(3, 5):
         writer.write(replace(recorded, reference_frame=None), f"x{i}")
